@@ -1,0 +1,105 @@
+// Execute the notebooks top to bottom, in order, headless (jupyter nbconvert --execute, tslab kernel).
+//
+//   tsx scripts/run-notebooks.ts [--profile paper|offline|smoke] [--from 03] [--only 05] [--timeout S]
+//
+// The profile is resolved once (CLIPCAP_PROFILE, else hub reachability) and passed to every
+// notebook. Executed copies (with outputs) go to data/<profile>/notebooks/; the notebooks in
+// notebooks/ stay as they are. A failing cell stops the run with a non-zero exit status.
+// Wall times are appended to data/<profile>/notebooks/timings.json (REPORT.md reads them).
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { resolveProfileName, isProfileName } from '../src/lib/config';
+import { artifactPaths, repoRoot } from '../src/lib/paths';
+import { writeJsonAtomic } from '../src/lib/fsutil';
+import { formatDuration } from '../src/lib/progress';
+
+interface Args {
+  profile?: string;
+  from?: string;
+  only?: string;
+  timeout: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { timeout: -1 };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = argv[i + 1];
+    if (k === '--profile') (a.profile = v), i++;
+    else if (k === '--from') (a.from = v), i++;
+    else if (k === '--only') (a.only = v), i++;
+    else if (k === '--timeout') (a.timeout = Number(v)), i++;
+    else throw new Error(`unknown argument ${k}; usage: run-notebooks [--profile P] [--from NN] [--only NN] [--timeout S]`);
+  }
+  return a;
+}
+
+export interface NotebookTiming {
+  notebook: string;
+  seconds: number;
+  ok: boolean;
+  finishedAt: string;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const root = repoRoot();
+  if (args.profile && !isProfileName(args.profile)) throw new Error(`unknown profile "${args.profile}": use paper, offline or smoke`);
+  const env = { ...process.env };
+  if (args.profile) env.CLIPCAP_PROFILE = args.profile;
+  const profile = await resolveProfileName(env);
+  env.CLIPCAP_PROFILE = profile;
+  env.PATH = `${path.join(root, 'node_modules', '.bin')}${path.delimiter}${env.PATH ?? ''}`;
+  const nbDir = path.join(root, 'notebooks');
+  let books = fs
+    .readdirSync(nbDir)
+    .filter((f) => /^\d\d.*\.ipynb$/.test(f))
+    .sort();
+  if (args.only) books = books.filter((b) => b.startsWith(args.only!));
+  if (args.from) books = books.filter((b) => b >= args.from!);
+  if (books.length === 0) throw new Error('no notebooks selected');
+  const out = artifactPaths(profile, root).executed;
+  fs.mkdirSync(out, { recursive: true });
+  const timingsFile = path.join(out, 'timings.json');
+  const timings: Record<string, NotebookTiming> = fs.existsSync(timingsFile) ? JSON.parse(fs.readFileSync(timingsFile, 'utf8')) : {};
+  console.log(`[notebooks] profile ${profile}: ${books.join(', ')}`);
+  const t0 = Date.now();
+  for (const b of books) {
+    const start = Date.now();
+    console.log(`[notebooks] ${b} ...`);
+    const r = spawnSync(
+      'jupyter',
+      [
+        'nbconvert',
+        '--to',
+        'notebook',
+        '--execute',
+        `--ExecutePreprocessor.timeout=${args.timeout}`,
+        '--ExecutePreprocessor.kernel_name=tslab',
+        '--output-dir',
+        out,
+        '--output',
+        b,
+        path.join(nbDir, b),
+      ],
+      { env, stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8', maxBuffer: 256 * 2 ** 20 },
+    );
+    const seconds = (Date.now() - start) / 1000;
+    const ok = r.status === 0;
+    timings[b] = { notebook: b, seconds, ok, finishedAt: new Date().toISOString() };
+    writeJsonAtomic(timingsFile, timings);
+    if (!ok) {
+      const tail = (r.stderr ?? '').split('\n').slice(-40).join('\n');
+      console.error(tail);
+      throw new Error(`${b} failed after ${formatDuration(seconds)} (profile ${profile}); executed copy: ${path.join(out, b)}`);
+    }
+    console.log(`[notebooks] ${b} done in ${formatDuration(seconds)}`);
+  }
+  console.log(`[notebooks] all ${books.length} notebooks ran in ${formatDuration((Date.now() - t0) / 1000)} (profile ${profile})`);
+}
+
+main().catch((e) => {
+  console.error(`[notebooks] ${(e as Error).message}`);
+  process.exit(1);
+});

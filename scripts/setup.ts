@@ -1,0 +1,88 @@
+// One-time machine setup for the notebooks: Jupyter's nbconvert + ipykernel, and the tslab kernel.
+//
+// - When `jupyter nbconvert` is missing: as root on Debian/Ubuntu it installs the apt packages
+//   jupyter-nbconvert and python3-ipykernel; otherwise it stops with the command to run.
+// - Registers the tslab kernel (`tslab install`) for the Python that has jupyter_client. The kernel
+//   spec starts `tslab` from PATH; our npm scripts put node_modules/.bin on PATH.
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { repoRoot } from '../src/lib/paths';
+
+function run(cmd: string, args: string[], opts: { quiet?: boolean } = {}): { ok: boolean; out: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: opts.quiet ? 'pipe' : ['ignore', 'inherit', 'inherit'] });
+  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
+function has(cmd: string, args: string[]): boolean {
+  return run(cmd, args, { quiet: true }).ok;
+}
+
+function ensureJupyter(): void {
+  if (has('jupyter', ['nbconvert', '--version'])) return;
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (isRoot && fs.existsSync('/usr/bin/apt-get')) {
+    console.log('[setup] installing jupyter-nbconvert and python3-ipykernel with apt-get');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    const upd = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    const inst = spawnSync('apt-get', ['install', '-y', '-qq', 'jupyter-nbconvert', 'python3-ipykernel'], { stdio: 'inherit', env });
+    if (upd.status === 0 && inst.status === 0 && has('jupyter', ['nbconvert', '--version'])) return;
+  }
+  throw new Error(
+    'Jupyter is missing: `jupyter nbconvert` was not found. Install it with\n' +
+      '  sudo apt-get install jupyter-nbconvert python3-ipykernel      (Debian/Ubuntu)\n' +
+      'or\n  python3 -m pip install nbconvert ipykernel jupyterlab\nthen rerun this command.',
+  );
+}
+
+/** The Python interpreter that runs Jupyter (has jupyter_client), for `tslab install`. */
+function jupyterPython(): string {
+  const candidates: string[] = [];
+  try {
+    const jupyter = spawnSync('sh', ['-c', 'command -v jupyter'], { encoding: 'utf8' }).stdout.trim();
+    if (jupyter) {
+      const shebang = fs.readFileSync(fs.realpathSync(jupyter), 'utf8').split('\n')[0];
+      if (shebang.startsWith('#!')) candidates.push(shebang.slice(2).trim().split(/\s+/)[0]);
+    }
+  } catch {
+    /* fall through */
+  }
+  candidates.push('/usr/bin/python3', 'python3');
+  for (const py of candidates) if (has(py, ['-c', 'import jupyter_client, ipykernel'])) return py;
+  for (const py of candidates) if (has(py, ['-c', 'import jupyter_client'])) return py;
+  throw new Error('no Python with jupyter_client found; install python3-ipykernel (apt) or `pip install ipykernel`');
+}
+
+function kernelRegistered(): boolean {
+  const r = run('jupyter', ['kernelspec', 'list', '--json'], { quiet: true });
+  if (!r.ok) return false;
+  try {
+    const specs = JSON.parse(r.out.slice(r.out.indexOf('{'))).kernelspecs as Record<string, { spec: { argv: string[] } }>;
+    return Boolean(specs.tslab && specs.tslab.spec.argv[0] === 'tslab');
+  } catch {
+    return false;
+  }
+}
+
+function ensureKernel(): void {
+  if (kernelRegistered()) return;
+  const tslab = path.join(repoRoot(), 'node_modules', '.bin', 'tslab');
+  if (!fs.existsSync(tslab)) throw new Error('tslab is not installed: run `npm ci` first');
+  const py = jupyterPython();
+  console.log(`[setup] registering the tslab kernel for ${py}`);
+  const r = run(tslab, ['install', `--python=${py}`]);
+  if (!r.ok || !kernelRegistered()) throw new Error('`tslab install` failed; see the output above');
+}
+
+function main(): void {
+  ensureJupyter();
+  ensureKernel();
+  console.log('[setup] jupyter nbconvert and the tslab kernel are ready');
+}
+
+try {
+  main();
+} catch (e) {
+  console.error(`[setup] ${(e as Error).message}`);
+  process.exit(1);
+}

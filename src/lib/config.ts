@@ -1,0 +1,294 @@
+// Typed configuration: three profiles of one shape.
+//
+//  - paper:   real CLIP ViT-B/32 and GPT-2 from the Hugging Face hub, COCO 2014 with the Karpathy
+//             split, sized like the seed study, with the original ClipCap hyperparameters.
+//  - offline: real photos from a local mirror (../shared/data or CLIPCAP_DATA_DIR), a real pretrained
+//             stand-in image encoder shipped in npm, and a small GPT-2 pretrained here on caption text.
+//             The default when the hub is unreachable. Sized to run notebooks 01-06 in under an hour
+//             on two CPU cores.
+//  - smoke:   tiny generated fixtures so that every notebook runs top to bottom in CI in minutes.
+//
+// A notebook's first cell calls `resolveProfile()` and then edits the fields it shows inline.
+import * as dns from 'dns';
+
+export type ProfileName = 'paper' | 'offline' | 'smoke';
+export const PROFILE_NAMES: readonly ProfileName[] = ['paper', 'offline', 'smoke'];
+
+export interface DataConfig {
+  /** Where photos and captions come from. */
+  source: 'coco-karpathy' | 'mirror' | 'synthetic';
+  /** Seed of the subsetting (which images go to train / val / eval). */
+  seed: number;
+  /** Target number of training captions (paper: 33,841 as in the seed study). */
+  trainCaptions: number;
+  /** Target number of validation captions (paper: 12,505). */
+  valCaptions: number;
+  /** Number of evaluation images (paper: 193). They come from photos with 5 references. */
+  evalImages: number;
+  /** Mirror datasets used for train/val (offline profile). */
+  datasets: ('coco-mini' | 'flickr8k-mini')[];
+  /** Synthetic fixture size (smoke profile). */
+  synthetic: { images: number; size: number };
+}
+
+export interface EncoderConfig {
+  /** 'clip': CLIP vision tower through transformers.js; 'centernet': the offline stand-in. */
+  kind: 'clip' | 'centernet';
+  /** Hub id or local directory of the CLIP model (ignored by centernet). For smoke, a generated tiny model. */
+  modelId: string;
+  /** Use the 8-bit quantized ONNX file (transformers.js `quantized`). */
+  quantized: boolean;
+  batchSize: number;
+  /** Parallel worker processes (the wasm backend is single-threaded in Node). */
+  workers: number;
+}
+
+export interface GPT2Arch {
+  nLayer: number;
+  nEmbd: number;
+  nHead: number;
+  nPositions: number;
+}
+
+export interface LMConfig {
+  /**
+   * 'hub': a pretrained checkpoint (modelId: hub id or local dir);
+   * 'pretrain': a small GPT-2 trained by notebook 02b on caption text (offline);
+   * 'random': random weights (smoke tests only).
+   */
+  source: 'hub' | 'pretrain' | 'random';
+  modelId: string;
+  /** Architecture for 'pretrain' / 'random'. */
+  arch: GPT2Arch;
+  /** Keep only the token ids seen in the corpus (smaller LM head); ids are remapped internally. */
+  restrictVocab: boolean;
+}
+
+export interface LMPretrainConfig {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  /** Longest caption in tokens (longer ones are cut). */
+  maxTokens: number;
+  seed: number;
+  /** Fraction of the corpus held out for validation loss. */
+  valFraction: number;
+}
+
+export interface TrainConfig {
+  /** Run name: artifacts under data/<profile>/runs/<name>/. */
+  name: string;
+  mapper: 'mlp' | 'transformer';
+  /** true: GPT-2 is fine-tuned with the mapper; false: GPT-2 frozen, only the mapper trains. */
+  finetuneLM: boolean;
+  prefixLength: number;
+  /** Transformer mapper: number of projected CLIP tokens. */
+  clipLength: number;
+  /** Transformer mapper: layers and heads. */
+  numLayers: number;
+  numHeads: number;
+  batchSize: number;
+  lr: number;
+  warmupSteps: number;
+  epochs: number;
+  weightDecay: number;
+  /** Clip the global gradient norm to this value (0 = off). */
+  gradClip: number;
+  seed: number;
+  /** Longest caption in tokens (EOS included); longer ones are cut. */
+  maxCaptionTokens: number;
+  /** Write a checkpoint every this many steps (and at each epoch end). */
+  checkpointEverySteps: number;
+  /** Stop after this many steps in total (0 = no limit); for quick experiments. */
+  maxSteps: number;
+}
+
+export interface EvalConfig {
+  /** Beam width (ClipCap's generate_beam uses 5); 1 = greedy. */
+  beam: number;
+  maxNewTokens: number;
+  /** Nearest-neighbour retrieval baseline: number of neighbours voting for the consensus caption. */
+  retrievalK: number;
+  /** Rows in the sample table. */
+  samples: number;
+}
+
+export interface ProfileConfig {
+  name: ProfileName;
+  description: string;
+  data: DataConfig;
+  encoder: EncoderConfig;
+  lm: LMConfig;
+  lmPretrain: LMPretrainConfig;
+  mlp: TrainConfig;
+  transformer: TrainConfig;
+  eval: EvalConfig;
+}
+
+const GPT2_SMALL: GPT2Arch = { nLayer: 12, nEmbd: 768, nHead: 12, nPositions: 1024 };
+
+/** The original ClipCap hyperparameters (train.py defaults and the README's commands). */
+function paperTrain(kind: 'mlp' | 'transformer'): TrainConfig {
+  return {
+    name: kind === 'mlp' ? 'mlp_finetune' : 'transformer_frozen',
+    mapper: kind,
+    finetuneLM: kind === 'mlp',
+    prefixLength: kind === 'mlp' ? 10 : 40,
+    clipLength: kind === 'mlp' ? 10 : 40,
+    numLayers: 8,
+    numHeads: 8,
+    batchSize: 40,
+    lr: 2e-5,
+    warmupSteps: 5000,
+    epochs: 10,
+    weightDecay: 0.01,
+    gradClip: 0,
+    seed: 42,
+    maxCaptionTokens: 40,
+    checkpointEverySteps: 500,
+    maxSteps: 0,
+  };
+}
+
+function paper(): ProfileConfig {
+  return {
+    name: 'paper',
+    description: 'real CLIP ViT-B/32 + GPT-2 from the hub, COCO 2014 Karpathy split sized like the seed study',
+    data: {
+      source: 'coco-karpathy',
+      seed: 42,
+      trainCaptions: 33_841,
+      valCaptions: 12_505,
+      evalImages: 193,
+      datasets: [],
+      synthetic: { images: 0, size: 0 },
+    },
+    encoder: { kind: 'clip', modelId: 'Xenova/clip-vit-base-patch32', quantized: false, batchSize: 16, workers: 1 },
+    lm: { source: 'hub', modelId: 'gpt2', arch: GPT2_SMALL, restrictVocab: false },
+    lmPretrain: { epochs: 0, batchSize: 0, lr: 0, warmupSteps: 0, weightDecay: 0, maxTokens: 0, seed: 0, valFraction: 0 },
+    mlp: paperTrain('mlp'),
+    transformer: paperTrain('transformer'),
+    eval: { beam: 5, maxNewTokens: 67, retrievalK: 5, samples: 8 },
+  };
+}
+
+function offline(): ProfileConfig {
+  const base = paper();
+  return {
+    name: 'offline',
+    description:
+      'real photos from the local mirror, the CenterNet stand-in encoder (npm @vladmandic/human), a small GPT-2 pretrained here on caption text',
+    data: {
+      source: 'mirror',
+      seed: 42,
+      trainCaptions: 0,
+      valCaptions: 0,
+      evalImages: 100,
+      datasets: ['coco-mini', 'flickr8k-mini'],
+      synthetic: { images: 0, size: 0 },
+    },
+    encoder: { kind: 'centernet', modelId: 'centernet', quantized: false, batchSize: 8, workers: 2 },
+    lm: { source: 'pretrain', modelId: 'caption-gpt2', arch: { nLayer: 4, nEmbd: 256, nHead: 4, nPositions: 96 }, restrictVocab: true },
+    lmPretrain: { epochs: 2, batchSize: 64, lr: 1e-3, warmupSteps: 200, weightDecay: 0.01, maxTokens: 40, seed: 42, valFraction: 0.02 },
+    mlp: { ...base.mlp, batchSize: 32, lr: 2e-4, warmupSteps: 100, epochs: 8, checkpointEverySteps: 100 },
+    transformer: { ...base.transformer, prefixLength: 10, clipLength: 10, numLayers: 4, batchSize: 32, lr: 2e-4, warmupSteps: 100, epochs: 8, checkpointEverySteps: 100 },
+    eval: { beam: 5, maxNewTokens: 30, retrievalK: 5, samples: 8 },
+  };
+}
+
+function smoke(): ProfileConfig {
+  const base = paper();
+  return {
+    name: 'smoke',
+    description: 'tiny generated fixtures (synthetic images, tiny random CLIP and GPT-2) for CI',
+    data: {
+      source: 'synthetic',
+      seed: 7,
+      trainCaptions: 0,
+      valCaptions: 0,
+      evalImages: 8,
+      datasets: [],
+      synthetic: { images: 40, size: 64 },
+    },
+    encoder: { kind: 'clip', modelId: 'tiny-random-clip', quantized: false, batchSize: 8, workers: 1 },
+    lm: { source: 'pretrain', modelId: 'tiny-gpt2', arch: { nLayer: 2, nEmbd: 32, nHead: 2, nPositions: 48 }, restrictVocab: true },
+    lmPretrain: { epochs: 2, batchSize: 16, lr: 3e-3, warmupSteps: 5, weightDecay: 0.01, maxTokens: 16, seed: 7, valFraction: 0.1 },
+    mlp: { ...base.mlp, prefixLength: 4, clipLength: 4, batchSize: 8, lr: 3e-3, warmupSteps: 5, epochs: 2, maxCaptionTokens: 16, checkpointEverySteps: 4 },
+    transformer: {
+      ...base.transformer,
+      prefixLength: 4,
+      clipLength: 4,
+      numLayers: 2,
+      numHeads: 2,
+      batchSize: 8,
+      lr: 3e-3,
+      warmupSteps: 5,
+      epochs: 2,
+      maxCaptionTokens: 16,
+      checkpointEverySteps: 4,
+    },
+    eval: { beam: 3, maxNewTokens: 12, retrievalK: 3, samples: 4 },
+  };
+}
+
+const BUILDERS: Record<ProfileName, () => ProfileConfig> = { paper, offline, smoke };
+
+export function isProfileName(s: string): s is ProfileName {
+  return (PROFILE_NAMES as readonly string[]).includes(s);
+}
+
+/** A fresh copy of a profile's configuration (safe to edit). */
+export function profileConfig(name: string): ProfileConfig {
+  if (!isProfileName(name)) {
+    throw new Error(`unknown profile "${name}": use one of ${PROFILE_NAMES.join(', ')} (env CLIPCAP_PROFILE)`);
+  }
+  return BUILDERS[name]();
+}
+
+/** Is the Hugging Face hub reachable? A DNS lookup, then nothing else: no traffic when it fails. */
+export async function hubReachable(host = 'huggingface.co', timeoutMs = 3000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    dns.lookup(host, (err) => {
+      clearTimeout(timer);
+      resolve(!err);
+    });
+  });
+}
+
+/**
+ * The profile to use: CLIPCAP_PROFILE when set (validated); otherwise 'paper' when the hub is
+ * reachable and 'offline' when it is not (or when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set).
+ */
+export async function resolveProfileName(
+  env: NodeJS.ProcessEnv = process.env,
+  reachable: () => Promise<boolean> = () => hubReachable(),
+): Promise<ProfileName> {
+  const v = env.CLIPCAP_PROFILE;
+  if (v && v !== 'auto') {
+    if (!isProfileName(v)) {
+      throw new Error(`CLIPCAP_PROFILE=${v} is not a profile: use one of ${PROFILE_NAMES.join(', ')} (or leave it unset)`);
+    }
+    return v;
+  }
+  if (env.HF_HUB_OFFLINE === '1' || env.TRANSFORMERS_OFFLINE === '1') return 'offline';
+  return (await reachable()) ? 'paper' : 'offline';
+}
+
+/** resolveProfileName + profileConfig. */
+export async function resolveProfile(env: NodeJS.ProcessEnv = process.env): Promise<ProfileConfig> {
+  return profileConfig(await resolveProfileName(env));
+}
+
+/** Flatten a config object into [key, value] rows for display (nested keys joined with '.'). */
+export function configRows(obj: object, prefix = ''): [string, string][] {
+  const rows: [string, string][] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v)) rows.push(...configRows(v as object, key));
+    else rows.push([key, Array.isArray(v) ? v.join(', ') : String(v)]);
+  }
+  return rows;
+}

@@ -1,0 +1,97 @@
+// Where things live: the repository root, the local data mirror, and each profile's artifacts.
+import * as fs from 'fs';
+import * as path from 'path';
+
+const PACKAGE_NAME = 'clipcap-ts';
+
+let cachedRoot: string | null = null;
+
+/** The repository root: the nearest ancestor of this module (or of the cwd) holding our package.json. */
+export function repoRoot(): string {
+  if (cachedRoot) return cachedRoot;
+  for (const start of [__dirname, process.cwd()]) {
+    let dir = start;
+    for (;;) {
+      const pj = path.join(dir, 'package.json');
+      if (fs.existsSync(pj)) {
+        try {
+          if (JSON.parse(fs.readFileSync(pj, 'utf8')).name === PACKAGE_NAME) {
+            cachedRoot = dir;
+            return dir;
+          }
+        } catch {
+          /* not ours */
+        }
+      }
+      const parent = path.dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+  }
+  throw new Error(`cannot find the ${PACKAGE_NAME} repository root above ${__dirname} or ${process.cwd()}`);
+}
+
+/**
+ * The local data mirror (photos and captions). `CLIPCAP_DATA_DIR` wins; otherwise `../shared/data`
+ * beside the checkout when it exists. Returns null when neither exists.
+ */
+export function mirrorDir(env: NodeJS.ProcessEnv = process.env): string | null {
+  if (env.CLIPCAP_DATA_DIR) return path.resolve(env.CLIPCAP_DATA_DIR);
+  const shared = path.resolve(repoRoot(), '..', 'shared', 'data');
+  return fs.existsSync(shared) ? shared : null;
+}
+
+/** Like mirrorDir, but a clear error when there is none. */
+export function requireMirrorDir(env: NodeJS.ProcessEnv = process.env): string {
+  const dir = mirrorDir(env);
+  if (!dir) {
+    throw new Error(
+      'no local data mirror: set CLIPCAP_DATA_DIR to a folder holding coco-mini/ and flickr8k-mini/ ' +
+        `(see data/README.md), or place it at ${path.resolve(repoRoot(), '..', 'shared', 'data')}`,
+    );
+  }
+  if (!fs.existsSync(dir)) {
+    throw new Error(`CLIPCAP_DATA_DIR=${dir} does not exist; point it at the folder holding coco-mini/ and flickr8k-mini/`);
+  }
+  return dir;
+}
+
+/** Every artifact of one profile, under data/<profile>/ (figures and report: see below). */
+export interface ArtifactPaths {
+  root: string;
+  subsets: string;
+  embeddings: string;
+  lm: string;
+  runs: string;
+  eval: string;
+  /** Figures: figures/ for real profiles, data/smoke/figures for the smoke profile. */
+  figures: string;
+  /** REPORT.md at the root for real profiles, data/smoke/REPORT.md for smoke. */
+  report: string;
+  /** Models and fixtures generated locally (tiny random models, the offline language model). */
+  models: string;
+  /** Executed copies of the notebooks. */
+  executed: string;
+}
+
+export function artifactPaths(profile: string, root: string = repoRoot()): ArtifactPaths {
+  const base = path.join(root, 'data', profile);
+  const isSmoke = profile === 'smoke';
+  return {
+    root: base,
+    subsets: path.join(base, 'subsets'),
+    embeddings: path.join(base, 'embeddings'),
+    lm: path.join(base, 'lm'),
+    runs: path.join(base, 'runs'),
+    eval: path.join(base, 'eval'),
+    figures: isSmoke ? path.join(base, 'figures') : path.join(root, 'figures'),
+    report: isSmoke ? path.join(base, 'REPORT.md') : path.join(root, 'REPORT.md'),
+    models: path.join(base, 'models'),
+    executed: path.join(base, 'notebooks'),
+  };
+}
+
+/** Shared cache for downloads (hub models, COCO files): $CLIPCAP_CACHE or data/cache. */
+export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.CLIPCAP_CACHE ? path.resolve(env.CLIPCAP_CACHE) : path.join(repoRoot(), 'data', 'cache');
+}

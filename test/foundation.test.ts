@@ -1,0 +1,126 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { selectBackend, parseBackendEnv, type BackendCandidate, type BackendName } from '../src/lib/backend';
+import { profileConfig, resolveProfileName, configRows, PROFILE_NAMES } from '../src/lib/config';
+import { Progress, formatDuration } from '../src/lib/progress';
+import { writeFileAtomic, writeJsonAtomic, readJson, cleanStaleTemps, buildDirAtomic } from '../src/lib/fsutil';
+import { artifactPaths, mirrorDir, requireMirrorDir } from '../src/lib/paths';
+
+function fakes(available: BackendName[], log: string[]): BackendCandidate[] {
+  return (['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as BackendName[]).map((name) => ({
+    name,
+    activate: async () => {
+      log.push(name);
+      if (!available.includes(name)) throw Object.assign(new Error(`Cannot find module ${name}`), { code: 'MODULE_NOT_FOUND' });
+    },
+  }));
+}
+
+test('backend fallback order: gpu, node, wasm, cpu', async () => {
+  for (const [avail, expect] of [
+    [['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'], 'tfjs-node-gpu'],
+    [['tfjs-node', 'wasm', 'cpu'], 'tfjs-node'],
+    [['wasm', 'cpu'], 'wasm'],
+    [['cpu'], 'cpu'],
+  ] as [BackendName[], BackendName][]) {
+    const log: string[] = [];
+    const choice = await selectBackend(fakes(avail, log), undefined);
+    assert.equal(choice.name, expect);
+    assert.deepEqual(log, ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'].slice(0, log.length));
+    assert.equal(choice.skipped.length, log.length - 1);
+    if (choice.skipped.length) assert.equal(choice.skipped[0].reason, 'not installed');
+  }
+  await assert.rejects(selectBackend(fakes([], []), undefined), /no TensorFlow\.js backend/);
+});
+
+test('a forced backend is the only one tried, and its failure names the fix', async () => {
+  const log: string[] = [];
+  const c = await selectBackend(fakes(['tfjs-node-gpu', 'wasm', 'cpu'], log), 'wasm');
+  assert.equal(c.name, 'wasm');
+  assert.deepEqual(log, ['wasm']);
+  await assert.rejects(selectBackend(fakes(['cpu'], []), 'tfjs-node-gpu'), /CLIPCAP_BACKEND=tfjs-node-gpu.*npm install @tensorflow\/tfjs-node-gpu/);
+  assert.equal(parseBackendEnv(undefined), undefined);
+  assert.equal(parseBackendEnv('auto'), undefined);
+  assert.equal(parseBackendEnv('GPU'), 'tfjs-node-gpu');
+  assert.throws(() => parseBackendEnv('tpu'), /not a backend/);
+});
+
+test('profiles: paper carries the original ClipCap hyperparameters; unknown names are rejected', async () => {
+  const p = profileConfig('paper');
+  assert.equal(p.mlp.prefixLength, 10);
+  assert.equal(p.mlp.batchSize, 40);
+  assert.equal(p.mlp.lr, 2e-5);
+  assert.equal(p.mlp.warmupSteps, 5000);
+  assert.equal(p.mlp.epochs, 10);
+  assert.equal(p.mlp.finetuneLM, true);
+  assert.equal(p.transformer.finetuneLM, false);
+  assert.equal(p.transformer.numLayers, 8);
+  assert.equal(p.transformer.prefixLength, 40);
+  assert.equal(p.data.trainCaptions, 33841);
+  assert.equal(p.data.valCaptions, 12505);
+  assert.equal(p.data.evalImages, 193);
+  assert.equal(p.encoder.modelId, 'Xenova/clip-vit-base-patch32');
+  assert.equal(p.lm.modelId, 'gpt2');
+  assert.throws(() => profileConfig('fast'), /unknown profile "fast".*paper, offline, smoke/);
+  // a fresh copy each time: editing one does not leak into the next
+  p.mlp.epochs = 1;
+  assert.equal(profileConfig('paper').mlp.epochs, 10);
+  for (const n of PROFILE_NAMES) assert.ok(configRows(profileConfig(n)).length > 20);
+});
+
+test('profile resolution: env wins, else hub reachability decides', async () => {
+  const yes = async () => true;
+  const no = async () => false;
+  assert.equal(await resolveProfileName({ CLIPCAP_PROFILE: 'smoke' }, yes), 'smoke');
+  assert.equal(await resolveProfileName({}, yes), 'paper');
+  assert.equal(await resolveProfileName({}, no), 'offline');
+  assert.equal(await resolveProfileName({ HF_HUB_OFFLINE: '1' }, yes), 'offline');
+  await assert.rejects(resolveProfileName({ CLIPCAP_PROFILE: 'nope' }, yes), /CLIPCAP_PROFILE=nope is not a profile/);
+});
+
+test('progress reports rate and ETA', () => {
+  let t = 0;
+  const lines: string[] = [];
+  const p = new Progress({ total: 100, label: 'x', unit: 'img', intervalMs: 0, now: () => t, write: (l) => lines.push(l) });
+  t = 10_000;
+  p.tick(50, { loss: 1.2345 });
+  assert.equal(p.rate(), 5);
+  assert.equal(p.eta(), 10);
+  assert.match(lines.at(-1)!, /x  50% 50\/100 img \| 5\.00 img\/s \| elapsed 10s \| ETA 10s \| loss=1\.23[45]/);
+  t = 20_000;
+  p.tick(50);
+  assert.match(lines.at(-1)!, /100% 100\/100/);
+  assert.equal(formatDuration(3725), '1h02m');
+});
+
+test('atomic writes leave either the old or the new file', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-fs-'));
+  const f = path.join(dir, 'a', 'b.json');
+  writeJsonAtomic(f, { v: 1 });
+  assert.deepEqual(readJson(f), { v: 1 });
+  writeFileAtomic(f, '{"v":2}');
+  assert.deepEqual(readJson(f), { v: 2 });
+  fs.writeFileSync(f + '.tmp-123-abc-1', 'partial');
+  assert.equal(cleanStaleTemps(path.dirname(f)), 1);
+  assert.deepEqual(fs.readdirSync(path.dirname(f)), ['b.json']);
+  fs.writeFileSync(path.join(dir, 'bad.json'), '{oops');
+  assert.throws(() => readJson(path.join(dir, 'bad.json')), /bad\.json is not valid JSON/);
+  const target = path.join(dir, 'out');
+  await buildDirAtomic(target, (t) => fs.writeFileSync(path.join(t, 'x'), '1'));
+  await assert.rejects(buildDirAtomic(target, () => { throw new Error('boom'); }), /boom/);
+  assert.equal(fs.readFileSync(path.join(target, 'x'), 'utf8'), '1');
+});
+
+test('paths: smoke keeps its report and figures under data/smoke; the mirror honours CLIPCAP_DATA_DIR', () => {
+  const a = artifactPaths('smoke', '/r');
+  assert.equal(a.report, '/r/data/smoke/REPORT.md');
+  assert.equal(a.figures, '/r/data/smoke/figures');
+  const o = artifactPaths('offline', '/r');
+  assert.equal(o.report, '/r/REPORT.md');
+  assert.equal(o.figures, '/r/figures');
+  assert.equal(mirrorDir({ CLIPCAP_DATA_DIR: '/x/y' }), '/x/y');
+  assert.throws(() => requireMirrorDir({ CLIPCAP_DATA_DIR: '/no/such/dir' }), /CLIPCAP_DATA_DIR=\/no\/such\/dir does not exist/);
+});
