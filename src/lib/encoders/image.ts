@@ -1,0 +1,123 @@
+// Image decoding for the encoders, with sharp.
+//
+// Every encoder sees the same decoded pixels: 8-bit sRGB, exactly 3 channels, rows top to bottom,
+// interleaved RGB (HWC). The decoding policy, recorded in each embedding store's metadata
+// (`DECODE_POLICY`):
+//  - EXIF orientation is applied (`rotate()` with no angle), so a portrait photo stored sideways
+//    with Orientation=6 comes out upright;
+//  - grayscale, CMYK (converted with the embedded ICC profile, or sharp's default CMYK profile) and
+//    16-bit images are converted to 8-bit sRGB;
+//  - an alpha channel is flattened onto white (transparent pixels become white, as a viewer shows
+//    them on a white page), then dropped;
+//  - animated images: the first frame;
+//  - truncated or undecodable files throw an `ImageDecodeError` naming the file (the extraction
+//    puts them on its rejects list).
+import sharp from 'sharp';
+
+export interface DecodedImage {
+  /** Interleaved RGB bytes, row-major (height x width x 3). */
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 3;
+}
+
+/** A file path, the encoded bytes of an image file, or an already decoded image. */
+export type ImageInput = string | Uint8Array | DecodedImage;
+
+export interface ResizeSpec {
+  width: number;
+  height: number;
+  /**
+   * 'fill': stretch to exactly width x height (aspect ratio not kept);
+   * 'contain': letterbox (keep the aspect ratio, pad with `background`);
+   * 'cover': scale to cover, then centre-crop.
+   */
+  fit: 'fill' | 'contain' | 'cover';
+  /** sharp resampling kernel (default lanczos3, which antialiases when shrinking). */
+  kernel?: 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
+}
+
+export interface DecodeOptions {
+  /** Resize after orientation and colour conversion. */
+  resize?: ResizeSpec;
+  /** Colour that alpha is flattened onto and letterbox padding (default white). */
+  background?: { r: number; g: number; b: number };
+}
+
+export const WHITE = { r: 255, g: 255, b: 255 } as const;
+
+/** What decodeImage does, for the stores' preprocessing metadata. */
+export const DECODE_POLICY = {
+  library: `sharp ${sharp.versions?.sharp ?? ''}`.trim(),
+  orientation: 'EXIF orientation applied',
+  colour: '8-bit sRGB, 3 channels (grayscale and CMYK converted, 16-bit reduced)',
+  alpha: 'flattened onto white, then dropped',
+  frames: 'first frame of animated images',
+  failOn: 'truncated',
+} as const;
+
+export class ImageDecodeError extends Error {
+  constructor(
+    readonly source: string,
+    readonly reason: string,
+  ) {
+    super(`cannot decode image ${source}: ${reason}`);
+    this.name = 'ImageDecodeError';
+  }
+}
+
+export function isDecodedImage(x: unknown): x is DecodedImage {
+  return typeof x === 'object' && x !== null && !(x instanceof Uint8Array) && 'data' in x && 'width' in x && 'height' in x;
+}
+
+function describe(input: string | Uint8Array): string {
+  return typeof input === 'string' ? input : `<${input.byteLength} bytes>`;
+}
+
+/** Decode an image file (or its bytes) to upright 8-bit RGB, optionally resized. */
+export async function decodeImage(input: string | Uint8Array, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  const background = opts.background ?? WHITE;
+  try {
+    let img = sharp(input, { failOn: 'truncated', pages: 1 })
+      .rotate()
+      .flatten({ background })
+      .toColourspace('srgb');
+    if (opts.resize) {
+      const r = opts.resize;
+      img = img.resize(r.width, r.height, {
+        fit: r.fit,
+        kernel: r.kernel ?? 'lanczos3',
+        background: { ...background, alpha: 1 },
+        position: 'centre',
+      });
+    }
+    const { data, info } = await img.removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+    if (data.byteLength !== info.width * info.height * 3) throw new Error(`decoded ${data.byteLength} bytes for ${info.width}x${info.height}x3`);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 };
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw e;
+    throw new ImageDecodeError(describe(input), ((e as Error).message ?? String(e)).split('\n')[0]);
+  }
+}
+
+/** Decode any ImageInput (decoded images pass through, or are resized when `opts.resize` is set). */
+export async function toDecoded(input: ImageInput, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  if (!isDecodedImage(input)) return decodeImage(input, opts);
+  if (!opts.resize || (input.width === opts.resize.width && input.height === opts.resize.height)) return input;
+  // Re-encode-free resize of raw pixels.
+  const r = opts.resize;
+  const bg = opts.background ?? WHITE;
+  const { data, info } = await sharp(input.data, { raw: { width: input.width, height: input.height, channels: 3 } })
+    .resize(r.width, r.height, { fit: r.fit, kernel: r.kernel ?? 'lanczos3', background: { ...bg, alpha: 1 }, position: 'centre' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 };
+}
+
+/** Facts about an image file before decoding (for tests and the rejects list). */
+export async function imageFacts(input: string | Uint8Array): Promise<{ format?: string; width?: number; height?: number; channels?: number; space?: string; orientation?: number; hasAlpha?: boolean }> {
+  const m = await sharp(input).metadata();
+  return { format: m.format, width: m.width, height: m.height, channels: m.channels, space: m.space, orientation: m.orientation, hasAlpha: m.hasAlpha };
+}
