@@ -29,6 +29,36 @@ export interface DataConfig {
   datasets: ('coco-mini' | 'flickr8k-mini')[];
   /** Synthetic fixture size (smoke profile). */
   synthetic: { images: number; size: number };
+  /**
+   * Fraction of the non-evaluation images that go to val, drawn per source (offline, smoke). The
+   * paper profile takes val from the Karpathy val split instead.
+   */
+  valFraction: number;
+  /** Evaluation images need at least this many reference captions. */
+  evalMinCaptions: number;
+  /** Downloads (paper profile): parallel requests, tries per file, first backoff, socket timeout. */
+  download: { concurrency: number; retries: number; backoffMs: number; timeoutMs: number };
+  /** Public URLs (paper profile). A local mirror is tried first for every file. */
+  urls: {
+    /** COCO photos: <cocoImages>/<split>/<file_name>. */
+    cocoImages: string;
+    /** COCO 2014 caption annotations (zip holding annotations/captions_{train,val}2014.json). */
+    cocoAnnotations: string;
+    /** Karpathy split files (zip holding dataset_coco.json, dataset_flickr8k.json, dataset_flickr30k.json). */
+    karpathySplits: string;
+  };
+}
+
+/** Download settings and public URLs shared by every profile (only the paper profile downloads). */
+export function dataDownloadDefaults(): Pick<DataConfig, 'download' | 'urls'> {
+  return {
+    download: { concurrency: 8, retries: 4, backoffMs: 1000, timeoutMs: 60_000 },
+    urls: {
+      cocoImages: 'http://images.cocodataset.org',
+      cocoAnnotations: 'http://images.cocodataset.org/annotations/annotations_trainval2014.zip',
+      karpathySplits: 'https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip',
+    },
+  };
 }
 
 export interface EncoderConfig {
@@ -164,6 +194,9 @@ function paper(): ProfileConfig {
       evalImages: 193,
       datasets: [],
       synthetic: { images: 0, size: 0 },
+      valFraction: 0,
+      evalMinCaptions: 5,
+      ...dataDownloadDefaults(),
     },
     encoder: { kind: 'clip', modelId: 'Xenova/clip-vit-base-patch32', quantized: false, batchSize: 16, workers: 1 },
     lm: { source: 'hub', modelId: 'gpt2', arch: GPT2_SMALL, restrictVocab: false },
@@ -188,6 +221,9 @@ function offline(): ProfileConfig {
       evalImages: 100,
       datasets: ['coco-mini', 'flickr8k-mini'],
       synthetic: { images: 0, size: 0 },
+      valFraction: 0.1,
+      evalMinCaptions: 5,
+      ...dataDownloadDefaults(),
     },
     encoder: { kind: 'centernet', modelId: 'centernet', quantized: false, batchSize: 8, workers: 2 },
     lm: { source: 'pretrain', modelId: 'caption-gpt2', arch: { nLayer: 4, nEmbd: 256, nHead: 4, nPositions: 96 }, restrictVocab: true },
@@ -211,6 +247,9 @@ function smoke(): ProfileConfig {
       evalImages: 8,
       datasets: [],
       synthetic: { images: 40, size: 64 },
+      valFraction: 0.1,
+      evalMinCaptions: 5,
+      ...dataDownloadDefaults(),
     },
     encoder: { kind: 'clip', modelId: 'tiny-random-clip', quantized: false, batchSize: 8, workers: 1 },
     lm: { source: 'pretrain', modelId: 'tiny-gpt2', arch: { nLayer: 2, nEmbd: 32, nHead: 2, nPositions: 48 }, restrictVocab: true },

@@ -1,0 +1,106 @@
+// Build a profile's train / val / eval subsets from its data source and write them under
+// artifactPaths(profile).subsets:
+//   paper    COCO 2014, Karpathy split (downloaded; the local mirror first): train captions from
+//            train + restval, val captions from val, eval images from test.
+//   offline  the local mirror: eval images from coco-mini's val2017 photos, every other coco-mini
+//            photo and every flickr8k-mini photo to train / val (valFraction per source).
+//   smoke    synthetic fixtures generated under data/smoke/synthetic.
+import * as path from 'path';
+import pl from 'nodejs-polars';
+import { profileConfig, type ProfileConfig } from '../config';
+import { artifactPaths, mirrorDir, requireMirrorDir } from '../paths';
+import { checkMirror, loadMirrorDataset, type MirrorDataset } from './mirror';
+import { generateSynthetic } from './synthetic';
+import { splitByImage, writeSubsets, readSubsets, type Subsets, type SubsetManifest } from './subset';
+import { concatFrames } from './schema';
+import { prepareKarpathyCoco, fetchSubsetPhotos } from './remote';
+
+export interface BuildOptions {
+  /** Repository root for artifactPaths (tests use a temporary one). */
+  root?: string;
+  /** Environment (CLIPCAP_DATA_DIR, CLIPCAP_CACHE). */
+  env?: NodeJS.ProcessEnv;
+  /** Data mirror folder (default: CLIPCAP_DATA_DIR or ../shared/data). */
+  mirror?: string;
+  /** Download cache (default: CLIPCAP_CACHE or data/cache). */
+  cache?: string;
+  /** Where progress lines go (default: Progress's own). */
+  log?: (line: string) => void;
+}
+
+export interface BuildResult extends Subsets {
+  dir: string;
+  manifest: SubsetManifest;
+  seconds: number;
+}
+
+function resolveCfg(cfg: ProfileConfig | string): ProfileConfig {
+  return typeof cfg === 'string' ? profileConfig(cfg) : cfg;
+}
+
+/** The caption rows a profile's subsets are drawn from, and the files they came from. */
+export async function loadProfileSource(cfg: ProfileConfig, opts: BuildOptions = {}): Promise<{ df: pl.DataFrame; inputs: string[] }> {
+  const env = opts.env ?? process.env;
+  const d = cfg.data;
+  if (d.source === 'synthetic') {
+    const dir = path.join(artifactPaths(cfg.name, opts.root).root, 'synthetic');
+    const df = await generateSynthetic({ dir, images: d.synthetic.images, size: d.synthetic.size, seed: d.seed });
+    return { df, inputs: [path.join(dir, 'captions.json')] };
+  }
+  if (d.source === 'mirror') {
+    const root = opts.mirror ?? requireMirrorDir(env);
+    const datasets = d.datasets as MirrorDataset[];
+    if (datasets.length === 0) throw new Error('data.datasets is empty: list the mirror datasets to use (coco-mini, flickr8k-mini)');
+    const layout = checkMirror(root, datasets);
+    const frames = datasets.map((n) => loadMirrorDataset(layout, n));
+    const inputs = datasets.map((n) => (n === 'coco-mini' ? layout.cocoMini.captions : layout.flickr8kMini.captions));
+    return { df: concatFrames(frames), inputs };
+  }
+  if (d.source === 'coco-karpathy') {
+    const { df, inputs } = await prepareKarpathyCoco(cfg, { env, cache: opts.cache, mirror: opts.mirror ?? mirrorDir(env), log: opts.log });
+    return { df, inputs };
+  }
+  throw new Error(`unknown data.source "${String(d.source)}": use coco-karpathy, mirror or synthetic`);
+}
+
+/** Split rows by the rules of the profile's source (see the file comment). */
+export function splitForProfile(cfg: ProfileConfig, df: pl.DataFrame): Subsets {
+  const d = cfg.data;
+  const base = { seed: d.seed, evalImages: d.evalImages, evalMinCaptions: d.evalMinCaptions, trainCaptions: d.trainCaptions, valCaptions: d.valCaptions };
+  if (d.source === 'coco-karpathy') {
+    return splitByImage(df, {
+      ...base,
+      evalPool: (g) => g.split === 'test',
+      trainPool: (g) => g.split === 'train' || g.split === 'restval',
+      val: { pool: (g) => g.split === 'val' },
+    });
+  }
+  if (d.source === 'mirror') {
+    return splitByImage(df, { ...base, evalPool: (g) => g.source === 'coco-mini' && g.split === 'val2017', val: { fraction: d.valFraction } });
+  }
+  return splitByImage(df, { ...base, val: { fraction: d.valFraction } });
+}
+
+/**
+ * Build and write the subsets of a profile (a config, or a profile name). Rerunning with the same
+ * config and inputs gives byte-identical files. On any error the previous subsets stay as they were.
+ */
+export async function buildSubsets(cfgOrName: ProfileConfig | string, opts: BuildOptions = {}): Promise<BuildResult> {
+  const t0 = Date.now();
+  const cfg = resolveCfg(cfgOrName);
+  const { df, inputs } = await loadProfileSource(cfg, opts);
+  let subsets = splitForProfile(cfg, df);
+  if (cfg.data.source === 'coco-karpathy') {
+    subsets = await fetchSubsetPhotos(cfg, subsets, { env: opts.env ?? process.env, cache: opts.cache, mirror: opts.mirror ?? mirrorDir(opts.env ?? process.env), log: opts.log });
+  }
+  const dir = artifactPaths(cfg.name, opts.root).subsets;
+  const manifest = await writeSubsets(dir, subsets, { profile: cfg.name, config: cfg.data, inputs });
+  return { ...subsets, dir, manifest, seconds: (Date.now() - t0) / 1000 };
+}
+
+/** The subsets of a profile as written by buildSubsets (a clear error when there are none). */
+export function loadSubsets(cfgOrName: ProfileConfig | string, root?: string): Subsets & { manifest: SubsetManifest; dir: string } {
+  const cfg = resolveCfg(cfgOrName);
+  const dir = artifactPaths(cfg.name, root).subsets;
+  return { ...readSubsets(dir, cfg.name), dir };
+}

@@ -1,0 +1,49 @@
+// Seeded pseudo-random numbers for data decisions (which image goes where, synthetic fixtures).
+// Each decision draws from its own stream, named by a label, so that changing one size does not
+// reshuffle unrelated choices.
+
+/** 32-bit hash of a string (xmur3 finaliser over FNV-1a). */
+export function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** mulberry32: a small, fast generator of floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The generator for (seed, label). */
+export function rngFor(seed: number, label: string): () => number {
+  return mulberry32(hashString(`${seed}:${label}`));
+}
+
+/** A shuffled copy (Fisher-Yates). */
+export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
+  const a = items.slice();
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+export function pick<T>(items: readonly T[], rand: () => number): T {
+  return items[Math.floor(rand() * items.length)];
+}
