@@ -1,0 +1,297 @@
+// Text generation from input embeddings (so that a ClipCap prefix can lead): greedy, beam search
+// (ClipCap's `generate_beam`), and top-p (nucleus) sampling with a seed.
+//
+// All three are synchronous (they read logits with dataSync, fine on the CPU backends) and use the
+// model's KV cache: the prefix is run once, then one token per step. Token choice happens in
+// JavaScript in float64 from the float32 logits.
+//
+// Stopping: a sequence ends at `eosId` or at any of `stopIds` (e.g. the id of "." for captions).
+// Returned ids include a stop token from `stopIds` (the "." belongs to the caption) but never the
+// EOS token.
+import * as tf from '@tensorflow/tfjs';
+import type { GPT2, KVCache } from './gpt2';
+
+export interface DecodeOptions {
+  maxNewTokens: number;
+  eosId: number;
+  stopIds?: number[];
+  /** Use the KV cache (default true); false recomputes the whole sequence each step (benchmarks). */
+  useCache?: boolean;
+}
+
+function checkPrefix(model: GPT2, prefix: tf.Tensor3D): void {
+  if (prefix.rank !== 3 || prefix.shape[2] !== model.config.nEmbd) {
+    throw new Error(`prefix must be [B, P, ${model.config.nEmbd}] input embeddings, got [${prefix.shape}]`);
+  }
+}
+
+/**
+ * The shared decoding loop: `pick` turns each row's last-position logits (float32, [B][V] flat)
+ * into the next token of every row.
+ */
+function decodeLoop(model: GPT2, prefix: tf.Tensor3D, opts: DecodeOptions, pick: (logits: Float32Array, B: number, V: number) => number[]): number[][] {
+  checkPrefix(model, prefix);
+  const B = prefix.shape[0];
+  const V = model.config.vocabSize;
+  const useCache = opts.useCache ?? true;
+  const stops = new Set(opts.stopIds ?? []);
+  const out: number[][] = Array.from({ length: B }, () => []);
+  const done = new Array<boolean>(B).fill(false);
+  let past: KVCache | undefined;
+  let input: tf.Tensor3D = prefix;
+  try {
+    for (let step = 0; step < opts.maxNewTokens; step++) {
+      const r = model.forward({ inputsEmbeds: input, past, useCache, lastOnly: true, positionOffset: useCache ? undefined : 0 });
+      if (input !== prefix) input.dispose();
+      past?.dispose();
+      past = r.present;
+      const logits = r.logits.dataSync() as Float32Array;
+      r.logits.dispose();
+      const next = pick(logits, B, V);
+      for (let b = 0; b < B; b++) {
+        if (done[b]) continue;
+        const id = next[b];
+        if (id === opts.eosId) done[b] = true;
+        else {
+          out[b].push(id);
+          if (stops.has(id)) done[b] = true;
+        }
+      }
+      if (done.every(Boolean) || step === opts.maxNewTokens - 1) break;
+      input = tf.tidy(() => {
+        if (useCache) return model.embedTokens(tf.tensor2d(next, [B, 1], 'int32'));
+        // recompute: the prefix and every token chosen so far (finished rows keep their choices)
+        const hist = out.map((row, b) => (done[b] ? row.concat(new Array(step + 1 - row.length).fill(next[b])) : row));
+        return tf.concat([prefix, model.embedTokens(tf.tensor2d(hist, [B, step + 1], 'int32'))], 1) as tf.Tensor3D;
+      });
+    }
+  } finally {
+    if (input !== prefix) input.dispose();
+    past?.dispose();
+  }
+  return out;
+}
+
+function argmaxRow(logits: Float32Array, off: number, V: number): number {
+  let best = 0;
+  let bv = -Infinity;
+  for (let v = 0; v < V; v++) {
+    const x = logits[off + v];
+    if (x > bv) {
+      bv = x;
+      best = v;
+    }
+  }
+  return best;
+}
+
+/** Greedy decoding of a batch of prefixes `[B, P, d]`. */
+export function greedy(model: GPT2, prefix: tf.Tensor3D, opts: DecodeOptions): number[][] {
+  return decodeLoop(model, prefix, opts, (logits, B, V) => Array.from({ length: B }, (_, b) => argmaxRow(logits, b * V, V)));
+}
+
+export interface BeamOptions extends DecodeOptions {
+  /** Number of beams (default 5, as ClipCap). */
+  beamSize?: number;
+  /** Logits are divided by this (default 1). */
+  temperature?: number;
+}
+
+export interface Beam {
+  ids: number[];
+  /** Length-normalised log-probability: sum of token log-probs / number of tokens (stop token included). */
+  score: number;
+}
+
+/** log-softmax of row `r` (with temperature), in float64. */
+function logSoftmaxRow(logits: Float32Array, r: number, V: number, temperature: number): Float64Array {
+  const off = r * V;
+  const out = new Float64Array(V);
+  let mx = -Infinity;
+  for (let v = 0; v < V; v++) {
+    out[v] = logits[off + v] / temperature;
+    if (out[v] > mx) mx = out[v];
+  }
+  let z = 0;
+  for (let v = 0; v < V; v++) z += Math.exp(out[v] - mx);
+  const lse = mx + Math.log(z);
+  for (let v = 0; v < V; v++) out[v] -= lse;
+  return out;
+}
+
+/** Indices of the k largest values (ties: lower index first), best first. */
+function topK(values: ArrayLike<number>, k: number): number[] {
+  const idx: number[] = [];
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i];
+    if (x === -Infinity || Number.isNaN(x)) continue;
+    if (idx.length < k) {
+      idx.push(i);
+      for (let j = idx.length - 1; j > 0 && values[idx[j]] > values[idx[j - 1]]; j--) [idx[j], idx[j - 1]] = [idx[j - 1], idx[j]];
+    } else if (x > values[idx[k - 1]]) {
+      idx[k - 1] = i;
+      for (let j = k - 1; j > 0 && values[idx[j]] > values[idx[j - 1]]; j--) [idx[j], idx[j - 1]] = [idx[j - 1], idx[j]];
+    }
+  }
+  return idx;
+}
+
+/**
+ * Beam search from one prefix `[1, P, d]` with ClipCap's `generate_beam` semantics: the first step
+ * takes the top `beamSize` tokens; afterwards every beam's continuations compete by length-normalised
+ * log-probability (sum / tokens so far); a beam that produced a stop token is kept as it is and
+ * competes with its final score; the search ends when every beam has stopped or after
+ * `maxNewTokens`. Returns all beams, best first.
+ */
+export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions): Beam[] {
+  checkPrefix(model, prefix);
+  if (prefix.shape[0] !== 1) throw new Error(`beamSearch takes one prefix [1, P, d], got batch ${prefix.shape[0]}`);
+  const K = opts.beamSize ?? 5;
+  const temperature = opts.temperature ?? 1;
+  const V = model.config.vocabSize;
+  if (!(K >= 1 && K <= V)) throw new Error(`beamSize must be in 1..${V}, got ${K}`);
+  const stops = new Set([opts.eosId, ...(opts.stopIds ?? [])]);
+  const useCache = opts.useCache ?? true;
+
+  let tokens: number[][] = [];
+  let sums: number[] = [];
+  let stopped: boolean[] = [];
+  let past: KVCache | undefined;
+  let input: tf.Tensor3D = prefix;
+  try {
+    for (let step = 0; step < opts.maxNewTokens; step++) {
+      const r = model.forward({ inputsEmbeds: input, past, useCache, lastOnly: true, positionOffset: useCache ? undefined : 0 });
+      if (input !== prefix) input.dispose();
+      const logits = r.logits.dataSync() as Float32Array;
+      r.logits.dispose();
+      let source: number[];
+      let chosen: number[];
+      if (step === 0) {
+        const lp = logSoftmaxRow(logits, 0, V, temperature);
+        chosen = topK(lp, K);
+        source = chosen.map(() => 0);
+        sums = chosen.map((v) => lp[v]);
+        tokens = chosen.map((v) => [v]);
+        stopped = chosen.map((v) => stops.has(v));
+      } else {
+        // candidates: (beam, token) with average log-prob; a stopped beam has one candidate (itself)
+        const n = tokens.length;
+        const cand = new Float64Array(n * V).fill(-Infinity);
+        const candSum = new Float64Array(n * V);
+        for (let b = 0; b < n; b++) {
+          if (stopped[b]) {
+            cand[b * V] = sums[b] / tokens[b].length;
+            candSum[b * V] = sums[b];
+            continue;
+          }
+          const lp = logSoftmaxRow(logits, b, V, temperature);
+          const len = tokens[b].length + 1;
+          for (let v = 0; v < V; v++) {
+            const s = sums[b] + lp[v];
+            candSum[b * V + v] = s;
+            cand[b * V + v] = s / len;
+          }
+        }
+        const best = topK(cand, K);
+        source = best.map((i) => Math.floor(i / V));
+        chosen = best.map((i) => i % V);
+        const nextTokens: number[][] = [];
+        const nextStopped: boolean[] = [];
+        sums = best.map((i) => candSum[i]);
+        best.forEach((_, j) => {
+          const b = source[j];
+          if (stopped[b]) {
+            nextTokens.push(tokens[b]);
+            nextStopped.push(true);
+          } else {
+            nextTokens.push([...tokens[b], chosen[j]]);
+            nextStopped.push(stops.has(chosen[j]));
+          }
+        });
+        tokens = nextTokens;
+        stopped = nextStopped;
+      }
+      const present = r.present;
+      if (useCache) {
+        const reordered = present!.select(source);
+        present!.dispose();
+        past?.dispose();
+        past = reordered;
+      }
+      if (stopped.every(Boolean) || step === opts.maxNewTokens - 1) break;
+      const n = tokens.length;
+      input = tf.tidy(() => {
+        // stopped beams feed a dummy token (their continuation is ignored)
+        if (useCache) return model.embedTokens(tf.tensor2d(tokens.map((t, b) => (stopped[b] ? 0 : t[t.length - 1])), [n, 1], 'int32'));
+        const L = step + 1;
+        const hist = tokens.map((t) => t.concat(new Array(L - t.length).fill(0)));
+        const pre = tf.tile(prefix, [n, 1, 1]);
+        return tf.concat([pre, model.embedTokens(tf.tensor2d(hist, [n, L], 'int32'))], 1) as tf.Tensor3D;
+      });
+    }
+  } finally {
+    if (input !== prefix) input.dispose();
+    past?.dispose();
+  }
+  const beams = tokens.map((t, b) => ({ ids: t[t.length - 1] === opts.eosId ? t.slice(0, -1) : t, score: sums[b] / t.length }));
+  return beams
+    .map((beam, i) => ({ beam, i }))
+    .sort((a, b) => b.beam.score - a.beam.score || a.i - b.i)
+    .map((x) => x.beam);
+}
+
+export interface TopPOptions extends DecodeOptions {
+  topP: number;
+  temperature?: number;
+  seed: number;
+}
+
+/** mulberry32 */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Sample one token from the smallest set of most probable tokens whose probability reaches `topP`
+ * (the first token is always kept), renormalised. `u` is a uniform number in [0, 1).
+ */
+export function sampleTopP(logits: ArrayLike<number>, off: number, V: number, topP: number, temperature: number, u: number): number {
+  const p = new Float64Array(V);
+  let mx = -Infinity;
+  for (let v = 0; v < V; v++) mx = Math.max(mx, logits[off + v] / temperature);
+  let z = 0;
+  for (let v = 0; v < V; v++) {
+    p[v] = Math.exp(logits[off + v] / temperature - mx);
+    z += p[v];
+  }
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+  let cum = 0;
+  let n = 0;
+  while (n < V) {
+    cum += p[order[n]] / z;
+    n++;
+    if (cum >= topP) break;
+  }
+  let target = u * cum;
+  for (let i = 0; i < n; i++) {
+    target -= p[order[i]] / z;
+    if (target < 0) return order[i];
+  }
+  return order[n - 1];
+}
+
+/** Top-p (nucleus) sampling for a batch of prefixes, reproducible with `seed`. */
+export function topP(model: GPT2, prefix: tf.Tensor3D, opts: TopPOptions): number[][] {
+  if (!(opts.topP > 0 && opts.topP <= 1)) throw new Error(`topP must be in (0, 1], got ${opts.topP}`);
+  const temperature = opts.temperature ?? 1;
+  if (!(temperature > 0)) throw new Error(`temperature must be > 0, got ${temperature}`);
+  const rand = seededRandom(opts.seed);
+  return decodeLoop(model, prefix, opts, (logits, B, V) => Array.from({ length: B }, (_, b) => sampleTopP(logits, b * V, V, opts.topP, temperature, rand())));
+}

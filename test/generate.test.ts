@@ -1,0 +1,157 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { ensureBackend } from '../src/lib/backend';
+import { loadGPT2, type GPT2 } from '../src/lib/gpt2';
+import { greedy, beamSearch, topP, sampleTopP } from '../src/lib/generate';
+import { TINY, writeTinyGPT2, normalSampler, type RawWeight } from './helpers/gpt2-fixture';
+import { refLogits, toRef } from './helpers/gpt2-reference';
+
+process.env.CLIPCAP_QUIET_BACKEND = '1';
+
+const C = { ...TINY, vocabSize: 23 };
+let model: GPT2;
+let raw: Map<string, RawWeight>;
+
+async function setup(): Promise<void> {
+  if (model) return;
+  await ensureBackend({ quiet: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-gen-'));
+  raw = writeTinyGPT2(dir, C, { seed: 5, scale: 0.6 });
+  model = await loadGPT2(dir);
+}
+
+function prefixOf(B: number, P: number, seed: number): number[][][] {
+  const g = normalSampler(seed);
+  return Array.from({ length: B }, () => Array.from({ length: P }, () => Array.from({ length: C.nEmbd }, () => g())));
+}
+
+/** log-probability of each continuation token under the reference (float64). */
+function refSeqLogProbs(prefix: number[][], ids: number[]): number[] {
+  const W = toRef(raw);
+  const wte = raw.get('wte.weight')!.data;
+  const emb = [...prefix, ...ids.map((id) => Array.from(wte.subarray(id * C.nEmbd, (id + 1) * C.nEmbd)))];
+  const lg = refLogits(C, W, { embeds: [emb] })[0];
+  return ids.map((id, i) => {
+    const row = lg[prefix.length + i - 1];
+    const mx = Math.max(...row);
+    return row[id] - mx - Math.log(row.reduce((a, v) => a + Math.exp(v - mx), 0));
+  });
+}
+
+test('greedy: each token is the argmax of the float64 reference; cache == recompute; batch == rows', async () => {
+  await setup();
+  const pre = prefixOf(3, 4, 1);
+  model.clearCaches();
+  const before = tf.memory().numTensors;
+  const P = tf.tensor3d(pre);
+  const opts = { maxNewTokens: 8, eosId: 999 };
+  const a = greedy(model, P, opts);
+  const b = greedy(model, P, { ...opts, useCache: false });
+  assert.deepEqual(a, b);
+  assert.ok(a.every((r) => r.length === 8));
+  for (let r = 0; r < 3; r++) {
+    const one = tf.tensor3d([pre[r]]);
+    assert.deepEqual(greedy(model, one, opts)[0], a[r]);
+    one.dispose();
+  }
+  // independent check of row 0
+  const W = toRef(raw);
+  const wte = raw.get('wte.weight')!.data;
+  const emb = [...pre[0], ...a[0].map((id) => Array.from(wte.subarray(id * C.nEmbd, (id + 1) * C.nEmbd)))];
+  const lg = refLogits(C, W, { embeds: [emb] })[0];
+  a[0].forEach((id, i) => {
+    const row = lg[pre[0].length + i - 1];
+    assert.equal(id, row.indexOf(Math.max(...row)), `step ${i}`);
+  });
+  P.dispose();
+  model.clearCaches();
+  assert.equal(tf.memory().numTensors, before, 'generation leaks no tensors');
+});
+
+test('greedy: EOS ends a row and is not returned; stop ids are returned; other rows go on', async () => {
+  await setup();
+  const P = tf.tensor3d(prefixOf(2, 3, 2));
+  const free = greedy(model, P, { maxNewTokens: 10, eosId: 999 });
+  const eos = free[0][2];
+  const withEos = greedy(model, P, { maxNewTokens: 10, eosId: eos });
+  assert.deepEqual(withEos[0], free[0].slice(0, free[0].indexOf(eos)));
+  const stop = free[1][1];
+  const withStop = greedy(model, P, { maxNewTokens: 10, eosId: 999, stopIds: [stop] });
+  assert.deepEqual(withStop[1], free[1].slice(0, free[1].indexOf(stop) + 1));
+  P.dispose();
+});
+
+test('beam search: beam 1 equals greedy; scores are length-normalised reference log-probs; best first', async () => {
+  await setup();
+  for (const seed of [3, 4, 5]) {
+    const pre = prefixOf(1, 3, seed);
+    const P = tf.tensor3d(pre);
+    const g = greedy(model, P, { maxNewTokens: 7, eosId: 999, stopIds: [5] });
+    const b1 = beamSearch(model, P, { beamSize: 1, maxNewTokens: 7, eosId: 999, stopIds: [5] });
+    assert.deepEqual(b1[0].ids, g[0]);
+
+    model.clearCaches();
+    const before = tf.memory().numTensors;
+    const beams = beamSearch(model, P, { beamSize: 4, maxNewTokens: 6, eosId: 999, stopIds: [5, 7] });
+    model.clearCaches();
+    assert.equal(tf.memory().numTensors, before, 'beam search leaks no tensors');
+    assert.equal(beams.length, 4);
+    const nocache = beamSearch(model, P, { beamSize: 4, maxNewTokens: 6, eosId: 999, stopIds: [5, 7], useCache: false });
+    assert.deepEqual(
+      nocache.map((x) => x.ids),
+      beams.map((x) => x.ids),
+    );
+    for (let i = 0; i < beams.length; i++) {
+      if (i > 0) assert.ok(beams[i - 1].score >= beams[i].score);
+      const { ids, score } = beams[i];
+      assert.ok(ids.length >= 1 && ids.length <= 6);
+      // a beam ends at a stop token or at the length limit
+      assert.ok(ids.length === 6 || [5, 7].includes(ids[ids.length - 1]));
+      assert.ok(ids.slice(0, -1).every((t) => t !== 5 && t !== 7));
+      const lp = refSeqLogProbs(pre[0], ids);
+      const want = lp.reduce((a, v) => a + v, 0) / ids.length;
+      assert.ok(Math.abs(score - want) < 1e-4, `beam ${i}: score ${score} vs reference ${want}`);
+    }
+    // beams are distinct
+    assert.equal(new Set(beams.map((x) => x.ids.join(','))).size, beams.length);
+    P.dispose();
+  }
+});
+
+test('beam search: EOS stops a beam and is not returned, but counts in the score', async () => {
+  await setup();
+  const pre = prefixOf(1, 3, 8);
+  const P = tf.tensor3d(pre);
+  const g = greedy(model, P, { maxNewTokens: 5, eosId: 999 })[0];
+  const eos = g[1];
+  const b = beamSearch(model, P, { beamSize: 1, maxNewTokens: 5, eosId: eos });
+  assert.deepEqual(b[0].ids, g.slice(0, g.indexOf(eos)));
+  const lp = refSeqLogProbs(pre[0], g.slice(0, g.indexOf(eos) + 1));
+  assert.ok(Math.abs(b[0].score - lp.reduce((a, v) => a + v, 0) / lp.length) < 1e-4);
+  P.dispose();
+});
+
+test('top-p: reproducible with a seed, tiny p equals greedy, p=1 samples', async () => {
+  await setup();
+  const P = tf.tensor3d(prefixOf(2, 3, 9));
+  const o = { maxNewTokens: 8, eosId: 999, topP: 0.9, seed: 123 };
+  assert.deepEqual(topP(model, P, o), topP(model, P, o));
+  assert.deepEqual(topP(model, P, { ...o, topP: 1e-9 }), greedy(model, P, o));
+  const runs = new Set([1, 2, 3, 4].map((seed) => JSON.stringify(topP(model, P, { ...o, topP: 1, seed }))));
+  assert.ok(runs.size > 1, 'different seeds give different samples');
+  P.dispose();
+});
+
+test('sampleTopP keeps the smallest nucleus reaching p', () => {
+  const logits = [Math.log(0.1), Math.log(0.6), Math.log(0.3)];
+  for (const u of [0, 0.3, 0.59, 0.99]) assert.equal(sampleTopP(logits, 0, 3, 0.5, 1, u), 1);
+  // p = 0.8: nucleus {1, 2} with mass 0.9, renormalised: u < 0.6/0.9 -> 1, else 2
+  assert.equal(sampleTopP(logits, 0, 3, 0.8, 1, 0.5), 1);
+  assert.equal(sampleTopP(logits, 0, 3, 0.8, 1, 0.7), 2);
+  assert.equal(sampleTopP(logits, 0, 3, 0.8, 1, 0.999), 2);
+  assert.equal(sampleTopP(logits, 0, 3, 1, 1, 0.95), 0);
+});
