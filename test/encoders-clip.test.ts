@@ -68,7 +68,7 @@ test('tiny random CLIP: generated in the Xenova layout, loaded from a local dire
   // bigger, non-square images go through resize + centre crop
   const big = path.join(tmp, 'big.jpg');
   await sharp({ create: { width: 120, height: 80, channels: 3, background: { r: 200, g: 100, b: 50 } } }).jpeg().toFile(big);
-  const prep = await enc.prepare(big);
+  const prep = (await enc.prepare(big)) as { dims: number[] };
   assert.deepEqual(prep.dims, [3, S, S]);
   await enc.dispose();
 
