@@ -1,0 +1,160 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { ensureBackend } from '../src/lib/backend';
+import { AdamW, clipByGlobalNorm, globalNorm, linearWarmupDecay, storageView } from '../src/lib/optim';
+import { normalSampler } from './helpers/gpt2-fixture';
+
+process.env.CLIPCAP_QUIET_BACKEND = '1';
+
+/** torch.optim.AdamW's algorithm, float64, written from its documentation. */
+function refAdamW(p: number[], grads: number[][], o: { lr: number; b1: number; b2: number; eps: number; wd: number }): number[] {
+  const m = p.map(() => 0);
+  const v = p.map(() => 0);
+  const x = p.slice();
+  grads.forEach((g, k) => {
+    const t = k + 1;
+    for (let i = 0; i < x.length; i++) {
+      x[i] *= 1 - o.lr * o.wd;
+      m[i] = o.b1 * m[i] + (1 - o.b1) * g[i];
+      v[i] = o.b2 * v[i] + (1 - o.b2) * g[i] * g[i];
+      const mhat = m[i] / (1 - o.b1 ** t);
+      const vhat = v[i] / (1 - o.b2 ** t);
+      x[i] -= (o.lr * mhat) / (Math.sqrt(vhat) + o.eps);
+    }
+  });
+  return x;
+}
+
+function randomList(n: number, seed: number, scale = 1): number[] {
+  const g = normalSampler(seed);
+  return Array.from({ length: n }, () => scale * g());
+}
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`[${backend}] AdamW equals PyTorch's algorithm; first step moves each weight by ~lr`, async () => {
+    await ensureBackend({ quiet: true });
+    await tf.setBackend(backend);
+    const p0 = randomList(50, 1);
+    const grads = [2, 3, 4, 5, 6].map((s) => randomList(50, s, 0.1));
+    const o = { lr: 1e-2, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.1 };
+    const v = tf.variable(tf.tensor1d(p0));
+    const opt = new AdamW({ lr: o.lr, weightDecay: o.wd });
+    const before = tf.memory().numTensors;
+    grads.forEach((g, k) => {
+      const gt = tf.tensor1d(g);
+      opt.step([v], [gt]);
+      gt.dispose();
+      if (k === 0) {
+        const got = v.dataSync();
+        for (let i = 0; i < 50; i++) assert.ok(Math.abs(got[i] - (p0[i] * (1 - o.lr * o.wd) - o.lr * Math.sign(g[i]))) < 1e-6);
+      }
+    });
+    assert.equal(tf.memory().numTensors, before);
+    const want = refAdamW(p0, grads, o);
+    const got = v.dataSync();
+    for (let i = 0; i < 50; i++) assert.ok(Math.abs(got[i] - want[i]) < 1e-6, `${i}: ${got[i]} vs ${want[i]}`);
+    assert.equal(opt.stepCount, 5);
+    v.dispose();
+  });
+}
+
+test('AdamW: Map and name-record call forms, schedules, and shared storage is never written in place', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const own = (x: number[]) => {
+    const t = tf.tensor1d(x);
+    const v = tf.variable(t);
+    t.dispose(); // the variable is now the only owner of its storage
+    return v;
+  };
+  const a = own([1, 2, 3]);
+  const b = tf.variable(tf.tensor1d([1, 2, 3]));
+  const c = tf.variable(tf.tensor1d([1, 2, 3]));
+  const g = tf.tensor1d([0.5, -0.5, 1]);
+  const sched = (s: number) => (s + 1) * 0.1;
+  const o1 = new AdamW({ lr: sched });
+  const o2 = new AdamW({ lr: sched });
+  const o3 = new AdamW({ lr: 0.5 });
+  const aliasOfC = c.clone(); // shares c's storage
+  assert.equal(storageView(c, true), null);
+  assert.ok(storageView(a, true));
+  for (let i = 0; i < 3; i++) {
+    o1.step([a], [g]);
+    o2.step(new Map([[b, g]]));
+    o3.step({ [c.name]: g }, sched(i));
+  }
+  assert.deepEqual(a.dataSync(), b.dataSync());
+  assert.deepEqual(a.dataSync(), c.dataSync());
+  assert.deepEqual([...aliasOfC.dataSync()], [1, 2, 3]);
+  tf.dispose([a, b, c, g, aliasOfC]);
+});
+
+test('AdamW state: save + load gives the same weights as an uninterrupted run (bit for bit)', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const init = [randomList(12, 7), randomList(5, 8)];
+  const gradsAt = (k: number) => [tf.tensor1d(randomList(12, 100 + k)), tf.tensor1d(randomList(5, 200 + k))];
+  const make = () => init.map((x, i) => ({ name: `w${i}`, variable: tf.variable(tf.tensor1d(x)) }));
+  const lr = (s: number) => linearWarmupDecay(s, { lr: 0.05, warmupSteps: 2, totalSteps: 8 });
+  const run = (vars: ReturnType<typeof make>, opt: AdamW, from: number, to: number) => {
+    for (let k = from; k < to; k++) {
+      const gs = gradsAt(k);
+      opt.step(vars.map((v) => v.variable), gs);
+      tf.dispose(gs);
+    }
+  };
+  const full = make();
+  run(full, new AdamW({ lr, weightDecay: 0.01 }), 0, 8);
+
+  const part = make();
+  const o1 = new AdamW({ lr, weightDecay: 0.01 });
+  run(part, o1, 0, 3);
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-opt-')), 'optimizer.safetensors');
+  o1.saveState(file, part);
+  const weights = part.map((v) => v.variable.dataSync().slice());
+  // a new process: fresh variables with the saved weights, a fresh optimizer
+  const resumed = init.map((_, i) => ({ name: `w${i}`, variable: tf.variable(tf.tensor1d(weights[i])) }));
+  const o2 = new AdamW({ lr, weightDecay: 0.01 });
+  o2.loadState(file, resumed);
+  assert.equal(o2.stepCount, 3);
+  run(resumed, o2, 3, 8);
+  for (let i = 0; i < 2; i++) assert.deepEqual(resumed[i].variable.dataSync(), full[i].variable.dataSync());
+
+  // getState / setState with plain arrays
+  const s = o2.getState(resumed);
+  assert.ok(s.m.w0 instanceof Float32Array && s.v.w1 instanceof Float32Array);
+  const o3 = new AdamW({ lr });
+  o3.setState(s, resumed);
+  assert.deepEqual(o3.getState(resumed), s);
+  assert.throws(() => o3.setState({ step: 1, m: { w0: new Float32Array(3) }, v: { w0: new Float32Array(3) } }, resumed), /do not match/);
+  fs.writeFileSync(file, 'garbage!garbage!garbage!');
+  assert.throws(() => new AdamW({ lr: 1 }).loadState(file, resumed), /optimizer\.safetensors/);
+  tf.dispose([...full, ...part, ...resumed].map((v) => v.variable));
+});
+
+test('linearWarmupDecay matches get_linear_schedule_with_warmup', () => {
+  const o = { lr: 2, warmupSteps: 10, totalSteps: 110 };
+  assert.deepEqual([0, 5, 10, 60, 110, 200].map((s) => linearWarmupDecay(s, o)), [0, 1, 2, 1, 0, 0]);
+  assert.equal(linearWarmupDecay(0, { lr: 1, warmupSteps: 0, totalSteps: 4 }), 1);
+  assert.equal(linearWarmupDecay(3, { lr: 1, warmupSteps: 0, totalSteps: 4 }), 0.25);
+});
+
+test('clipByGlobalNorm: torch semantics, same container when under the limit', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const gs = [tf.tensor1d([3, 0]), tf.tensor2d([[0, 4]])];
+  assert.ok(Math.abs(globalNorm(gs) - 5) < 1e-12);
+  const same = clipByGlobalNorm(gs, 10);
+  assert.equal(same.grads, gs);
+  assert.equal(same.norm, 5);
+  const c = clipByGlobalNorm(gs, 1);
+  assert.notEqual(c.grads, gs);
+  assert.ok(Math.abs(globalNorm(c.grads) - 5 / (5 + 1e-6)) < 1e-6);
+  const rec = clipByGlobalNorm({ a: gs[0], b: gs[1] }, 2.5);
+  assert.ok(Math.abs(rec.grads.a.dataSync()[0] - 1.5) < 1e-5);
+  tf.dispose([...gs, ...c.grads, rec.grads.a, rec.grads.b]);
+});
