@@ -146,12 +146,12 @@ export function groupsToColumns(groups: ImageGroup[], split?: string, cols: Capt
 }
 
 /** Images and captions per (split, source), sorted. */
-export interface CountRow {
+export type CountRow = {
   split: string;
   source: string;
   images: number;
   captions: number;
-}
+};
 
 export function countBySplitSource(df: pl.DataFrame): CountRow[] {
   if (df.height === 0) return [];
