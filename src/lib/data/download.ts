@@ -224,9 +224,11 @@ function transferOnce(url: string, part: string, t: Transfer, redirects = 0): Pr
       const fail = (e: Error) => {
         if (failed) return;
         failed = true;
+        // Keep the bytes that arrived (the next try continues from them): flush, close, then reject.
+        res.unpipe(out);
         res.destroy();
-        out.destroy();
-        reject(e);
+        out.once('close', () => reject(e));
+        out.end();
       };
       res.on('data', (chunk: Buffer) => {
         got += chunk.length;
@@ -234,7 +236,13 @@ function transferOnce(url: string, part: string, t: Transfer, redirects = 0): Pr
       });
       res.on('aborted', () => fail(new DownloadError(url, `connection closed after ${got} of ${expected ?? '?'} bytes`, false, status)));
       res.on('error', (e) => fail(new DownloadError(url, `transfer broke after ${got} bytes (${e.message})`, false, status)));
-      out.on('error', (e) => fail(e));
+      out.on('error', (e) => {
+        if (!failed) {
+          failed = true;
+          res.destroy();
+          reject(e);
+        }
+      });
       out.on('finish', () => {
         if (failed) return;
         if (expected !== null && got !== expected) {
