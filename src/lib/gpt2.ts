@@ -16,7 +16,7 @@ import { buildDirAtomic, writeChunksAtomic, writeFileAtomic, writeJsonAtomic } f
 import { resolveModelFile, resolveModelJson, type FetchOptions } from './hub';
 import { parseSafetensors, serializeSafetensors, toFloat32, type SafeTensorInput } from './safetensors';
 import { gatherRows, matMulNT, gptGelu, layerNorm } from './gpt2-ops';
-import { loadTokenizer, RestrictedVocab, restrictTokenizer, type Tokenizer } from './tokenizer';
+import { loadTokenizer, optionalJson, RestrictedVocab, restrictTokenizer, type Tokenizer } from './tokenizer';
 
 export interface GPT2Config {
   vocabSize: number;
@@ -539,7 +539,7 @@ export interface LanguageModel {
  * RestrictedVocab) the tokenizer encodes to and decodes from the model's compact ids.
  */
 export async function loadLanguageModel(idOrDir: string, opts: LoadGPT2Options = {}): Promise<LanguageModel> {
-  const mapJson = await resolveModelJson(idOrDir, 'vocab_map.json', { ...opts, optional: true });
+  const mapJson = await optionalJson(idOrDir, 'vocab_map.json', opts);
   const base = await loadTokenizer(idOrDir, opts);
   const tokenizer = mapJson ? restrictTokenizer(base, RestrictedVocab.fromJSON(mapJson, `vocab_map.json of ${idOrDir}`)) : base;
   const model = await loadGPT2(idOrDir, opts);

