@@ -20,8 +20,8 @@ export interface BuildOptions {
   root?: string;
   /** Environment (CLIPCAP_DATA_DIR, CLIPCAP_CACHE). */
   env?: NodeJS.ProcessEnv;
-  /** Data mirror folder (default: CLIPCAP_DATA_DIR or ../shared/data). */
-  mirror?: string;
+  /** Data mirror folder (default: CLIPCAP_DATA_DIR or ../shared/data; null: no mirror). */
+  mirror?: string | null;
   /** Download cache (default: CLIPCAP_CACHE or data/cache). */
   cache?: string;
   /** Where progress lines go (default: Progress's own). */
@@ -32,6 +32,11 @@ export interface BuildResult extends Subsets {
   dir: string;
   manifest: SubsetManifest;
   seconds: number;
+}
+
+/** The mirror a build may use: the option (null = none), else CLIPCAP_DATA_DIR or ../shared/data. */
+function mirrorFor(opts: BuildOptions, env: NodeJS.ProcessEnv): string | null {
+  return opts.mirror === undefined ? mirrorDir(env) : opts.mirror;
 }
 
 function resolveCfg(cfg: ProfileConfig | string): ProfileConfig {
@@ -48,6 +53,7 @@ export async function loadProfileSource(cfg: ProfileConfig, opts: BuildOptions =
     return { df, inputs: [path.join(dir, 'captions.json')] };
   }
   if (d.source === 'mirror') {
+    if (opts.mirror === null) throw new Error('the offline profile needs a local data mirror: set CLIPCAP_DATA_DIR (see data/README.md)');
     const root = opts.mirror ?? requireMirrorDir(env);
     const datasets = d.datasets as MirrorDataset[];
     if (datasets.length === 0) throw new Error('data.datasets is empty: list the mirror datasets to use (coco-mini, flickr8k-mini)');
@@ -57,7 +63,7 @@ export async function loadProfileSource(cfg: ProfileConfig, opts: BuildOptions =
     return { df: concatFrames(frames), inputs };
   }
   if (d.source === 'coco-karpathy') {
-    const { df, inputs } = await prepareKarpathyCoco(cfg, { env, cache: opts.cache, mirror: opts.mirror ?? mirrorDir(env), log: opts.log });
+    const { df, inputs } = await prepareKarpathyCoco(cfg, { env, cache: opts.cache, mirror: mirrorFor(opts, env), log: opts.log });
     return { df, inputs };
   }
   throw new Error(`unknown data.source "${String(d.source)}": use coco-karpathy, mirror or synthetic`);
@@ -91,7 +97,7 @@ export async function buildSubsets(cfgOrName: ProfileConfig | string, opts: Buil
   const { df, inputs } = await loadProfileSource(cfg, opts);
   let subsets = splitForProfile(cfg, df);
   if (cfg.data.source === 'coco-karpathy') {
-    subsets = await fetchSubsetPhotos(cfg, subsets, { env: opts.env ?? process.env, cache: opts.cache, mirror: opts.mirror ?? mirrorDir(opts.env ?? process.env), log: opts.log });
+    subsets = await fetchSubsetPhotos(cfg, subsets, { env: opts.env ?? process.env, cache: opts.cache, mirror: mirrorFor(opts, opts.env ?? process.env), log: opts.log });
   }
   const dir = artifactPaths(cfg.name, opts.root).subsets;
   const manifest = await writeSubsets(dir, subsets, { profile: cfg.name, config: cfg.data, inputs });
