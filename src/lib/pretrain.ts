@@ -1,0 +1,181 @@
+// Offline language model: a small GPT-2 trained here on caption text, because no real GPT-2 weights
+// exist on machines without the hub. Same model code and training loop as ClipCap, the real GPT-2
+// tokenizer, and (optionally) a vocabulary restricted to the token ids seen in the corpus so that
+// the LM head is small.
+//
+// Each caption becomes one sequence: <|endoftext|> caption <|endoftext|>; the first token plays the
+// part of a beginning-of-text marker and the loss covers every caption token and the final EOS.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import type { GPT2Arch, LMPretrainConfig } from './config';
+import { writeJsonAtomic, readJson } from './fsutil';
+import { GPT2, lmLoss, loadLanguageModel, saveLanguageModel, type GPT2Config, type LanguageModel } from './gpt2';
+import { formatCaption } from './text';
+import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from './tokenizer';
+import { epochPermutation, runTraining, type LoopConfig, type RunOptions, type TrainSummary, type TrainTask } from './train';
+import { saveSafetensorsFile, loadSafetensorsInto } from './weights';
+
+export interface PretrainResult {
+  /** Directory of the trained model (HF layout + tokenizer files + vocab_map.json). */
+  modelDir: string;
+  runDir: string;
+  summary: TrainSummary;
+  corpus: { captions: number; trainSequences: number; valSequences: number; tokens: number; vocabSize: number; droppedEmpty: number };
+  config: GPT2Config;
+}
+
+/** Split indices 0..n-1 into train / val by a seeded permutation. */
+export function splitIndices(n: number, valFraction: number, seed: number): { train: number[]; val: number[] } {
+  const p = epochPermutation(n, seed, 1_000_000);
+  const nVal = Math.min(n - 1, Math.round(n * valFraction));
+  return { val: p.slice(0, nVal).sort((a, b) => a - b), train: p.slice(nVal).sort((a, b) => a - b) };
+}
+
+/** A TrainTask for next-token prediction on token sequences (each starts with EOS as BOS). */
+export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: number, io: Pick<TrainTask, 'saveWeights' | 'loadWeights'>): TrainTask {
+  const pick = (split: 'train' | 'val', idx: number[]) => idx.map((i) => (split === 'train' ? train : val)[i]);
+  return {
+    numTrain: train.length,
+    numVal: val.length,
+    trainable: () => [...model.namedWeights()].map(([name, variable]) => ({ name, variable })),
+    // targets: the caption's tokens and the final EOS
+    tokenCount: (split, idx) => pick(split, idx).reduce((n, s) => n + s.length + 1, 0),
+    lossSum: (split, idx, opts) => {
+      const seqs = pick(split, idx);
+      const B = seqs.length;
+      const T = Math.max(...seqs.map((s) => s.length)) + 1;
+      const inp = new Int32Array(B * T);
+      const tgt = new Int32Array(B * T);
+      const mask = new Float32Array(B * T);
+      let count = 0;
+      seqs.forEach((s, b) => {
+        inp[b * T] = eosId;
+        for (let t = 0; t < s.length; t++) {
+          inp[b * T + t + 1] = s[t];
+          tgt[b * T + t] = s[t];
+          mask[b * T + t] = 1;
+        }
+        tgt[b * T + s.length] = eosId;
+        mask[b * T + s.length] = 1;
+        count += s.length + 1;
+      });
+      const { logits } = model.forward({ inputIds: tf.tensor2d(inp, [B, T], 'int32'), training: opts.training });
+      return tf.mul(lmLoss(logits, tf.tensor2d(tgt, [B, T], 'int32'), tf.tensor2d(mask, [B, T])), count) as tf.Scalar;
+    },
+    saveWeights: io.saveWeights,
+    loadWeights: io.loadWeights,
+  };
+}
+
+export interface PretrainOptions {
+  arch: GPT2Arch;
+  cfg: LMPretrainConfig;
+  /** Caption texts (already free of the evaluation images' captions). */
+  texts: string[];
+  restrictVocab: boolean;
+  /** Final model directory. */
+  modelDir: string;
+  /** Training run directory (logs, checkpoints). */
+  runDir: string;
+  /** Tokenizer to start from (default: GPT-2's BPE). */
+  tokenizer?: Tokenizer;
+  /** Micro-batch size for memory (0 = whole batch). */
+  microBatchSize?: number;
+  /** Stop after this many steps (0 = all epochs). */
+  maxSteps?: number;
+  run?: RunOptions;
+}
+
+const DONE = 'pretrain.json';
+
+/**
+ * Pretrain (or resume, or reuse) the small caption language model. A finished model directory is
+ * reused as it is; a killed run resumes from its checkpoint.
+ */
+export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult> {
+  const doneFile = path.join(opts.modelDir, DONE);
+  if (fs.existsSync(doneFile)) return readJson<PretrainResult>(doneFile);
+
+  const base = opts.tokenizer ?? (await loadTokenizer());
+  const texts = opts.texts.map(formatCaption);
+  const ids = texts.map((t) => (t ? base.encode(t).slice(0, opts.cfg.maxTokens) : []));
+  const nonEmpty = ids.filter((s) => s.length > 0);
+  const droppedEmpty = ids.length - nonEmpty.length;
+  if (nonEmpty.length < 2) throw new Error(`the caption corpus has ${nonEmpty.length} usable captions; at least 2 are needed`);
+  const vocab = opts.restrictVocab ? RestrictedVocab.fromCorpus(nonEmpty, [base.eosId]) : null;
+  const tokenizer = vocab ? restrictTokenizer(base, vocab) : base;
+  const seqs = vocab ? nonEmpty.map((s) => vocab.toCompact(s)) : nonEmpty;
+  const { train, val } = splitIndices(seqs.length, opts.cfg.valFraction, opts.cfg.seed);
+  const config: GPT2Config = {
+    vocabSize: tokenizer.vocabSize,
+    nPositions: opts.arch.nPositions,
+    nEmbd: opts.arch.nEmbd,
+    nLayer: opts.arch.nLayer,
+    nHead: opts.arch.nHead,
+    layerNormEpsilon: 1e-5,
+    activation: 'gelu_new',
+    embdPdrop: 0.1,
+    residPdrop: 0.1,
+    attnPdrop: 0.1,
+  };
+  if (opts.cfg.maxTokens + 1 > config.nPositions) {
+    throw new Error(`maxTokens ${opts.cfg.maxTokens} + 1 exceeds the model's n_positions ${config.nPositions}`);
+  }
+  const model = new GPT2(config, undefined, { seed: opts.cfg.seed });
+  try {
+    const task = lmTask(
+      model,
+      train.map((i) => seqs[i]),
+      val.map((i) => seqs[i]),
+      tokenizer.eosId,
+      {
+        saveWeights: async (dir) => saveSafetensorsFile(path.join(dir, 'model.safetensors'), model.namedWeights()),
+        loadWeights: async (dir) => loadSafetensorsInto(path.join(dir, 'model.safetensors'), model.namedWeights()),
+      },
+    );
+    const loop: LoopConfig = {
+      epochs: opts.cfg.epochs,
+      batchSize: opts.cfg.batchSize,
+      microBatchSize: opts.microBatchSize ?? 0,
+      lr: opts.cfg.lr,
+      warmupSteps: opts.cfg.warmupSteps,
+      weightDecay: opts.cfg.weightDecay,
+      gradClip: 1.0,
+      seed: opts.cfg.seed,
+      checkpointEverySteps: 200,
+      maxSteps: opts.maxSteps ?? 0,
+      dropLast: false,
+    };
+    writeJsonAtomic(path.join(opts.runDir, 'config.json'), { kind: 'lm-pretrain', arch: opts.arch, pretrain: opts.cfg, gpt2: config, loop, restrictVocab: opts.restrictVocab });
+    const summary = await runTraining(task, loop, opts.runDir, { label: 'LM pretraining', ...opts.run });
+    const result: PretrainResult = {
+      modelDir: opts.modelDir,
+      runDir: opts.runDir,
+      summary,
+      corpus: {
+        captions: opts.texts.length,
+        trainSequences: train.length,
+        valSequences: val.length,
+        tokens: seqs.reduce((n, s) => n + s.length + 1, 0),
+        vocabSize: tokenizer.vocabSize,
+        droppedEmpty,
+      },
+      config,
+    };
+    if (!summary.completed && (opts.maxSteps ?? 0) === 0) return result;
+    const lm: LanguageModel = { model, tokenizer };
+    await saveLanguageModel(lm, opts.modelDir, { [DONE]: JSON.stringify(result, null, 2) + '\n' });
+    return result;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Load the pretrained caption LM (model + restricted tokenizer). */
+export function loadPretrainedLM(modelDir: string): Promise<LanguageModel> {
+  if (!fs.existsSync(path.join(modelDir, DONE))) {
+    throw new Error(`no pretrained language model in ${modelDir}: run the LM pretraining notebook (02b_pretrain_lm) first`);
+  }
+  return loadLanguageModel(modelDir);
+}

@@ -1,0 +1,298 @@
+// A ClipCap training run: everything from the profile's artifacts (subsets, embeddings, language
+// model) to a trained model under data/<profile>/runs/<name>/, and back (loadRun) for captioning.
+//
+// The run directory holds:
+//   config.json   the full configuration (profile, encoder, language model, mapper, hyperparameters,
+//                 backend, data sizes) -- enough to load the model again for captioning
+//   steps.jsonl, epochs.jsonl, checkpoint/    written by the training loop (train.ts)
+//   final/        mapper.safetensors, and lm/ (HF layout) when GPT-2 was fine-tuned
+//   summary.json  final losses and timings
+import * as fs from 'fs';
+import * as path from 'path';
+import { ensureBackend } from './backend';
+import { ClipCapModel, captionTokens, clipCapTask, type CaptionExample } from './clipcap';
+import type { ProfileConfig, TrainConfig } from './config';
+import { loadSubsets } from './data/build';
+import { frameRows, type CaptionRow } from './data/schema';
+import { EmbeddingSet } from './embeddings';
+import { encoderName } from './encoders';
+import { readJson, writeJsonAtomic } from './fsutil';
+import { loadGPT2, loadLanguageModel, saveGPT2, type GPT2Config, type LanguageModel } from './gpt2';
+import { createMapper, defaultMapperConfig, type MapperConfig } from './mapper';
+import { artifactPaths, repoRoot } from './paths';
+import { formatCaption } from './text';
+import type { Tokenizer } from './tokenizer';
+import { runTraining, type LoopConfig, type RunOptions, type TrainSummary } from './train';
+import { loadSafetensorsTensors, saveSafetensorsFile } from './weights';
+
+export interface RunConfig {
+  format: 'clipcap-run/1';
+  profile: string;
+  name: string;
+  train: TrainConfig;
+  loop: LoopConfig;
+  mapper: MapperConfig;
+  encoder: { name: string; embeddingsDir: string; dim: number; config: ProfileConfig['encoder'] };
+  /** The language model the run started from: a hub id, or a directory relative to the repository root. */
+  lm: { source: string; config: GPT2Config; vocabSize: number; restrictedVocab: boolean };
+  data: { trainExamples: number; valExamples: number; trainImages: number; valImages: number; skippedNoEmbedding: number; subsetsDir: string };
+  backend: string;
+  createdAt: string;
+}
+
+export interface RunSummary extends TrainSummary {
+  name: string;
+  finishedAt: string;
+}
+
+/** Where the offline/smoke profile's pretrained caption LM lives. */
+export function pretrainedLMDir(profile: ProfileConfig): string {
+  return path.join(artifactPaths(profile.name).lm, 'model');
+}
+
+/** The language model of a profile: a hub id / directory, or the locally pretrained one. */
+export function lmSource(profile: ProfileConfig): string {
+  return profile.lm.source === 'hub' ? profile.lm.modelId : pretrainedLMDir(profile);
+}
+
+function rel(p: string): string {
+  const r = path.relative(repoRoot(), p);
+  return r.startsWith('..') || path.isAbsolute(r) ? p : r;
+}
+
+function abs(p: string): string {
+  return path.isAbsolute(p) || !fs.existsSync(path.join(repoRoot(), p)) ? p : path.join(repoRoot(), p);
+}
+
+/** The embedding set of a profile's encoder (all its datasets). */
+export function openEmbeddings(profile: ProfileConfig): EmbeddingSet {
+  return EmbeddingSet.open(path.join(artifactPaths(profile.name).embeddings, encoderNameDir(profile)));
+}
+
+function encoderNameDir(profile: ProfileConfig): string {
+  return encoderName(profile.encoder).replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/** Caption rows -> training examples (rows whose image has no embedding are skipped and counted). */
+export function buildExamples(rows: CaptionRow[], emb: EmbeddingSet, tok: Tokenizer, maxTokens: number): { examples: CaptionExample[]; skipped: number } {
+  const examples: CaptionExample[] = [];
+  let skipped = 0;
+  const cache = new Map<string, Float32Array>();
+  for (const r of rows) {
+    if (!emb.has(r.image_id)) {
+      skipped++;
+      continue;
+    }
+    const text = formatCaption(r.caption);
+    if (!text) continue;
+    let e = cache.get(r.image_id);
+    if (!e) {
+      e = emb.get(r.image_id);
+      cache.set(r.image_id, e);
+    }
+    examples.push({ imageId: r.image_id, embedding: e, tokens: captionTokens(tok.encode(text), tok.eosId, maxTokens) });
+  }
+  return { examples, skipped };
+}
+
+/** The mapper configuration of a variant for an encoder and language model. */
+export function mapperConfigFor(train: TrainConfig, inputDim: number, lmConfig: GPT2Config): MapperConfig {
+  return defaultMapperConfig({
+    kind: train.mapper,
+    inputDim,
+    embedDim: lmConfig.nEmbd,
+    prefixLength: train.prefixLength,
+    clipLength: train.clipLength,
+    numLayers: train.numLayers,
+    numHeads: train.numHeads,
+  });
+}
+
+/** Fields whose change makes an existing run directory a different experiment. */
+function experimentKey(c: RunConfig): string {
+  return JSON.stringify({ train: { ...c.train, maxSteps: 0, checkpointEverySteps: 0 }, mapper: c.mapper, encoder: c.encoder.name, lm: c.lm.source, data: c.data.trainExamples });
+}
+
+export interface TrainVariantOptions {
+  profile: ProfileConfig;
+  train: TrainConfig;
+  /** Examples per forward/backward pass (0 = the whole batch). */
+  microBatchSize?: number;
+  run?: RunOptions;
+}
+
+export interface TrainVariantResult {
+  runDir: string;
+  config: RunConfig;
+  summary: RunSummary;
+}
+
+async function loadLM(profile: ProfileConfig): Promise<LanguageModel> {
+  const src = lmSource(profile);
+  if (profile.lm.source !== 'hub' && !fs.existsSync(path.join(src, 'config.json'))) {
+    throw new Error(`no pretrained language model at ${src}: run notebook 02b_pretrain_lm first`);
+  }
+  return loadLanguageModel(src, { progress: true });
+}
+
+/** Train one ClipCap variant (or resume it, or return the finished run). */
+export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVariantResult> {
+  const backend = await ensureBackend();
+  const { profile, train } = opts;
+  const runDir = path.join(artifactPaths(profile.name).runs, train.name);
+  const finalDir = path.join(runDir, 'final');
+  const summaryFile = path.join(runDir, 'summary.json');
+
+  const subsets = loadSubsets(profile);
+  const emb = openEmbeddings(profile);
+  const lm = await loadLM(profile);
+  const { tokenizer } = lm;
+  let model: ClipCapModel | null = null;
+  try {
+    const trainRows = frameRows(subsets.train);
+    const valRows = frameRows(subsets.val);
+    const tr = buildExamples(trainRows, emb, tokenizer, train.maxCaptionTokens);
+    const va = buildExamples(valRows, emb, tokenizer, train.maxCaptionTokens);
+    if (tr.examples.length === 0) throw new Error(`no training examples: none of the ${trainRows.length} training captions has an image embedding (run notebook 02)`);
+    const mapperCfg = mapperConfigFor(train, emb.dim, lm.model.config);
+    if (train.prefixLength + train.maxCaptionTokens > lm.model.config.nPositions) {
+      throw new Error(`prefix ${train.prefixLength} + caption ${train.maxCaptionTokens} tokens exceed the language model's ${lm.model.config.nPositions} positions`);
+    }
+    const loop: LoopConfig = {
+      epochs: train.epochs,
+      batchSize: train.batchSize,
+      microBatchSize: opts.microBatchSize ?? 0,
+      lr: train.lr,
+      warmupSteps: train.warmupSteps,
+      weightDecay: train.weightDecay,
+      gradClip: train.gradClip,
+      seed: train.seed,
+      checkpointEverySteps: train.checkpointEverySteps,
+      maxSteps: train.maxSteps,
+      dropLast: true,
+    };
+    const config: RunConfig = {
+      format: 'clipcap-run/1',
+      profile: profile.name,
+      name: train.name,
+      train,
+      loop,
+      mapper: mapperCfg,
+      encoder: { name: emb.encoder, embeddingsDir: rel(emb.dir), dim: emb.dim, config: profile.encoder },
+      lm: { source: rel(lmSource(profile)), config: lm.model.config, vocabSize: tokenizer.vocabSize, restrictedVocab: profile.lm.source !== 'hub' && profile.lm.restrictVocab },
+      data: {
+        trainExamples: tr.examples.length,
+        valExamples: va.examples.length,
+        trainImages: new Set(tr.examples.map((e) => e.imageId)).size,
+        valImages: new Set(va.examples.map((e) => e.imageId)).size,
+        skippedNoEmbedding: tr.skipped + va.skipped,
+        subsetsDir: rel(subsets.dir),
+      },
+      backend: backend.name,
+      createdAt: new Date().toISOString(),
+    };
+    const cfgFile = path.join(runDir, 'config.json');
+    if (fs.existsSync(cfgFile)) {
+      const old = readJson<RunConfig>(cfgFile);
+      if (experimentKey(old) !== experimentKey(config)) {
+        throw new Error(
+          `run directory ${runDir} holds a run with a different configuration; give this run another name (train.name) or delete that directory`,
+        );
+      }
+      if (fs.existsSync(summaryFile) && fs.existsSync(finalDir)) {
+        return { runDir, config: old, summary: readJson<RunSummary>(summaryFile) };
+      }
+      config.createdAt = old.createdAt;
+    }
+    writeJsonAtomic(cfgFile, config);
+
+    const mapper = createMapper(mapperCfg, train.seed);
+    model = new ClipCapModel(lm.model, mapper, train.finetuneLM);
+    const m = model;
+    const task = clipCapTask(m, tr.examples, va.examples, {
+      saveWeights: async (dir) => saveRunWeights(m, dir),
+      loadWeights: async (dir) => loadRunWeights(m, dir),
+    });
+    const label = `${train.name} (${train.mapper}${train.finetuneLM ? ' + fine-tuned' : ' + frozen'} GPT-2)`;
+    const summary = await runTraining(task, loop, runDir, { label, ...opts.run });
+    const result: RunSummary = { ...summary, name: train.name, finishedAt: new Date().toISOString() };
+    if (summary.completed || train.maxSteps > 0) {
+      await saveRunWeights(m, finalDir);
+      writeJsonAtomic(summaryFile, result);
+    }
+    return { runDir, config, summary: result };
+  } finally {
+    if (model) model.mapper.dispose();
+    lm.model.dispose();
+  }
+}
+
+/** Save the trained weights of a ClipCap model (mapper; GPT-2 too when fine-tuned). */
+export async function saveRunWeights(model: ClipCapModel, dir: string): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const sd = model.mapper.stateDict();
+  try {
+    saveSafetensorsFile(path.join(dir, 'mapper.safetensors'), sd, { format: 'pt', kind: model.mapper.config.kind });
+  } finally {
+    for (const t of sd.values()) t.dispose();
+  }
+  if (model.finetuneLM) await saveGPT2(model.lm, path.join(dir, 'lm'));
+}
+
+/** Load weights saved by saveRunWeights into a model of the same configuration. */
+export async function loadRunWeights(model: ClipCapModel, dir: string): Promise<void> {
+  const sd = loadSafetensorsTensors(path.join(dir, 'mapper.safetensors'));
+  try {
+    model.mapper.loadStateDict(sd);
+  } finally {
+    for (const t of sd.values()) t.dispose();
+  }
+  if (model.finetuneLM) {
+    const tuned = await loadGPT2(path.join(dir, 'lm'));
+    try {
+      const src = tuned.namedWeights();
+      for (const [name, v] of model.lm.namedWeights()) v.assign(src.get(name)!);
+    } finally {
+      tuned.dispose();
+    }
+  }
+}
+
+export interface LoadedRun {
+  runDir: string;
+  config: RunConfig;
+  model: ClipCapModel;
+  tokenizer: Tokenizer;
+  summary: RunSummary | null;
+  dispose(): void;
+}
+
+/** Load a trained run (its final weights, or its latest checkpoint with `checkpoint: true`). */
+export async function loadRun(runDir: string, opts: { checkpoint?: boolean } = {}): Promise<LoadedRun> {
+  const cfgFile = path.join(runDir, 'config.json');
+  if (!fs.existsSync(cfgFile)) throw new Error(`${runDir} is not a ClipCap run (no config.json); runs live under data/<profile>/runs/<name>`);
+  const config = readJson<RunConfig>(cfgFile);
+  if (config.format !== 'clipcap-run/1') throw new Error(`${cfgFile}: unknown run format ${String(config.format)}`);
+  const weightsDir = opts.checkpoint ? path.join(runDir, 'checkpoint', 'weights') : path.join(runDir, 'final');
+  if (!fs.existsSync(path.join(weightsDir, 'mapper.safetensors'))) {
+    throw new Error(`${runDir} has no ${opts.checkpoint ? 'checkpoint' : 'final weights'} yet: finish its training first (notebook 03 or 04)`);
+  }
+  await ensureBackend({ quiet: true });
+  const lm = await loadLanguageModel(abs(config.lm.source));
+  const mapper = createMapper(config.mapper, config.train.seed);
+  const model = new ClipCapModel(lm.model, mapper, config.train.finetuneLM);
+  await loadRunWeights(model, weightsDir);
+  model.lm.setTrainable(false);
+  const summaryFile = path.join(runDir, 'summary.json');
+  return {
+    runDir,
+    config,
+    model,
+    tokenizer: lm.tokenizer,
+    summary: fs.existsSync(summaryFile) ? readJson<RunSummary>(summaryFile) : null,
+    dispose: () => {
+      mapper.dispose();
+      lm.model.dispose();
+    },
+  };
+}

@@ -1,0 +1,334 @@
+// The training loop shared by ClipCap (both variants) and the offline language-model pretraining.
+//
+// - AdamW with linear warm-up then linear decay (transformers' get_linear_schedule_with_warmup, as
+//   the original ClipCap), optional global-norm gradient clipping, micro-batches with gradient
+//   accumulation (the loss is the mean over all caption tokens of the batch, as PyTorch's
+//   cross-entropy with ignored padding).
+// - Seeded data order: epoch e visits the training examples in permutation(seed, e); dropout seeds
+//   derive from the step. So the order and the schedule are functions of (seed, step) alone, and a
+//   resumed run continues exactly where a killed one stopped.
+// - Logs under the run directory: steps.jsonl (one line per step) and epochs.jsonl (train and
+//   validation loss per epoch); a progress line with steps/s, tokens/s, ETA and loss.
+// - Checkpoints (task weights, optimizer moments, loop state) are written as a directory swapped in
+//   atomically, every `checkpointEverySteps` steps and at each epoch end. A rerun resumes from the last
+//   checkpoint; a finished run is not trained again.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from './fsutil';
+import { AdamW, clipByGlobalNorm, linearWarmupDecay } from './optim';
+import { Progress } from './progress';
+
+export interface LoopConfig {
+  epochs: number;
+  batchSize: number;
+  /** Examples per forward/backward pass (gradients are accumulated); 0 = the whole batch. */
+  microBatchSize: number;
+  lr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  /** Clip the global gradient norm (0 = off). */
+  gradClip: number;
+  seed: number;
+  checkpointEverySteps: number;
+  /** Stop after this many steps in total (0 = the full schedule). The schedule still spans all epochs. */
+  maxSteps: number;
+  /** Drop the last incomplete batch of an epoch (the original ClipCap DataLoader does). */
+  dropLast: boolean;
+}
+
+export interface TrainableVar {
+  name: string;
+  variable: tf.Variable;
+}
+
+/** What the loop trains. Examples are addressed by index; the task turns indices into tensors. */
+export interface TrainTask {
+  readonly numTrain: number;
+  readonly numVal: number;
+  /** Trainable variables with stable names (optimizer state is keyed by them). */
+  trainable(): TrainableVar[];
+  /** Number of target tokens of these examples (the loss is averaged over them). */
+  tokenCount(split: 'train' | 'val', indices: number[]): number;
+  /** Sum of the token cross-entropies of these examples. */
+  lossSum(split: 'train' | 'val', indices: number[], opts: { training: boolean; seed: number }): tf.Scalar;
+  /** Save / load the weights needed to reproduce the model into / from a directory. */
+  saveWeights(dir: string): Promise<void>;
+  loadWeights(dir: string): Promise<void>;
+}
+
+export interface StepLog {
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  tokens: number;
+  gradNorm?: number;
+  seconds: number;
+}
+
+export interface EpochLog {
+  epoch: number;
+  trainLoss: number;
+  valLoss: number | null;
+  steps: number;
+  seconds: number;
+}
+
+export interface TrainSummary {
+  steps: number;
+  epochs: number;
+  finalTrainLoss: number | null;
+  finalValLoss: number | null;
+  /** Seconds spent training (all sessions of a resumed run added up). */
+  trainSeconds: number;
+  tokensPerSecond: number;
+  resumedFromStep: number;
+  completed: boolean;
+}
+
+interface LoopState {
+  step: number;
+  epochTrainSum: number;
+  epochTrainTokens: number;
+  trainSeconds: number;
+  trainTokens: number;
+}
+
+const CKPT = 'checkpoint';
+
+/** Deterministic PRNG (mulberry32). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The order in which epoch `epoch` visits n examples (Fisher-Yates with a seeded PRNG). */
+export function epochPermutation(n: number, seed: number, epoch: number): number[] {
+  const rand = mulberry32((seed * 1_000_003 + epoch * 7919 + 17) >>> 0);
+  const p = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+export function stepsPerEpoch(n: number, batch: number, dropLast: boolean): number {
+  if (n <= 0) return 0;
+  return Math.max(1, dropLast ? Math.floor(n / batch) : Math.ceil(n / batch));
+}
+
+/** Example indices of a step: a deterministic function of (config, step). */
+export function batchIndices(n: number, cfg: Pick<LoopConfig, 'batchSize' | 'seed' | 'dropLast'>, step: number): { epoch: number; indices: number[] } {
+  const spe = stepsPerEpoch(n, cfg.batchSize, cfg.dropLast);
+  const epoch = Math.floor(step / spe);
+  const pos = step % spe;
+  const order = epochPermutation(n, cfg.seed, epoch);
+  return { epoch, indices: order.slice(pos * cfg.batchSize, Math.min(n, (pos + 1) * cfg.batchSize)) };
+}
+
+function chunks<T>(xs: T[], size: number): T[][] {
+  if (size <= 0 || size >= xs.length) return [xs];
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += size) out.push(xs.slice(i, i + size));
+  return out;
+}
+
+function readJsonl<T>(file: string): T[] {
+  if (!fs.existsSync(file)) return [];
+  const out: T[] = [];
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i].trim();
+    if (!l) continue;
+    try {
+      out.push(JSON.parse(l) as T);
+    } catch {
+      // A line cut by a kill at the end of the file is dropped; anything else is corruption.
+      if (i < lines.length - 2) throw new Error(`${file}: line ${i + 1} is not valid JSON`);
+    }
+  }
+  return out;
+}
+
+export function readStepLog(runDir: string): StepLog[] {
+  return readJsonl<StepLog>(path.join(runDir, 'steps.jsonl'));
+}
+
+export function readEpochLog(runDir: string): EpochLog[] {
+  return readJsonl<EpochLog>(path.join(runDir, 'epochs.jsonl'));
+}
+
+/** Mean loss over the validation set (token-weighted), no dropout. */
+export function evaluateLoss(task: TrainTask, split: 'train' | 'val', batchSize: number, indices?: number[]): number | null {
+  const n = split === 'val' ? task.numVal : task.numTrain;
+  const all = indices ?? Array.from({ length: n }, (_, i) => i);
+  if (all.length === 0) return null;
+  let sum = 0;
+  let count = 0;
+  for (const c of chunks(all, batchSize)) {
+    const s = tf.tidy(() => task.lossSum(split, c, { training: false, seed: 0 }));
+    sum += s.dataSync()[0];
+    s.dispose();
+    count += task.tokenCount(split, c);
+  }
+  return count > 0 ? sum / count : null;
+}
+
+export interface RunOptions {
+  /** Label of the progress line. */
+  label?: string;
+  /** Called after each step (e.g. for live plots). */
+  onStep?: (log: StepLog) => void;
+  /** Called after each epoch. */
+  onEpoch?: (log: EpochLog) => void;
+  /** Stop (after writing a checkpoint) once this returns true; the run can be resumed later. */
+  shouldStop?: (step: number) => boolean;
+  /** Progress output (default: Progress's). */
+  write?: (line: string, final: boolean) => void;
+}
+
+/**
+ * Train `task` under `runDir` (resuming from its checkpoint when there is one).
+ * Returns when the schedule is done, `maxSteps` is reached or `shouldStop` says so.
+ */
+export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: string, opts: RunOptions = {}): Promise<TrainSummary> {
+  if (task.numTrain <= 0) throw new Error('no training examples');
+  fs.mkdirSync(runDir, { recursive: true });
+  cleanStaleTemps(runDir);
+  const spe = stepsPerEpoch(task.numTrain, cfg.batchSize, cfg.dropLast);
+  const totalSteps = spe * cfg.epochs;
+  const lastStep = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, totalSteps) : totalSteps;
+  const vars = task.trainable();
+  const optimizer = new AdamW({ lr: cfg.lr, weightDecay: cfg.weightDecay });
+
+  // Resume.
+  let state: LoopState = { step: 0, epochTrainSum: 0, epochTrainTokens: 0, trainSeconds: 0, trainTokens: 0 };
+  const ckptDir = path.join(runDir, CKPT);
+  if (fs.existsSync(path.join(ckptDir, 'state.json'))) {
+    state = readJson<LoopState>(path.join(ckptDir, 'state.json'));
+    await task.loadWeights(path.join(ckptDir, 'weights'));
+    optimizer.loadState(path.join(ckptDir, 'optimizer.safetensors'), vars);
+  }
+  const resumedFrom = state.step;
+  // Logs beyond the checkpoint belong to steps that will be redone.
+  const steps = readStepLog(runDir).filter((s) => s.step < state.step);
+  const epochs = readEpochLog(runDir).filter((e) => (e.epoch + 1) * spe <= state.step);
+  writeFileAtomic(path.join(runDir, 'steps.jsonl'), steps.map((s) => JSON.stringify(s) + '\n').join(''));
+  writeFileAtomic(path.join(runDir, 'epochs.jsonl'), epochs.map((e) => JSON.stringify(e) + '\n').join(''));
+
+  const summary = (completed: boolean): TrainSummary => {
+    const ep = readEpochLog(runDir);
+    const last = ep[ep.length - 1];
+    return {
+      steps: state.step,
+      epochs: ep.length,
+      finalTrainLoss: last ? last.trainLoss : null,
+      finalValLoss: last ? last.valLoss : null,
+      trainSeconds: state.trainSeconds,
+      tokensPerSecond: state.trainSeconds > 0 ? state.trainTokens / state.trainSeconds : 0,
+      resumedFromStep: resumedFrom,
+      completed,
+    };
+  };
+  if (state.step >= lastStep) return summary(state.step >= totalSteps);
+
+  const stepsFile = fs.openSync(path.join(runDir, 'steps.jsonl'), 'a');
+  const epochsFile = fs.openSync(path.join(runDir, 'epochs.jsonl'), 'a');
+  const progress = new Progress({ total: lastStep, start: state.step, label: opts.label ?? 'train', unit: 'step', write: opts.write });
+
+  const checkpoint = async (): Promise<void> => {
+    await buildDirAtomic(ckptDir, async (tmp) => {
+      await task.saveWeights(path.join(tmp, 'weights'));
+      optimizer.saveState(path.join(tmp, 'optimizer.safetensors'), vars);
+      writeJsonAtomic(path.join(tmp, 'state.json'), state);
+    });
+  };
+
+  try {
+    while (state.step < lastStep) {
+      const t0 = Date.now();
+      const { epoch, indices } = batchIndices(task.numTrain, cfg, state.step);
+      const lr = linearWarmupDecay(state.step, { lr: cfg.lr, warmupSteps: cfg.warmupSteps, totalSteps });
+      const tokens = task.tokenCount('train', indices);
+      // Gradients of (sum of token losses) / tokens, accumulated over micro-batches.
+      let lossSum = 0;
+      let acc: tf.Tensor[] | null = null;
+      for (const [mi, mb] of chunks(indices, cfg.microBatchSize).entries()) {
+        const seed = (cfg.seed * 1_000_003 + state.step * 131 + mi) >>> 0;
+        const { value, grads } = tf.variableGrads(
+          () => tf.div(task.lossSum('train', mb, { training: true, seed }), tokens) as tf.Scalar,
+          vars.map((v) => v.variable),
+        );
+        lossSum += value.dataSync()[0] * tokens;
+        value.dispose();
+        const g = vars.map((v) => grads[v.variable.name]);
+        if (!acc) acc = g;
+        else {
+          const prev: tf.Tensor[] = acc;
+          acc = prev.map((a, i) => {
+            const s = tf.add(a, g[i]);
+            a.dispose();
+            g[i].dispose();
+            return s;
+          });
+        }
+      }
+      let grads = acc!;
+      let gradNorm: number | undefined;
+      if (cfg.gradClip > 0) {
+        const clipped = clipByGlobalNorm(grads, cfg.gradClip);
+        gradNorm = clipped.norm;
+        if (clipped.grads !== grads) grads.forEach((g) => g.dispose());
+        grads = clipped.grads;
+      }
+      optimizer.step(
+        vars.map((v) => v.variable),
+        grads,
+        lr,
+      );
+      grads.forEach((g) => g.dispose());
+
+      const loss = lossSum / tokens;
+      const seconds = (Date.now() - t0) / 1000;
+      state.step += 1;
+      state.epochTrainSum += lossSum;
+      state.epochTrainTokens += tokens;
+      state.trainSeconds += seconds;
+      state.trainTokens += tokens;
+      const log: StepLog = { step: state.step - 1, epoch, loss, lr, tokens, seconds, ...(gradNorm !== undefined ? { gradNorm } : {}) };
+      fs.writeSync(stepsFile, JSON.stringify(log) + '\n');
+      opts.onStep?.(log);
+      progress.tick(1, { epoch: epoch + 1, loss, 'tok/s': state.trainTokens / state.trainSeconds, lr });
+
+      const epochEnd = state.step % spe === 0;
+      if (epochEnd) {
+        const valLoss = evaluateLoss(task, 'val', Math.max(cfg.microBatchSize || cfg.batchSize, 1));
+        const e: EpochLog = { epoch, trainLoss: state.epochTrainSum / state.epochTrainTokens, valLoss, steps: state.step, seconds: state.trainSeconds };
+        fs.writeSync(epochsFile, JSON.stringify(e) + '\n');
+        fs.fsyncSync(epochsFile);
+        opts.onEpoch?.(e);
+        state.epochTrainSum = 0;
+        state.epochTrainTokens = 0;
+      }
+      const stop = opts.shouldStop?.(state.step) ?? false;
+      if (epochEnd || state.step % cfg.checkpointEverySteps === 0 || state.step === lastStep || stop) {
+        fs.fsyncSync(stepsFile);
+        await checkpoint();
+      }
+      if (stop) break;
+    }
+  } finally {
+    fs.closeSync(stepsFile);
+    fs.closeSync(epochsFile);
+  }
+  progress.finish();
+  return summary(state.step >= totalSteps);
+}

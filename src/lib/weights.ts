@@ -1,0 +1,41 @@
+// Named tensors to and from safetensors files: checkpoints of mappers, language models and
+// optimizer state. Loading checks that every expected tensor is there with the expected shape.
+import * as fs from 'fs';
+import * as tf from '@tensorflow/tfjs';
+import { parseSafetensors, toFloat32, writeSafetensors, type SafeTensorInput } from './safetensors';
+
+/** Write named tensors (float32) to a safetensors file, atomically. */
+export function saveSafetensorsFile(file: string, tensors: Map<string, tf.Tensor>, metadata: Record<string, string> = {}): void {
+  const out = new Map<string, SafeTensorInput>();
+  for (const [name, t] of tensors) out.set(name, { shape: t.shape.slice(), data: t.dataSync() as Float32Array });
+  writeSafetensors(file, out, metadata);
+}
+
+/** Read every tensor of a safetensors file as float32 arrays. */
+export function readSafetensorsFile(file: string): Map<string, { shape: number[]; data: Float32Array }> {
+  if (!fs.existsSync(file)) throw new Error(`${file} does not exist`);
+  const parsed = parseSafetensors(new Uint8Array(fs.readFileSync(file)), file);
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, e] of parsed.tensors) out.set(name, { shape: e.shape, data: toFloat32(e) });
+  return out;
+}
+
+/** Assign the tensors of a safetensors file to variables of the same names (all must match). */
+export function loadSafetensorsInto(file: string, vars: Map<string, tf.Variable>): void {
+  const saved = readSafetensorsFile(file);
+  for (const [name, v] of vars) {
+    const s = saved.get(name);
+    if (!s) throw new Error(`${file} has no tensor "${name}"`);
+    if (s.shape.join(',') !== v.shape.join(',')) throw new Error(`${file}: tensor "${name}" has shape [${s.shape}], expected [${v.shape}]`);
+    tf.tidy(() => v.assign(tf.tensor(s.data, s.shape)));
+  }
+  const extra = [...saved.keys()].filter((k) => !vars.has(k));
+  if (extra.length) throw new Error(`${file} has unexpected tensors: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`);
+}
+
+/** Tensors of a safetensors file as tf tensors (caller disposes). */
+export function loadSafetensorsTensors(file: string): Map<string, tf.Tensor> {
+  const out = new Map<string, tf.Tensor>();
+  for (const [name, s] of readSafetensorsFile(file)) out.set(name, tf.tensor(s.data, s.shape));
+  return out;
+}

@@ -1,0 +1,170 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { ClipCapModel, clipCapTask, padBatch, captionTokens, type CaptionExample } from '../src/lib/clipcap';
+import { GPT2, type GPT2Config } from '../src/lib/gpt2';
+import { createMapper, defaultMapperConfig } from '../src/lib/mapper';
+import { linearWarmupDecay } from '../src/lib/optim';
+import { batchIndices, epochPermutation, readEpochLog, readStepLog, runTraining, stepsPerEpoch, type LoopConfig } from '../src/lib/train';
+import { saveRunWeights, loadRunWeights } from '../src/lib/run';
+import { lmTask } from '../src/lib/pretrain';
+import { loadSafetensorsInto, saveSafetensorsFile } from '../src/lib/weights';
+
+const LM: GPT2Config = { vocabSize: 12, nPositions: 16, nEmbd: 8, nLayer: 1, nHead: 2, layerNormEpsilon: 1e-5, activation: 'gelu_new', embdPdrop: 0, residPdrop: 0, attnPdrop: 0 };
+const EOS = 11;
+
+function tmp(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-train-'));
+}
+
+/**
+ * Toy data: 4 "images"; each caption is a fixed token pattern that depends on the image. With
+ * `short`, one token + EOS: a frozen random LM cannot learn token-to-token structure, so only what the
+ * prefix controls is learnable.
+ */
+function toyExamples(n: number, seed: number, short = false): CaptionExample[] {
+  const out: CaptionExample[] = [];
+  for (let i = 0; i < n; i++) {
+    const k = (i + seed) % 4;
+    const emb = new Float32Array(6);
+    emb[k] = 1;
+    emb[4 + (k % 2)] = 0.5;
+    const tokens = captionTokens(short ? [1 + k] : [1 + k, 5 + k, 9 - (k % 2)], EOS, 8);
+    out.push({ imageId: `img${k}`, embedding: emb, tokens });
+  }
+  return out;
+}
+
+function makeModel(kind: 'mlp' | 'transformer', finetune: boolean, seed = 1): ClipCapModel {
+  const lm = new GPT2(LM, undefined, { seed });
+  // GPT-2's init (std 0.02) gives near-uniform logits whatever the input; scale the tied embedding
+  // so that a frozen toy LM, like a pretrained one, can be steered by its prefix.
+  const wte = lm.namedWeights().get('wte.weight')!;
+  tf.tidy(() => wte.assign(tf.mul(wte, 60)));
+  const mapper = createMapper(defaultMapperConfig({ kind, inputDim: 6, embedDim: 8, prefixLength: 2, clipLength: 2, numLayers: 1, numHeads: 2 }), seed);
+  return new ClipCapModel(lm, mapper, finetune);
+}
+
+function loop(partial: Partial<LoopConfig> = {}): LoopConfig {
+  return { epochs: 6, batchSize: 4, microBatchSize: 0, lr: 0.03, warmupSteps: 2, weightDecay: 0.0, gradClip: 0, seed: 3, checkpointEverySteps: 3, maxSteps: 0, dropLast: true, ...partial };
+}
+
+function io(m: ClipCapModel) {
+  return { saveWeights: (d: string) => saveRunWeights(m, d), loadWeights: (d: string) => loadRunWeights(m, d) };
+}
+
+test('the schedule warms up linearly then decays linearly to zero', () => {
+  const o = { lr: 1, warmupSteps: 4, totalSteps: 12 };
+  assert.deepEqual([0, 1, 2, 4, 8, 12].map((s) => linearWarmupDecay(s, o)), [0, 0.25, 0.5, 1, 0.5, 0]);
+  assert.equal(stepsPerEpoch(10, 4, true), 2);
+  assert.equal(stepsPerEpoch(10, 4, false), 3);
+  assert.equal(stepsPerEpoch(3, 4, true), 1);
+  // each epoch is a permutation, different per epoch, same for the same seed
+  const p0 = epochPermutation(20, 1, 0);
+  assert.deepEqual([...p0].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i));
+  assert.notDeepEqual(p0, epochPermutation(20, 1, 1));
+  assert.deepEqual(p0, epochPermutation(20, 1, 0));
+  assert.deepEqual(batchIndices(20, { batchSize: 4, seed: 1, dropLast: true }, 6).indices, epochPermutation(20, 1, 1).slice(4, 8));
+});
+
+test('prefix positions and padding never contribute to the loss', () => {
+  const m = makeModel('mlp', true);
+  const emb = tf.tensor2d([[1, 0, 0, 0, 0.5, 0], [0, 1, 0, 0, 0, 0.5]]);
+  const short = [1, 5, EOS];
+  const other = [2, 6, 8, EOS];
+  const a = padBatch([short, other]);
+  const lossA = m.lossSum(emb, a.ids, a.mask, { training: false }).dataSync()[0];
+  // same captions with different padding content and more padding: identical loss
+  const T = 7;
+  const ids = tf.tensor2d([[...short, 3, 3, 3, 3], [...other, 7, 7, 7]], [2, T], 'int32');
+  const mask = tf.tensor2d([[1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0]], [2, T]);
+  const lossB = m.lossSum(emb, ids, mask, { training: false }).dataSync()[0];
+  assert.ok(Math.abs(lossA - lossB) < 1e-5, `${lossA} vs ${lossB}`);
+  // the loss is a sum over exactly the 7 caption tokens: one example alone gives its own share
+  const one = padBatch([short]);
+  const l1 = m.lossSum(emb.slice([0, 0], [1, 6]), one.ids, one.mask, { training: false }).dataSync()[0];
+  const two = padBatch([other]);
+  const l2 = m.lossSum(emb.slice([1, 0], [1, 6]), two.ids, two.mask, { training: false }).dataSync()[0];
+  assert.ok(Math.abs(l1 + l2 - lossA) < 1e-4);
+  // and it is not zero: the caption tokens do count
+  assert.ok(l1 > 0.1);
+});
+
+test('a tiny run: loss falls well below its start (MLP + fine-tuned GPT-2)', async () => {
+  const m = makeModel('mlp', true);
+  const before = new Map([...m.lm.namedWeights()].map(([k, v]) => [k, v.dataSync().slice()]));
+  const dir = tmp();
+  const s = await runTraining(clipCapTask(m, toyExamples(16, 0), toyExamples(4, 1), io(m)), loop({ epochs: 10 }), dir, { write: () => {} });
+  assert.ok(s.completed);
+  const steps = readStepLog(dir);
+  assert.equal(steps.length, 40);
+  const first = steps.slice(0, 4).reduce((a, b) => a + b.loss, 0) / 4;
+  const last = steps.slice(-4).reduce((a, b) => a + b.loss, 0) / 4;
+  assert.ok(last < first * 0.5, `loss ${first} -> ${last}`);
+  const epochs = readEpochLog(dir);
+  assert.equal(epochs.length, 10);
+  assert.ok(epochs[9].valLoss! < epochs[0].valLoss! * 0.5);
+  const changed = [...m.lm.namedWeights()].filter(([k, v]) => before.get(k)!.some((x, i) => x !== v.dataSync()[i])).length;
+  assert.ok(changed > 0, 'a fine-tuned GPT-2 must change');
+  m.mapper.dispose();
+  m.lm.dispose();
+});
+
+test('transformer mapper + frozen pretrained GPT-2: the loss falls and GPT-2 stays unchanged', async () => {
+  // First teach a toy LM the 4 captions (as the offline profile pretrains its LM on caption text);
+  // frozen, it knows how each caption goes on but not which one an image has: the prefix must tell.
+  const lm = new GPT2({ ...LM, nEmbd: 16, nLayer: 2 }, undefined, { seed: 5 });
+  const captions = [0, 1, 2, 3].map((k) => [1 + k, 5 + k, 9 - (k % 2)]);
+  const seqs = Array.from({ length: 16 }, (_, i) => captions[i % 4]);
+  const w = lm.namedWeights();
+  const lmIo = { saveWeights: async (d: string) => saveSafetensorsFile(path.join(d, 'w.safetensors'), w), loadWeights: async (d: string) => loadSafetensorsInto(path.join(d, 'w.safetensors'), w) };
+  const pre = await runTraining(lmTask(lm, seqs, seqs.slice(0, 4), EOS, lmIo), loop({ epochs: 15, lr: 0.03 }), tmp(), { write: () => {} });
+  assert.ok(pre.finalTrainLoss! < 0.6, `LM pretraining loss ${pre.finalTrainLoss}`);
+  const before = new Map([...lm.namedWeights()].map(([k, v]) => [k, v.dataSync().slice()]));
+  // prefix length 1: the prefix takes the place of the beginning-of-text token the LM was trained with
+  const mapper = createMapper(defaultMapperConfig({ kind: 'transformer', inputDim: 6, embedDim: 16, prefixLength: 1, clipLength: 2, numLayers: 1, numHeads: 2 }), 2);
+  const m = new ClipCapModel(lm, mapper, false);
+  assert.deepEqual(m.trainable().map((t) => t.name.split('.')[0]), mapper.variables().map(() => 'mapper'));
+  const dir = tmp();
+  await runTraining(clipCapTask(m, toyExamples(16, 0), toyExamples(4, 1), io(m)), loop({ epochs: 15, lr: 0.03 }), dir, { write: () => {} });
+  const steps = readStepLog(dir);
+  const first = steps.slice(0, 4).reduce((a, b) => a + b.loss, 0) / 4;
+  const last = steps.slice(-4).reduce((a, b) => a + b.loss, 0) / 4;
+  assert.ok(last < first * 0.5, `loss ${first} -> ${last}`);
+  for (const [k, v] of lm.namedWeights()) assert.deepEqual(Array.from(v.dataSync()), Array.from(before.get(k)!), `frozen weight ${k} changed`);
+  mapper.dispose();
+  lm.dispose();
+});
+
+test('resume after an interrupted run gives the same final weights as an uninterrupted one', async () => {
+  const cfg = loop({ epochs: 3, checkpointEverySteps: 2, microBatchSize: 2, gradClip: 1, weightDecay: 0.01 });
+  const train = toyExamples(12, 0);
+  const val = toyExamples(4, 2);
+  const finalWeights = (m: ClipCapModel) => [...m.trainable()].map((v) => Array.from(v.variable.dataSync()));
+
+  const a = makeModel('mlp', true);
+  const dirA = tmp();
+  await runTraining(clipCapTask(a, train, val, io(a)), cfg, dirA, { write: () => {} });
+  const wa = finalWeights(a);
+
+  const dirB = tmp();
+  const b1 = makeModel('mlp', true);
+  const s1 = await runTraining(clipCapTask(b1, train, val, io(b1)), cfg, dirB, { write: () => {}, shouldStop: (step) => step === 5 });
+  assert.equal(s1.steps, 5);
+  assert.equal(s1.completed, false);
+  // a fresh process would start from a new model object with other random weights
+  const b2 = makeModel('mlp', true, 99);
+  const s2 = await runTraining(clipCapTask(b2, train, val, io(b2)), cfg, dirB, { write: () => {} });
+  assert.equal(s2.resumedFromStep, 5);
+  assert.ok(s2.completed);
+  const wb = finalWeights(b2);
+  for (let i = 0; i < wa.length; i++) for (let j = 0; j < wa[i].length; j++) assert.ok(Math.abs(wa[i][j] - wb[i][j]) < 1e-6);
+  assert.deepEqual(readStepLog(dirB).map((s) => s.step), readStepLog(dirA).map((s) => s.step));
+  assert.equal(readEpochLog(dirB).length, 3);
+  // a finished run is not trained again
+  const s3 = await runTraining(clipCapTask(b2, train, val, io(b2)), cfg, dirB, { write: () => {} });
+  assert.equal(s3.steps, s2.steps);
+});
