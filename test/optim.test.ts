@@ -158,3 +158,24 @@ test('clipByGlobalNorm: torch semantics, same container when under the limit', a
   assert.ok(Math.abs(rec.grads.a.dataSync()[0] - 1.5) < 1e-5);
   tf.dispose([...gs, ...c.grads, rec.grads.a, rec.grads.b]);
 });
+
+test('after a step, matMul sees the new weights (no stale packed-weight caches on wasm)', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const t = tf.tensor2d(randomList(24, 3), [6, 4]);
+  const w = tf.variable(t);
+  t.dispose();
+  const x = tf.tensor2d(randomList(30, 4), [5, 6]);
+  const opt = new AdamW({ lr: 0.1 });
+  for (let k = 0; k < 3; k++) {
+    tf.matMul(x, w).dispose(); // the wasm backend packs w for XNNPACK, cached by tensor id
+    const g = tf.onesLike(w);
+    opt.step([w], [g]);
+    g.dispose();
+    const fresh = tf.tensor2d(w.dataSync(), [6, 4]);
+    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(tf.matMul(x, w), tf.matMul(x, fresh)))).dataSync()[0]);
+    fresh.dispose();
+    assert.equal(diff, 0, `step ${k}`);
+  }
+  tf.dispose([x, w]);
+});

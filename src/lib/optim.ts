@@ -4,8 +4,9 @@
 //
 // Memory: the moments live in plain Float32Arrays outside the backend (the wasm heap is capped at
 // 4 GiB), and the update runs in JavaScript, fused, one parameter at a time: on the wasm and cpu
-// backends it reads the gradient and writes the parameter in place in the backend's own memory (no
-// tensor temporaries); elsewhere it falls back to dataSync + assign.
+// backends it reads parameter and gradient in the backend's own memory and writes the new parameter
+// straight into a fresh backend buffer that the variable then takes (no
+// tensor temporaries beyond the new parameter); elsewhere it falls back to dataSync + assign.
 //
 // State (step count and moments) can be saved and restored exactly (getState/setState, or a
 // safetensors file with saveState/loadState), so a resumed run continues bit-for-bit.
@@ -78,6 +79,24 @@ export function storageView(t: tf.Tensor, forWrite = false): Float32Array | null
     return d.values;
   }
   return null;
+}
+
+/**
+ * A new, uninitialised float32 tensor of the variable's shape on the wasm or cpu backend, with a
+ * function giving a writable view of its storage; null on other backends.
+ */
+function freshStorage(like: tf.Tensor): { tensor: tf.Tensor; view: () => Float32Array } | null {
+  const { name, backend } = currentBackend();
+  if (name !== 'wasm' && name !== 'cpu') return null;
+  const engine = tf.engine() as unknown as { makeTensorFromTensorInfo(info: { dataId: object; shape: number[]; dtype: string }): tf.Tensor };
+  if (name === 'wasm') {
+    const info = (backend as { makeOutput(shape: number[], dtype: string): { dataId: object; shape: number[]; dtype: string } }).makeOutput(like.shape, 'float32');
+    const tensor = engine.makeTensorFromTensorInfo(info);
+    return { tensor, view: () => storageView(tensor)! };
+  }
+  const values = new Float32Array(like.size);
+  const tensor = tf.tensor(values, like.shape, 'float32');
+  return { tensor, view: () => storageView(tensor) ?? values };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,11 +221,15 @@ export class AdamW {
     const decay = 1 - lr * this.weightDecay;
     const stepSize = lr / bc1;
     const sqrtBc2 = Math.sqrt(bc2);
-    // Copy the gradient out first if it is not directly readable; then take the views (no allocation after).
+    // The new parameter goes into fresh storage that then replaces the variable's (a new tensor id):
+    // the wasm backend caches packed copies of matMul weights by tensor id, so writing in place would
+    // leave stale copies behind. Allocate first, then take the views (no allocation after that).
     const gCopy = storageView(grad) ? null : (grad.dataSync() as Float32Array);
-    const pInPlace = storageView(variable, true);
-    const p = pInPlace ?? (variable.dataSync() as Float32Array).slice();
+    const out = freshStorage(variable);
+    const pCopy = storageView(variable) ? null : (variable.dataSync() as Float32Array);
     const g = gCopy ?? storageView(grad)!;
+    const p = pCopy ?? storageView(variable)!;
+    const q = out ? out.view() : new Float32Array(p.length);
     const n = p.length;
     for (let i = 0; i < n; i++) {
       const gi = g[i];
@@ -214,13 +237,11 @@ export class AdamW {
       const vi = beta2 * v[i] + (1 - beta2) * gi * gi;
       m[i] = mi;
       v[i] = vi;
-      p[i] = p[i] * decay - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
+      q[i] = p[i] * decay - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
     }
-    if (!pInPlace) {
-      const t = tf.tensor(p, variable.shape, 'float32');
-      variable.assign(t);
-      t.dispose();
-    }
+    const t = out ? out.tensor : tf.tensor(q, variable.shape, 'float32');
+    variable.assign(t);
+    t.dispose();
   }
 
   /** The state as plain arrays, keyed by `named` names (default: tfjs variable names). Copies. */
