@@ -6,6 +6,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { startHubServer } from './helpers/hub-server';
 import { createEncoder, encoderName, ClipEncoder } from '../src/lib/encoders';
+import { clipPixelPlan, pixelValues } from '../src/lib/encoders/clip';
 import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, clipVisionReference, ensureRandomClip, randomClipWeights, TINY_CLIP_SPEC, GENERATED_MARKER } from '../src/lib/encoders/tiny-clip';
 import type { EncoderConfig } from '../src/lib/config';
 
@@ -70,6 +71,16 @@ test('tiny random CLIP: generated in the Xenova layout, loaded from a local dire
   await sharp({ create: { width: 120, height: 80, channels: 3, background: { r: 200, g: 100, b: 50 } } }).jpeg().toFile(big);
   const prep = (await enc.prepare(big)) as { dims: number[] };
   assert.deepEqual(prep.dims, [3, S, S]);
+  // A wide photo is cropped to its centre (OpenAI CLIP), not shrunk and padded with black.
+  const wide = path.join(tmp, 'wide.png');
+  const raw = Buffer.alloc(3 * S * S * 3);
+  for (let y = 0; y < S; y++)
+    for (let x = 0; x < 3 * S; x++) raw.set(x < S ? [255, 0, 0] : x < 2 * S ? [0, 255, 0] : [0, 0, 255], (y * 3 * S + x) * 3);
+  await sharp(raw, { raw: { width: 3 * S, height: S, channels: 3 } }).png().toFile(wide);
+  const wp = (await enc.prepare(wide)) as { data: Float32Array; dims: number[] };
+  const green = [0, 1, 0].map((v, c) => (v - CLIP_IMAGE_MEAN[c]) / CLIP_IMAGE_STD[c]);
+  for (const i of [0, S - 1, (S * S) >> 1, S * S - 1])
+    for (let c = 0; c < 3; c++) assert.ok(Math.abs(wp.data[c * S * S + i] - green[c]) < 1e-5, `pixel ${i} channel ${c} is the green centre`);
   await enc.dispose();
 
   // The generator is idempotent: a second call leaves the files alone.
@@ -84,6 +95,24 @@ test('tiny random CLIP: generated in the Xenova layout, loaded from a local dire
   const d = maxDiff(qa, ea);
   assert.ok(d > 0 && d < 0.3, `quantized output close to float but not equal (max diff ${d})`);
   await q.dispose();
+});
+
+test('pixel plans from processor configs (integer and dict sizes, no crop, no normalisation)', () => {
+  const base = { image_mean: CLIP_IMAGE_MEAN, image_std: CLIP_IMAGE_STD, resample: 3 };
+  const p1 = clipPixelPlan({ ...base, size: 224, crop_size: 224, do_center_crop: true, do_resize: true });
+  assert.deepEqual(p1.resize, { shortestEdge: 224, kernel: 'cubic' });
+  assert.deepEqual(p1.crop, { width: 224, height: 224 });
+  assert.ok(Math.abs(p1.rescale - 1 / 255) < 1e-12);
+  const p2 = clipPixelPlan({ ...base, size: { shortest_edge: 256 }, crop_size: { height: 224, width: 200 }, resample: 2 });
+  assert.deepEqual(p2.resize, { shortestEdge: 256, kernel: 'linear' });
+  assert.deepEqual(p2.crop, { width: 200, height: 224 });
+  const p3 = clipPixelPlan({ ...base, size: { height: 30, width: 40 }, do_center_crop: false, do_normalize: false });
+  assert.deepEqual(p3.resize, { width: 40, height: 30, fit: 'fill', kernel: 'cubic' });
+  assert.equal(p3.crop, null);
+  const px = pixelValues({ data: Uint8Array.from([255, 0, 51]), width: 1, height: 1, channels: 3 }, p3);
+  assert.deepEqual([...px].map((v) => Math.round(v * 1000) / 1000), [1, 0, 0.2]);
+  assert.throws(() => clipPixelPlan({ size: 'big' }), /unsupported size/);
+  assert.throws(() => clipPixelPlan({ size: 224 }), /image_mean/);
 });
 
 test('the same model through the loopback hub, then from the cache with the server stopped', async () => {

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { decodeImage, imageFacts, ImageDecodeError, toDecoded, type DecodedImage } from '../src/lib/encoders/image';
+import { centreCrop, decodeImage, imageFacts, ImageDecodeError, shortestEdgeSize, toDecoded, type DecodedImage } from '../src/lib/encoders/image';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-image-'));
 
@@ -123,4 +123,19 @@ test('unreadable files fail with an ImageDecodeError naming the file', async () 
   fs.writeFileSync(cut, full.subarray(0, Math.floor(full.length / 2)));
   await assert.rejects(decodeImage(cut), ImageDecodeError);
   await assert.rejects(decodeImage(path.join(tmp, 'missing.jpg')), /missing\.jpg/);
+});
+
+test('shortest-edge resizing follows EXIF orientation and torchvision rounding; centre crop pads with black', async () => {
+  const file = path.join(tmp, 'oriented2.jpg');
+  await (await halves(40, 20)).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toFile(file);
+  const img = await decodeImage(file, { resize: { shortestEdge: 10 } });
+  assert.deepEqual([img.width, img.height], [10, 20]);
+  assert.deepEqual(shortestEdgeSize(640, 427, 224), { width: 335, height: 224 });
+  assert.deepEqual(shortestEdgeSize(427, 640, 224), { width: 224, height: 335 });
+  const crop = centreCrop(img, 10, 10);
+  assert.deepEqual([crop.width, crop.height], [10, 10]);
+  assert.deepEqual([...crop.data.subarray(0, 3)], [...img.data.subarray(5 * 10 * 3, 5 * 10 * 3 + 3)]);
+  const padded = centreCrop({ data: new Uint8Array(2 * 2 * 3).fill(200), width: 2, height: 2, channels: 3 }, 4, 4);
+  assert.equal(padded.data[0], 0);
+  assert.equal(padded.data[(1 * 4 + 1) * 3], 200);
 });

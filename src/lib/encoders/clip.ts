@@ -3,9 +3,15 @@
 //
 // The model is a hub id (default Xenova/clip-vit-base-patch32, fetched through src/lib/hub.ts's
 // settings and atomic cache) or a local directory in the same layout. Images are decoded with our
-// sharp policy (EXIF orientation, grayscale/CMYK/alpha to RGB: see image.ts), then handed to the
-// model's own processor as RawImage (resize shortest edge, centre crop, rescale, normalise), so the
-// pixels the network sees are transformers.js's.
+// sharp policy (EXIF orientation, grayscale/CMYK/alpha to RGB: see image.ts).
+//
+// Pixels: the settings come from the model's preprocessor_config.json (read with AutoProcessor),
+// applied as OpenAI CLIP's preprocessing (what ClipCap used): resize the shorter side to `size`
+// with an antialiased bicubic filter (sharp 'cubic', like PIL BICUBIC), centre crop `crop_size`,
+// rescale by 1/255, normalise by image_mean / image_std, CHW. We do not call the processor itself:
+// transformers.js 2.17 reads an integer `size` (as in the CLIP repositories) as both shortest and
+// longest edge, so it shrinks the whole photo into 224x224 and pads the rest with black instead of
+// cropping, and its bicubic resize (sharp affine) does not antialias.
 //
 // onnxruntime-node runs the graph; by default it uses one intra-op thread per physical core. With
 // several worker processes, `threads` caps each process (set through the session options that
@@ -15,7 +21,7 @@ import * as path from 'path';
 import { configureHub, hubSettingsFromEnv, isLocalModel, loadTransformers, type HubSettings } from '../hub';
 import type { Postprocess } from '../embeddings';
 import { embedWith, type ImageEncoder } from './encoder';
-import { DECODE_POLICY, toDecoded, type ImageInput } from './image';
+import { centreCrop, DECODE_POLICY, toDecoded, type DecodedImage, type ImageInput, type ResizeSpec, type ShortestEdgeSpec } from './image';
 
 export const DEFAULT_CLIP_MODEL = 'Xenova/clip-vit-base-patch32';
 
@@ -55,6 +61,58 @@ interface TjsModel {
   config?: Record<string, unknown>;
 }
 
+/** How a processor config turns a decoded image into pixel_values. */
+export interface ClipPixelPlan {
+  resize: ShortestEdgeSpec | ResizeSpec | null;
+  crop: { width: number; height: number } | null;
+  rescale: number;
+  mean: number[];
+  std: number[];
+}
+
+const KERNELS: Record<number, ResizeSpec['kernel']> = { 0: 'nearest', 1: 'lanczos3', 2: 'linear', 3: 'cubic', 4: 'linear', 5: 'linear' };
+
+function sizeOf(v: unknown, what: string): { width: number; height: number } | { shortestEdge: number } | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'number') return { shortestEdge: v };
+  const o = v as { shortest_edge?: number; height?: number; width?: number };
+  if (typeof o.shortest_edge === 'number') return { shortestEdge: o.shortest_edge };
+  if (typeof o.height === 'number' && typeof o.width === 'number') return { width: o.width, height: o.height };
+  throw new Error(`preprocessor_config.json: unsupported ${what} ${JSON.stringify(v)}`);
+}
+
+/** Read a CLIP processor config (preprocessor_config.json) into a pixel plan. Pure. */
+export function clipPixelPlan(fe: Record<string, unknown>): ClipPixelPlan {
+  const kernel = KERNELS[(fe.resample as number | undefined) ?? 3] ?? 'cubic';
+  const size = fe.do_resize === false ? null : sizeOf(fe.size, 'size');
+  const resize = size === null ? null : 'shortestEdge' in size ? { shortestEdge: size.shortestEdge, kernel } : { ...size, fit: 'fill' as const, kernel };
+  let crop: ClipPixelPlan['crop'] = null;
+  if (fe.do_center_crop !== false && fe.crop_size !== undefined) {
+    const c = sizeOf(fe.crop_size, 'crop_size')!;
+    crop = 'shortestEdge' in c ? { width: c.shortestEdge, height: c.shortestEdge } : c;
+  }
+  const mean = fe.do_normalize === false ? [0, 0, 0] : ((fe.image_mean ?? fe.mean) as number[] | undefined);
+  const std = fe.do_normalize === false ? [1, 1, 1] : ((fe.image_std ?? fe.std) as number[] | undefined);
+  if (!mean || !std || mean.length !== 3 || std.length !== 3) throw new Error('preprocessor_config.json needs image_mean and image_std with 3 values');
+  const rescale = fe.do_rescale === false ? 1 : ((fe.rescale_factor as number | undefined) ?? 1 / 255);
+  return { resize, crop, rescale, mean, std };
+}
+
+/** pixel_values [3, H, W] of a decoded (resized, cropped) image. Pure. */
+export function pixelValues(img: DecodedImage, plan: ClipPixelPlan): Float32Array {
+  const n = img.width * img.height;
+  const out = new Float32Array(3 * n);
+  const a = [0, 1, 2].map((c) => plan.rescale / plan.std[c]);
+  const b = [0, 1, 2].map((c) => -plan.mean[c] / plan.std[c]);
+  const d = img.data;
+  for (let i = 0; i < n; i++) {
+    out[i] = d[3 * i] * a[0] + b[0];
+    out[n + i] = d[3 * i + 1] * a[1] + b[1];
+    out[2 * n + i] = d[3 * i + 2] * a[2] + b[2];
+  }
+  return out;
+}
+
 /** A default store name for a CLIP model id: its last path part, plus '-quantized'. */
 export function clipEncoderName(modelId: string, quantized: boolean): string {
   const base = path.basename(modelId.replace(/[\\/]+$/, ''));
@@ -90,7 +148,7 @@ export class ClipEncoder implements ImageEncoder<ClipPixels> {
   readonly postprocess: Postprocess = { kind: 'none' };
 
   private constructor(
-    private readonly processor: TjsProcessor,
+    private readonly plan: ClipPixelPlan,
     private readonly model: TjsModel,
     readonly modelId: string,
     dim: number,
@@ -143,6 +201,7 @@ export class ClipEncoder implements ImageEncoder<ClipPixels> {
     const dim = cfg.projection_dim ?? cfg.vision_config?.projection_dim;
     if (!dim) throw new Error(`config.json of ${opts.modelId} has no projection_dim`);
     const fe = processor.feature_extractor?.config ?? {};
+    const plan = clipPixelPlan(fe);
     const generatedMarker = local ? path.join(id, 'clipcap_generated.json') : '';
     const preprocessing: Record<string, unknown> = {
       model: opts.label ?? opts.modelId,
@@ -156,22 +215,23 @@ export class ClipEncoder implements ImageEncoder<ClipPixels> {
         size: fe.size,
         crop_size: fe.crop_size,
         resample: fe.resample,
-        do_center_crop: fe.do_center_crop,
-        image_mean: fe.image_mean,
-        image_std: fe.image_std,
-        note: 'transformers.js 2.17 ImageFeatureExtractor: resize shortest edge (sharp affine, bicubic), centre crop, /255, normalise',
+        image_mean: plan.mean,
+        image_std: plan.std,
+        rescale: plan.rescale,
       },
+      pixels:
+        'OpenAI CLIP preprocessing from the processor config: shorter side to size (floor for the longer side), sharp ' +
+        `${'kernel' in (plan.resize ?? {}) ? (plan.resize as { kernel?: string }).kernel : 'cubic'} (antialiased, like PIL), centre crop (torchvision offsets), rescale, normalise, CHW; ` +
+        'not transformers.js 2.17 processor (it pads integer sizes instead of cropping)',
       ...(generatedMarker && fs.existsSync(generatedMarker) ? { randomWeights: JSON.parse(fs.readFileSync(generatedMarker, 'utf8')).spec } : {}),
     };
-    return new ClipEncoder(processor, model, opts.modelId, dim, opts.name ?? clipEncoderName(opts.modelId, opts.quantized), preprocessing);
+    return new ClipEncoder(plan, model, opts.modelId, dim, opts.name ?? clipEncoderName(opts.modelId, opts.quantized), preprocessing);
   }
 
   async prepare(input: ImageInput): Promise<ClipPixels> {
-    const img = await toDecoded(input);
-    const { RawImage } = await loadTransformers();
-    const raw = new RawImage(new Uint8ClampedArray(img.data.buffer, img.data.byteOffset, img.data.byteLength), img.width, img.height, 3);
-    const { pixel_values } = await this.processor(raw);
-    return { data: pixel_values.data, dims: pixel_values.dims.slice(1) };
+    let img = await toDecoded(input, { resize: this.plan.resize ?? undefined });
+    if (this.plan.crop) img = centreCrop(img, this.plan.crop.width, this.plan.crop.height);
+    return { data: pixelValues(img, this.plan), dims: [3, img.height, img.width] };
   }
 
   async infer(batch: ClipPixels[]): Promise<Float32Array[]> {

@@ -38,9 +38,18 @@ export interface ResizeSpec {
   kernel?: 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
 }
 
+/**
+ * Resize so that the shorter side is `shortestEdge`, keeping the aspect ratio; the longer side is
+ * floor(shortestEdge * long / short), as torchvision's Resize(int) in OpenAI CLIP's preprocessing.
+ */
+export interface ShortestEdgeSpec {
+  shortestEdge: number;
+  kernel?: ResizeSpec['kernel'];
+}
+
 export interface DecodeOptions {
   /** Resize after orientation and colour conversion. */
-  resize?: ResizeSpec;
+  resize?: ResizeSpec | ShortestEdgeSpec;
   /** Colour that alpha is flattened onto and letterbox padding (default white). */
   background?: { r: number; g: number; b: number };
 }
@@ -84,7 +93,14 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
       .flatten({ background })
       .toColourspace('srgb');
     if (opts.resize) {
-      const r = opts.resize;
+      let r: ResizeSpec;
+      if ('shortestEdge' in opts.resize) {
+        const m = await sharp(input).metadata();
+        if (!m.width || !m.height) throw new Error('image has no size');
+        const swap = (m.orientation ?? 1) >= 5;
+        const [w, h] = swap ? [m.height, m.width] : [m.width, m.height];
+        r = { ...shortestEdgeSize(w, h, opts.resize.shortestEdge), fit: 'fill', kernel: opts.resize.kernel };
+      } else r = opts.resize;
       img = img.resize(r.width, r.height, {
         fit: r.fit,
         kernel: r.kernel ?? 'lanczos3',
@@ -102,12 +118,42 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
   }
 }
 
+/** Target size for a shortest-edge resize (torchvision / OpenAI CLIP rounding: floor). Pure. */
+export function shortestEdgeSize(width: number, height: number, edge: number): { width: number; height: number } {
+  if (width <= height) return { width: edge, height: Math.max(1, Math.floor((edge * height) / width)) };
+  return { width: Math.max(1, Math.floor((edge * width) / height)), height: edge };
+}
+
+/**
+ * Centre crop to width x height (torchvision CenterCrop: offsets round((size - crop) / 2); a crop
+ * larger than the image is padded with black). Pure.
+ */
+export function centreCrop(img: DecodedImage, width: number, height: number): DecodedImage {
+  if (img.width === width && img.height === height) return img;
+  const out = new Uint8Array(width * height * 3);
+  const top = Math.round((img.height - height) / 2);
+  const left = Math.round((img.width - width) / 2);
+  for (let y = 0; y < height; y++) {
+    const sy = y + top;
+    if (sy < 0 || sy >= img.height) continue;
+    const x0 = Math.max(0, -left);
+    const x1 = Math.min(width, img.width - left);
+    if (x1 <= x0) continue;
+    out.set(img.data.subarray((sy * img.width + left + x0) * 3, (sy * img.width + left + x1) * 3), (y * width + x0) * 3);
+  }
+  return { data: out, width, height, channels: 3 };
+}
+
 /** Decode any ImageInput (decoded images pass through, or are resized when `opts.resize` is set). */
 export async function toDecoded(input: ImageInput, opts: DecodeOptions = {}): Promise<DecodedImage> {
   if (!isDecodedImage(input)) return decodeImage(input, opts);
-  if (!opts.resize || (input.width === opts.resize.width && input.height === opts.resize.height)) return input;
+  if (!opts.resize) return input;
+  const r: ResizeSpec =
+    'shortestEdge' in opts.resize
+      ? { ...shortestEdgeSize(input.width, input.height, opts.resize.shortestEdge), fit: 'fill', kernel: opts.resize.kernel }
+      : opts.resize;
+  if (input.width === r.width && input.height === r.height) return input;
   // Re-encode-free resize of raw pixels.
-  const r = opts.resize;
   const bg = opts.background ?? WHITE;
   const { data, info } = await sharp(input.data, { raw: { width: input.width, height: input.height, channels: 3 } })
     .resize(r.width, r.height, { fit: r.fit, kernel: r.kernel ?? 'lanczos3', background: { ...bg, alpha: 1 }, position: 'centre' })
