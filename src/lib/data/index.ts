@@ -13,3 +13,4 @@ export * from './zip';
 export * from './download';
 export * from './remote';
 export * from './build';
+export * from './corpus';

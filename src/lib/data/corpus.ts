@@ -1,0 +1,160 @@
+// Caption text for pretraining the offline profile's small GPT-2: every caption of the local mirror
+// except those of the evaluation photos.
+//
+// Sources (in this order; the first copy of a caption wins when deduplicating):
+//   coco-val2017  coco-mini/captions_val2017.json (official COCO format, 5k val2017 images)
+//   coco-mini     coco-mini/captions.json
+//   flickr8k      flickr8k-mini/captions.txt (all 8,091 Flickr8k images, photos or not)
+//   flickr30k     text-corpus/flickr30k_ann_{test,val}.json (optional)
+// Kept out: every caption of an evaluation photo, by image id (COCO ids against the COCO files,
+// Flickr photo ids against the Flickr files), and every caption whose normalised text equals one of
+// the evaluation captions (normaliseCaption: lower case, letters and digits). Duplicates (same
+// normalised text) are kept once.
+import * as fs from 'fs';
+import * as path from 'path';
+import pl from 'nodejs-polars';
+import type { ProfileConfig } from '../config';
+import { mirrorDir, requireMirrorDir } from '../paths';
+import { loadCocoCaptions, loadCocoMini } from './coco';
+import { loadFlickr8k, loadFlickr30kCaptions } from './flickr';
+import { checkMirror } from './mirror';
+import { frameColumns, normaliseCaption, concatFrames } from './schema';
+import { loadSubsets } from './build';
+
+export interface CorpusRecord {
+  text: string;
+  source: string;
+}
+
+export interface CorpusSourceCount {
+  source: string;
+  /** Captions read. */
+  read: number;
+  /** Dropped: caption of an evaluation photo (by image id). */
+  evalImage: number;
+  /** Dropped: same normalised text as an evaluation caption. */
+  evalText: number;
+  /** Dropped: same normalised text as an earlier caption. */
+  duplicate: number;
+  kept: number;
+}
+
+export interface CorpusExclusions {
+  /** Every evaluation photo ("<source>:<image_id>"), for the counts. */
+  images: Set<string>;
+  /** COCO numeric ids of the evaluation photos. */
+  cocoIds: Set<string>;
+  /** Flickr photo ids of the evaluation photos (the file stem before any "_": 1000268201_693b08cb0e -> 1000268201). */
+  flickrIds: Set<string>;
+  /** Normalised evaluation captions. */
+  captions: Set<string>;
+}
+
+export interface CaptionCorpus {
+  records: CorpusRecord[];
+  counts: CorpusSourceCount[];
+  /** Files read. */
+  inputs: string[];
+  /** How many evaluation photos and captions were kept out. */
+  excluded: { images: number; captions: number };
+}
+
+/** The Flickr photo id of a Flickr image id (file stem). */
+export function flickrPhotoId(imageId: string): string {
+  return imageId.split('_')[0];
+}
+
+/** What to keep out, from the evaluation subset (or any caption table). */
+export function exclusionsFrom(evalDf: pl.DataFrame): CorpusExclusions {
+  const c = frameColumns(evalDf);
+  const ex: CorpusExclusions = { images: new Set(), cocoIds: new Set(), flickrIds: new Set(), captions: new Set() };
+  for (let i = 0; i < c.image_id.length; i++) {
+    ex.images.add(`${c.source[i]}:${c.image_id[i]}`);
+    if (c.source[i].startsWith('coco')) ex.cocoIds.add(c.image_id[i]);
+    else if (c.source[i].startsWith('flickr')) ex.flickrIds.add(flickrPhotoId(c.image_id[i]));
+    const k = normaliseCaption(c.caption[i]);
+    if (k) ex.captions.add(k);
+  }
+  return ex;
+}
+
+/** A named caption table of the corpus, and how its ids are matched. */
+interface CorpusPart {
+  source: string;
+  df: pl.DataFrame;
+  ids: 'coco' | 'flickr' | 'none';
+}
+
+/** Filter and deduplicate caption tables into corpus records (see the file comment). */
+export function assembleCorpus(parts: CorpusPart[], exclude: CorpusExclusions): { records: CorpusRecord[]; counts: CorpusSourceCount[] } {
+  const seen = new Set<string>();
+  const records: CorpusRecord[] = [];
+  const counts: CorpusSourceCount[] = [];
+  for (const part of parts) {
+    const c = frameColumns(part.df);
+    const n: CorpusSourceCount = { source: part.source, read: c.caption.length, evalImage: 0, evalText: 0, duplicate: 0, kept: 0 };
+    for (let i = 0; i < c.caption.length; i++) {
+      const id = c.image_id[i];
+      if ((part.ids === 'coco' && exclude.cocoIds.has(id)) || (part.ids === 'flickr' && exclude.flickrIds.has(flickrPhotoId(id)))) {
+        n.evalImage++;
+        continue;
+      }
+      const key = normaliseCaption(c.caption[i]);
+      if (exclude.captions.has(key)) {
+        n.evalText++;
+        continue;
+      }
+      if (!key || seen.has(key)) {
+        n.duplicate++;
+        continue;
+      }
+      seen.add(key);
+      records.push({ text: c.caption[i], source: part.source });
+      n.kept++;
+    }
+    counts.push(n);
+  }
+  return { records, counts };
+}
+
+/** The offline corpus from a mirror folder, keeping `exclude` out. */
+export function buildCaptionCorpus(opts: { mirror: string; exclude: CorpusExclusions }): CaptionCorpus {
+  const m = checkMirror(opts.mirror, ['coco-mini', 'flickr8k-mini']);
+  const parts: CorpusPart[] = [];
+  const inputs: string[] = [];
+  if (fs.existsSync(m.cocoMini.val2017)) {
+    parts.push({ source: 'coco-val2017', df: loadCocoCaptions(m.cocoMini.val2017, { imagesDir: m.cocoMini.images, source: 'coco2017' }), ids: 'coco' });
+    inputs.push(m.cocoMini.val2017);
+  }
+  parts.push({ source: 'coco-mini', df: loadCocoMini(m.cocoMini.dir, { imagesDir: m.cocoMini.images }), ids: 'coco' });
+  inputs.push(m.cocoMini.captions);
+  parts.push({ source: 'flickr8k', df: loadFlickr8k(m.flickr8kMini.dir, { source: 'flickr8k', imagesDir: m.flickr8kMini.images }), ids: 'flickr' });
+  inputs.push(m.flickr8kMini.captions);
+  const f30 = m.textCorpus.flickr30k.filter((f) => fs.existsSync(f));
+  if (f30.length) {
+    parts.push({ source: 'flickr30k', df: concatFrames(f30.map((f) => loadFlickr30kCaptions(f, { imagesDir: path.join(m.textCorpus.dir, 'images') }))), ids: 'flickr' });
+    inputs.push(...f30);
+  }
+  const { records, counts } = assembleCorpus(parts, opts.exclude);
+  return { records, counts, inputs, excluded: { images: opts.exclude.images.size, captions: opts.exclude.captions.size } };
+}
+
+/**
+ * The language-model corpus of a profile, with its evaluation subset (from notebook 01) kept out:
+ * offline: the mirror's caption text (buildCaptionCorpus); smoke and paper: the train and val
+ * captions of the subsets.
+ */
+export function captionCorpusForProfile(cfg: ProfileConfig, opts: { root?: string; env?: NodeJS.ProcessEnv; mirror?: string } = {}): CaptionCorpus {
+  const subsets = loadSubsets(cfg, opts.root);
+  const exclude = exclusionsFrom(subsets.eval);
+  if (cfg.data.source === 'mirror') {
+    const env = opts.env ?? process.env;
+    return buildCaptionCorpus({ mirror: opts.mirror ?? mirrorDir(env) ?? requireMirrorDir(env), exclude });
+  }
+  const parts: CorpusPart[] = [
+    { source: `${cfg.name}-train`, df: subsets.train, ids: 'none' },
+    { source: `${cfg.name}-val`, df: subsets.val, ids: 'none' },
+  ];
+  const { records, counts } = assembleCorpus(parts, exclude);
+  return { records, counts, inputs: [subsets.dir], excluded: { images: exclude.images.size, captions: exclude.captions.size } };
+}
