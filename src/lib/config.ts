@@ -218,6 +218,8 @@ function offline(): ProfileConfig {
       seed: 42,
       trainCaptions: 0,
       valCaptions: 0,
+      // 100 of coco-mini's 186 val2017 photos (5 references each; the seed's 193 would leave only
+      // 123 COCO photos for train/val, and the mirror's COCO photos are the only in-domain training data).
       evalImages: 100,
       datasets: ['coco-mini', 'flickr8k-mini'],
       synthetic: { images: 0, size: 0 },
