@@ -10,8 +10,16 @@ import type { AddressInfo } from 'net';
 import sharp from 'sharp';
 import { crc32 } from '../../src/lib/data/zip';
 
+const made: string[] = [];
+process.on('exit', () => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh temporary directory, removed when the test process exits. */
 export function tmpDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `clipcap-${prefix}-`));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `clipcap-${prefix}-`));
+  made.push(d);
+  return d;
 }
 
 /** A fake repository root (artifactPaths(profile, root) writes under <root>/data). */
