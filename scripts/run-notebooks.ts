@@ -1,4 +1,5 @@
-// Execute the notebooks top to bottom, in order, headless (jupyter nbconvert --execute, tslab kernel).
+// Execute the notebooks top to bottom, in order, headless (nbclient with the tslab kernel, through
+// scripts/execute_notebook.py, which echoes cell output live and keeps the executed copy on failure).
 //
 //   tsx scripts/run-notebooks.ts [--profile paper|offline|smoke] [--from 03] [--only 05] [--timeout S]
 //
@@ -42,6 +43,14 @@ export interface NotebookTiming {
   finishedAt: string;
 }
 
+/** A Python with nbclient (Jupyter's notebook executor). */
+function nbclientPython(): string {
+  for (const py of ['/usr/bin/python3', 'python3']) {
+    if (spawnSync(py, ['-c', 'import nbclient, nbformat'], { stdio: 'ignore' }).status === 0) return py;
+  }
+  throw new Error('no Python with nbclient found: run `npm run setup` (installs jupyter-nbconvert, which brings nbclient)');
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const root = repoRoot();
@@ -59,6 +68,7 @@ async function main(): Promise<void> {
   if (args.only) books = books.filter((b) => b.startsWith(args.only!));
   if (args.from) books = books.filter((b) => b >= args.from!);
   if (books.length === 0) throw new Error('no notebooks selected');
+  const python = nbclientPython();
   const out = artifactPaths(profile, root).executed;
   fs.mkdirSync(out, { recursive: true });
   const timingsFile = path.join(out, 'timings.json');
@@ -68,23 +78,12 @@ async function main(): Promise<void> {
   for (const b of books) {
     const start = Date.now();
     console.log(`[notebooks] ${b} ...`);
-    const r = spawnSync(
-      'jupyter',
-      [
-        'nbconvert',
-        '--to',
-        'notebook',
-        '--execute',
-        `--ExecutePreprocessor.timeout=${args.timeout}`,
-        '--ExecutePreprocessor.kernel_name=tslab',
-        '--output-dir',
-        out,
-        '--output',
-        b,
-        path.join(nbDir, b),
-      ],
-      { env, stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8', maxBuffer: 256 * 2 ** 20 },
-    );
+    const r = spawnSync(python, [path.join(root, 'scripts', 'execute_notebook.py'), path.join(nbDir, b), path.join(out, b), '--timeout', String(args.timeout)], {
+      env,
+      stdio: ['ignore', 'inherit', 'pipe'],
+      encoding: 'utf8',
+      maxBuffer: 256 * 2 ** 20,
+    });
     const seconds = (Date.now() - start) / 1000;
     const ok = r.status === 0;
     timings[b] = { notebook: b, seconds, ok, finishedAt: new Date().toISOString() };

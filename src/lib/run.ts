@@ -15,7 +15,7 @@ import type { ProfileConfig, TrainConfig } from './config';
 import { loadSubsets } from './data/build';
 import { frameRows, type CaptionRow } from './data/schema';
 import { EmbeddingSet } from './embeddings';
-import { encoderName } from './encoders';
+import { encoderName } from './encoders/index';
 import { readJson, writeJsonAtomic } from './fsutil';
 import { loadGPT2, loadLanguageModel, saveGPT2, type GPT2Config, type LanguageModel } from './gpt2';
 import { createMapper, defaultMapperConfig, type MapperConfig } from './mapper';

@@ -1,0 +1,44 @@
+// Static checks of the notebooks and of what they import (tslab compiles src/lib through notebooks/lib).
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const root = path.resolve(__dirname, '..');
+const libDir = path.join(root, 'src', 'lib');
+
+function tsFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []));
+}
+
+test('src/lib imports resolve to files, as tslab requires (no directory imports, no import.meta)', () => {
+  const problems: string[] = [];
+  for (const f of tsFiles(libDir)) {
+    const src = fs.readFileSync(f, 'utf8');
+    if (/\bimport\.meta\b/.test(src)) problems.push(`${path.relative(root, f)}: uses import.meta`);
+    for (const m of src.matchAll(/(?:from|import|require)\s*\(?\s*'(\.{1,2}\/[^']*)'/g)) {
+      const spec = m[1];
+      const base = path.resolve(path.dirname(f), spec);
+      if (fs.existsSync(base + '.ts') || fs.existsSync(base + '.js') || fs.existsSync(base + '.json') || (fs.existsSync(base) && fs.statSync(base).isFile())) continue;
+      problems.push(`${path.relative(root, f)}: '${spec}' ${fs.existsSync(base) ? 'is a directory (import its index explicitly)' : 'does not resolve'}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
+test('notebooks use the tslab kernel, carry no outputs, import from ./lib, and start with a config cell', () => {
+  const books = fs.readdirSync(path.join(root, 'notebooks')).filter((f) => f.endsWith('.ipynb'));
+  assert.ok(books.length >= 1);
+  assert.equal(fs.readlinkSync(path.join(root, 'notebooks', 'lib')), '../src/lib');
+  for (const b of books) {
+    const nb = JSON.parse(fs.readFileSync(path.join(root, 'notebooks', b), 'utf8'));
+    assert.equal(nb.metadata.kernelspec.name, 'tslab', `${b}: kernel`);
+    const code = nb.cells.filter((c: { cell_type: string }) => c.cell_type === 'code');
+    for (const c of code) {
+      assert.deepEqual(c.outputs, [], `${b}: a code cell has committed outputs`);
+      const src = (c.source as string[]).join('');
+      for (const m of src.matchAll(/from '(\.[^']*)'/g)) assert.match(m[1], /^\.\/lib\//, `${b}: imports ${m[1]} (only ./lib/...)`);
+    }
+    assert.match((code[0].source as string[]).join(''), /resolveProfile\(\)/, `${b}: the first code cell resolves the profile`);
+  }
+});
