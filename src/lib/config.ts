@@ -255,7 +255,7 @@ function smoke(): ProfileConfig {
     },
     encoder: { kind: 'clip', modelId: 'tiny-random-clip', quantized: false, batchSize: 8, workers: 1 },
     lm: { source: 'pretrain', modelId: 'tiny-gpt2', arch: { nLayer: 2, nEmbd: 32, nHead: 2, nPositions: 48 }, restrictVocab: true },
-    lmPretrain: { epochs: 2, batchSize: 16, lr: 3e-3, warmupSteps: 5, weightDecay: 0.01, maxTokens: 16, seed: 7, valFraction: 0.1 },
+    lmPretrain: { epochs: 6, batchSize: 16, lr: 3e-3, warmupSteps: 5, weightDecay: 0.01, maxTokens: 16, seed: 7, valFraction: 0.1 },
     mlp: { ...base.mlp, prefixLength: 4, clipLength: 4, batchSize: 8, lr: 3e-3, warmupSteps: 5, epochs: 2, maxCaptionTokens: 16, checkpointEverySteps: 4 },
     transformer: {
       ...base.transformer,
