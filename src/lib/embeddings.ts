@@ -641,3 +641,34 @@ export function storeDir(embeddingsRoot: string, encoderName: string, dataset: s
 export function safeName(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]+/g, '_');
 }
+
+/** Cosine similarity of two vectors. Pure. */
+export function cosine(a: Float32Array, b: Float32Array): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+}
+
+/** The k most cosine-similar candidates of a query (the query's own id left out), best first. Pure. */
+export function nearestNeighbours(
+  query: { id: string; vector: Float32Array },
+  candidates: readonly { id: string; vector: Float32Array }[],
+  k: number,
+): { id: string; similarity: number }[] {
+  return candidates
+    .filter((c) => c.id !== query.id)
+    .map((c) => ({ id: c.id, similarity: cosine(query.vector, c.vector) }))
+    .sort((a, b) => b.similarity - a.similarity || (a.id < b.id ? -1 : 1))
+    .slice(0, k);
+}
+
+/** The folder of one encoder's stores (and its center.json) under a profile's embeddings folder. */
+export function encoderDir(embeddingsRoot: string, encoderName: string): string {
+  return path.join(embeddingsRoot, safeName(encoderName));
+}
