@@ -2,7 +2,7 @@
 // encoder (its own tfjs wasm runtime or onnxruntime session), then embeds the batches the parent
 // sends. Each batch starts decoding as soon as it arrives, so the second batch in flight is decoded
 // while the first one is inferred. The parent owns the store; this process only computes.
-import { createEncoder } from './encoders';
+import { createEncoder } from './encoders/index';
 import type { ImageEncoder } from './encoders/encoder';
 import { inferBatch, prepareBatch, type ExtractImage, type WorkerInit } from './extract';
 

@@ -18,7 +18,7 @@ import * as path from 'path';
 import pl from 'nodejs-polars';
 import type { EncoderConfig } from './config';
 import { EmbeddingStore, type EncoderSignature, type RejectRecord, type StoreRow } from './embeddings';
-import { createEncoder, encoderName, type EncoderExtras, type EncoderPaths } from './encoders';
+import { createEncoder, encoderName, type EncoderExtras, type EncoderPaths } from './encoders/index';
 import type { ImageEncoder } from './encoders/encoder';
 import { cacheDir } from './paths';
 import { Progress } from './progress';
@@ -62,6 +62,8 @@ export interface ExtractResult {
   embedded: number;
   rejected: number;
   seconds: number;
+  /** Of `seconds`, the time to load the encoder (and start the workers). */
+  loadSeconds: number;
   /** (embedded + rejected) / seconds, model loading included. */
   imagesPerSecond: number;
   workers: number;
@@ -300,6 +302,7 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
 
   let embedded = 0;
   let rejected = 0;
+  let loadSeconds = 0;
   let store: EmbeddingStore | null = null;
   let signature: EncoderSignature | null = null;
   const name = opts.encoderInstance?.name ?? encoderName(cfg);
@@ -317,6 +320,7 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
         const s = started[0].signature;
         signature = { encoder: s.name, dim: s.dim, preprocessing: s.preprocessing, postprocess: s.postprocess };
       }
+      loadSeconds = (Date.now() - t0) / 1000;
       store = EmbeddingStore.openForAppend(opts.storeDir, { ...signature, dataset });
       const bar = opts.progress === false ? null : new Progress({ total: todo.length, label: `${signature.encoder} ${dataset}`, unit: 'img' });
       const onBatch = (o: BatchOutcome) => {
@@ -361,6 +365,7 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
     embedded,
     rejected,
     seconds,
+    loadSeconds,
     imagesPerSecond: seconds > 0 ? (embedded + rejected) / seconds : 0,
     workers,
     rows: finalStore?.size ?? 0,
