@@ -8,7 +8,7 @@
 // JSON object with the toolkit's keys Bleu_1..Bleu_4, ROUGE_L, CIDEr.
 import * as fs from 'fs';
 import { parseArgs } from './args';
-import { scoreCaptions, METRIC_NAMES } from '../lib/metrics';
+import { scoreCaptions, METRIC_NAMES } from '../lib/metrics/index';
 import { tableText } from '../lib/display';
 
 const USAGE = `usage: clipcap score --results R.json --annotations A.json [--json]

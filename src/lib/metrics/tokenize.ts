@@ -311,6 +311,17 @@ const RULES: Rule[] = [
 // rules say, except the assimilations that the lexer splits. A fast path for the common case.
 const PLAIN_WORD = /[A-Za-z]+(?=[ \t\n]|$)/y;
 const ASSIMILATIONS = new Set(['cannot', 'gonna', 'gotta', 'lemme', 'gimme', 'wanna']);
+// A letter run followed by "." and a space, a line end or the end: the run is one WORD token (and the
+// period the next token) unless the run with its period is an abbreviation or a single-letter acronym,
+// whose rules look further ahead. Likewise before "," when the rest of the chunk has no "-", "@" or soft
+// hyphen (which could extend it into an HTHING or an e-mail address).
+const WORD_BEFORE_DOT = /[A-Za-z]{2,}(?=\.(?:[ \t\n]|$))/y;
+const WORD_BEFORE_COMMA = /[A-Za-z]+(?=,[^ \t\n\-@\u00AD]*(?:[ \t\n]|$))/y;
+const ABBREVIATION = new RegExp(`^(?:${ABBREV1}|${ABBREV2}|${ABBREV3})$`, 'u');
+// Spaces and tabs: no rule but the skipping one can start with them.
+const BLANKS = /[ \t]+/y;
+// A lone "." before a line end, the end, a tab, or a space not followed by another "." (". . ." is an ellipsis).
+const LONE_PERIOD = /\.(?=$|[\t\n]| [^.])/y;
 const LINE_BREAK = '\n';
 
 /** Runs the lexer over `s`; a "\n" in the output array marks a line end. */
@@ -318,11 +329,36 @@ function lex(s: string): string[] {
   const out: string[] = [];
   let pos = 0;
   while (pos < s.length) {
+    BLANKS.lastIndex = pos;
+    if (BLANKS.test(s)) {
+      pos = BLANKS.lastIndex;
+      continue;
+    }
     PLAIN_WORD.lastIndex = pos;
     const pm = PLAIN_WORD.exec(s);
     if (pm && !ASSIMILATIONS.has(pm[0].toLowerCase())) {
       out.push(pm[0]);
       pos += pm[0].length;
+      continue;
+    }
+    WORD_BEFORE_DOT.lastIndex = pos;
+    const dm = WORD_BEFORE_DOT.exec(s);
+    if (dm && !ASSIMILATIONS.has(dm[0].toLowerCase()) && !ABBREVIATION.test(dm[0] + '.')) {
+      out.push(dm[0]);
+      pos += dm[0].length;
+      continue;
+    }
+    WORD_BEFORE_COMMA.lastIndex = pos;
+    const cm = WORD_BEFORE_COMMA.exec(s);
+    if (cm && !ASSIMILATIONS.has(cm[0].toLowerCase())) {
+      out.push(cm[0]);
+      pos += cm[0].length;
+      continue;
+    }
+    LONE_PERIOD.lastIndex = pos;
+    if (LONE_PERIOD.test(s)) {
+      out.push('.');
+      pos += 1;
       continue;
     }
     if (s.charCodeAt(pos) === 10) {
