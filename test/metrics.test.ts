@@ -3,8 +3,12 @@
 // test/fixtures/metrics/*.json hold inputs and the numbers the official Python code produced for them
 // (pycocoevalcap's bleu/rouge/cider scorers, and its ptbtokenizer.py with Stanford CoreNLP 3.4.1). They
 // were made once by a scratch script outside the repository that ran that code with python3 and java; the
-// toolkit's code itself is not part of this project. Every figure must match to 1e-6 (the issue's bar); we
-// check 1e-9.
+// toolkit's code itself is not part of this project. To regenerate: check out pycocoevalcap (salaniz,
+// commit ad63453; bleu/, rouge/, cider/, tokenizer/ are pure Python plus numpy), put a
+// stanford-corenlp-3.4.1.jar in tokenizer/ (built from CoreNLP's v3.4.1 tag with
+// `javac --release 8 -sourcepath src src/edu/stanford/nlp/process/PTBTokenizer.java` when the jar is not
+// at hand), then score generated captions with Bleu(4), Rouge(), Cider() and dump inputs, corpus scores and
+// per-image scores as JSON. Every figure must match to 1e-6 (the issue's bar); we check 1e-9.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'fs';

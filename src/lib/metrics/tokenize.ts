@@ -10,9 +10,11 @@
 // toLowerCase after tokenization, so rules that look at capitals see the original text) and the toolkit's
 // punctuation list is removed.
 //
-// Checked against the real PTBTokenizer 3.4.1 (compiled from CoreNLP's v3.4.1 source) on 114,212 real
-// COCO / Flickr8k / Flickr30k captions and on the hand-made edge cases in
-// test/fixtures/metrics/tokenize.json (see test/metrics-tokenize.test.ts).
+// Checked against the real toolkit tokenization (ptbtokenizer.py with PTBTokenizer 3.4.1 compiled from
+// CoreNLP's v3.4.1 source): identical output for all 114,212 COCO val2017 / Flickr8k / Flickr30k captions
+// of the shared data (tokenized as one batch, like the toolkit) and for the 1,129 hand-made and generated
+// edge cases in test/fixtures/metrics/tokenize.json (see test/metrics-tokenize.test.ts). Speed: about
+// 13 microseconds per caption (2 s for those 114k captions).
 //
 // Consequences of the toolkit that are reproduced on purpose:
 // - "-LRB-", "-RRB-", "-LCB-", ... are lower-cased to "-lrb-" etc. *before* the punctuation filter, whose
