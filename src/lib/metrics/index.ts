@@ -3,7 +3,7 @@
 // equals the Python toolkit's (see test/metrics.test.ts, which checks against vectors the toolkit made);
 // tokenization differences are documented in tokenize.ts.
 //
-//   import { scoreCaptions } from './lib/metrics/index';   // (notebooks; import the index file explicitly)
+// (Notebooks import this file as lib/metrics/index: tslab needs the file, not the directory.)
 //   const { scores, perImage } = scoreCaptions(refsById, candidateById);
 //   scores.CIDEr, scores.Bleu_4, perImage.get(id)!.ROUGE_L
 import { bleu } from './bleu';
