@@ -69,6 +69,11 @@ export function openEmbeddings(profile: ProfileConfig): EmbeddingSet {
   return EmbeddingSet.open(path.join(artifactPaths(profile.name).embeddings, encoderNameDir(profile)));
 }
 
+/** The embedding set a run was trained on. */
+export function openEmbeddingsOfRun(config: RunConfig): EmbeddingSet {
+  return EmbeddingSet.open(abs(config.encoder.embeddingsDir));
+}
+
 function encoderNameDir(profile: ProfileConfig): string {
   return encoderName(profile.encoder).replace(/[^A-Za-z0-9._-]+/g, '_');
 }

@@ -1,0 +1,123 @@
+// Captioning with a trained run: image embeddings (or image files, through the run's encoder and its
+// post-processing) -> prefix -> beam search (ClipCap's generate_beam) or greedy decoding -> text.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import type { ProfileConfig } from './config';
+import { loadSubsets } from './data/build';
+import { groupImages, frameColumns } from './data/schema';
+import { imgTag, thumbnailDataUri, escapeHtml } from './display';
+import { centerL2, type CenterFile } from './embeddings';
+import { createEncoder, type ImageEncoder } from './encoders/index';
+import { readJson } from './fsutil';
+import { beamSearch, greedy } from './generate';
+import { artifactPaths, repoRoot } from './paths';
+import { loadRun, openEmbeddingsOfRun, type LoadedRun } from './run';
+import { cleanGenerated } from './text';
+import type { Tokenizer } from './tokenizer';
+
+export interface DecodeConfig {
+  /** Beam width; 1 = greedy. */
+  beam: number;
+  maxNewTokens: number;
+}
+
+/** Token ids that end a caption besides EOS: the sentence's period. */
+export function stopIds(tok: Tokenizer): number[] {
+  const ids = tok.encode('.');
+  return ids.length === 1 ? ids : [];
+}
+
+/** Caption a batch of (post-processed) image embeddings with a loaded run. */
+export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], opts: DecodeConfig): string[] {
+  if (embeddings.length === 0) return [];
+  const { model, tokenizer } = run;
+  const dim = run.config.encoder.dim;
+  const stops = stopIds(tokenizer);
+  const base = { maxNewTokens: opts.maxNewTokens, eosId: tokenizer.eosId, stopIds: stops };
+  const out: string[] = [];
+  const chunk = opts.beam <= 1 ? 16 : 1;
+  for (let i = 0; i < embeddings.length; i += chunk) {
+    const part = embeddings.slice(i, i + chunk);
+    const data = new Float32Array(part.length * dim);
+    part.forEach((e, j) => {
+      if (e.length !== dim) throw new Error(`embedding ${i + j} has ${e.length} values; the run's encoder gives ${dim}`);
+      data.set(e, j * dim);
+    });
+    const prefix = tf.tidy(() => model.prefix(tf.tensor2d(data, [part.length, dim])));
+    try {
+      const ids = opts.beam <= 1 ? greedy(model.lm, prefix, base) : [beamSearch(model.lm, prefix, { ...base, beamSize: opts.beam })[0].ids];
+      for (const seq of ids) out.push(cleanGenerated(tokenizer.decode(seq)));
+    } finally {
+      prefix.dispose();
+    }
+  }
+  return out;
+}
+
+/** Captions image files end to end: the run's encoder, its post-processing, the run's model. */
+export class Captioner {
+  private constructor(
+    readonly run: LoadedRun,
+    private readonly encoder: ImageEncoder,
+    private readonly center: CenterFile | null,
+  ) {}
+
+  static async open(runDir: string): Promise<Captioner> {
+    const run = await loadRun(runDir);
+    try {
+      const profile = run.config.profile;
+      const encoder = await createEncoder(run.config.encoder.config, { models: artifactPaths(profile).models });
+      let center: CenterFile | null = null;
+      if (encoder.postprocess.kind === 'center-l2') {
+        const dir = path.isAbsolute(run.config.encoder.embeddingsDir) ? run.config.encoder.embeddingsDir : path.join(repoRoot(), run.config.encoder.embeddingsDir);
+        const file = path.join(dir, 'center.json');
+        if (!fs.existsSync(file)) throw new Error(`${file} is missing: the ${encoder.name} embeddings of this run need the centring means fitted by notebook 02`);
+        center = readJson<CenterFile>(file);
+      }
+      return new Captioner(run, encoder, center);
+    } catch (e) {
+      run.dispose();
+      throw e;
+    }
+  }
+
+  async caption(files: string[], opts: DecodeConfig): Promise<{ file: string; caption: string }[]> {
+    const out: { file: string; caption: string }[] = [];
+    for (const file of files) {
+      if (!fs.existsSync(file)) throw new Error(`image ${file} does not exist`);
+      const [raw] = await this.encoder.embed([file]);
+      const emb = this.center ? centerL2(raw, this.center) : raw;
+      out.push({ file, caption: captionEmbeddings(this.run, [emb], opts)[0] });
+    }
+    return out;
+  }
+
+  async dispose(): Promise<void> {
+    await this.encoder.dispose();
+    this.run.dispose();
+  }
+}
+
+/** A few photos of a split with their references and this run's captions (HTML rows for a table). */
+export async function captionSamples(
+  profile: ProfileConfig,
+  runDir: string,
+  opts: { split: 'train' | 'val' | 'eval'; count: number; beam?: number },
+): Promise<Record<string, unknown>[]> {
+  const run = await loadRun(runDir);
+  try {
+    const emb = openEmbeddingsOfRun(run.config);
+    const groups = groupImages(frameColumns(loadSubsets(profile)[opts.split]))
+      .filter((g) => emb.has(g.image_id))
+      .slice(0, opts.count);
+    const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), { beam: opts.beam ?? profile.eval.beam, maxNewTokens: profile.eval.maxNewTokens });
+    const rows: Record<string, unknown>[] = [];
+    for (const [i, g] of groups.entries()) {
+      rows.push({ photo: imgTag(await thumbnailDataUri(g.file, 160), 160), 'generated caption': caps[i], 'a reference': g.captions[0] ?? '', image: escapeHtml(g.image_id) });
+    }
+    return rows;
+  } finally {
+    run.dispose();
+  }
+}

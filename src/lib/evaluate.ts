@@ -1,0 +1,231 @@
+// Evaluation of a profile: captions for every evaluation photo from each trained variant (beam search
+// by default), the baselines (nearest-neighbour caption retrieval with the same encoder, and the human
+// leave-one-out row where photos have 5 references), all scored with the COCO caption toolkit's
+// metrics (src/lib/metrics). Files under data/<profile>/eval/:
+//   annotations.json        the evaluation references in the COCO captions format
+//   <system>.results.json   each system's captions in the COCO results format [{image_id, caption}]
+//   <system>.meta.json      how they were made (run, decoding, time), used to reuse them on a rerun
+//   scores.json             corpus and per-image scores of every system
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { ensureBackend } from './backend';
+import { nearestNeighbourCaptions, humanLeaveOneOut, tfjsSimilarity } from './baselines';
+import { captionEmbeddings, type DecodeConfig } from './caption';
+import type { ProfileConfig, TrainConfig } from './config';
+import { loadSubsets } from './data/build';
+import { frameColumns, groupImages, type ImageGroup } from './data/schema';
+import { readJson, writeJsonAtomic } from './fsutil';
+import { scoreCaptions, METRIC_NAMES, type MetricScores } from './metrics/index';
+import { artifactPaths } from './paths';
+import { Progress } from './progress';
+import { variantLabel } from './report';
+import { loadRun, openEmbeddings, type RunSummary } from './run';
+
+export type SystemKind = 'clipcap' | 'baseline' | 'human';
+
+export interface SystemResult {
+  /** File-safe key (run name, 'nn_retrieval', 'human'). */
+  key: string;
+  label: string;
+  kind: SystemKind;
+  /** Captions by image id (not for the human row, which has 5 rotations). */
+  captions: Map<string, string>;
+  scores: MetricScores;
+  perImage: Map<string, MetricScores>;
+  images: number;
+  /** Seconds to produce the captions (0 when reused from an earlier run). */
+  seconds: number;
+  note: string;
+}
+
+export interface EvaluationOptions {
+  decode: DecodeConfig;
+  /** Neighbours pooled by the retrieval baseline. */
+  retrievalK: number;
+  /** Variants to caption (default: the profile's two). */
+  variants?: TrainConfig[];
+  /** Regenerate captions even when an earlier run's are still valid. */
+  force?: boolean;
+}
+
+export interface Evaluation {
+  profile: string;
+  evalImages: ImageGroup[];
+  refs: Map<string, string[]>;
+  systems: SystemResult[];
+  dir: string;
+}
+
+/** COCO's results format wants numeric ids where the dataset has them. */
+function cocoId(id: string): string | number {
+  return /^\d+$/.test(id) ? Number(id) : id;
+}
+
+function writeResults(file: string, captions: Map<string, string>): void {
+  writeJsonAtomic(
+    file,
+    [...captions].map(([id, caption]) => ({ image_id: cocoId(id), caption })),
+  );
+}
+
+function readResults(file: string): Map<string, string> {
+  const arr = readJson<{ image_id: string | number; caption: string }[]>(file);
+  return new Map(arr.map((r) => [String(r.image_id), r.caption]));
+}
+
+interface CaptionMeta {
+  run: string;
+  finishedAt: string;
+  decode: DecodeConfig;
+  images: number;
+  seconds: number;
+}
+
+/** Caption the evaluation photos with one trained variant (reusing valid earlier captions). */
+async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: ImageGroup[], emb: Map<string, Float32Array>, opts: EvaluationOptions, dir: string): Promise<SystemResult | null> {
+  const runDir = path.join(artifactPaths(profile.name).runs, t.name);
+  const summaryFile = path.join(runDir, 'summary.json');
+  if (!fs.existsSync(summaryFile)) return null;
+  const summary = readJson<RunSummary>(summaryFile);
+  const resultsFile = path.join(dir, `${t.name}.results.json`);
+  const metaFile = path.join(dir, `${t.name}.meta.json`);
+  const want: Omit<CaptionMeta, 'seconds'> = { run: t.name, finishedAt: summary.finishedAt, decode: opts.decode, images: groups.length };
+  let captions: Map<string, string> | null = null;
+  let seconds = 0;
+  if (!opts.force && fs.existsSync(resultsFile) && fs.existsSync(metaFile)) {
+    const meta = readJson<CaptionMeta>(metaFile);
+    if (JSON.stringify({ ...meta, seconds: undefined }) === JSON.stringify({ ...want, seconds: undefined })) {
+      captions = readResults(resultsFile);
+      seconds = 0;
+    }
+  }
+  if (!captions) {
+    const run = await loadRun(runDir);
+    try {
+      const t0 = Date.now();
+      captions = new Map();
+      const bar = new Progress({ total: groups.length, label: `captioning (${t.name})`, unit: 'img' });
+      const chunk = opts.decode.beam <= 1 ? 16 : 1;
+      for (let i = 0; i < groups.length; i += chunk) {
+        const part = groups.slice(i, i + chunk);
+        const caps = captionEmbeddings(
+          run,
+          part.map((g) => emb.get(g.image_id)!),
+          opts.decode,
+        );
+        part.forEach((g, j) => captions!.set(g.image_id, caps[j]));
+        bar.tick(part.length);
+      }
+      seconds = (Date.now() - t0) / 1000;
+      writeResults(resultsFile, captions);
+      writeJsonAtomic(metaFile, { ...want, seconds } satisfies CaptionMeta);
+    } finally {
+      run.dispose();
+    }
+  }
+  const meta = readJson<CaptionMeta>(metaFile);
+  return {
+    key: t.name,
+    label: variantLabel(t),
+    kind: 'clipcap',
+    captions,
+    scores: {} as MetricScores,
+    perImage: new Map(),
+    images: captions.size,
+    seconds: meta.seconds,
+    note: `${opts.decode.beam <= 1 ? 'greedy' : `beam ${opts.decode.beam}`}, at most ${opts.decode.maxNewTokens} tokens`,
+  };
+}
+
+/** Evaluate every trained variant of a profile and the baselines on the evaluation photos. */
+export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOptions): Promise<Evaluation> {
+  await ensureBackend();
+  const dir = artifactPaths(profile.name).eval;
+  fs.mkdirSync(dir, { recursive: true });
+  const subsets = loadSubsets(profile);
+  const embSet = openEmbeddings(profile);
+  const evalGroups = groupImages(frameColumns(subsets.eval), 'eval subset');
+  const missing = evalGroups.filter((g) => !embSet.has(g.image_id));
+  if (missing.length) throw new Error(`${missing.length} evaluation photos have no embedding (e.g. ${missing[0].image_id}): run notebook 02 first`);
+  const refs = new Map(evalGroups.map((g) => [g.image_id, g.captions]));
+  writeJsonAtomic(path.join(dir, 'annotations.json'), {
+    images: evalGroups.map((g) => ({ id: cocoId(g.image_id), file_name: path.basename(g.file) })),
+    annotations: evalGroups.flatMap((g) => g.captions.map((caption) => ({ image_id: cocoId(g.image_id), caption }))),
+  });
+  const evalEmb = new Map(evalGroups.map((g) => [g.image_id, embSet.get(g.image_id)]));
+
+  const systems: SystemResult[] = [];
+  for (const t of opts.variants ?? [profile.mlp, profile.transformer]) {
+    const r = await captionVariant(profile, t, evalGroups, evalEmb, opts, dir);
+    if (r) systems.push(r);
+  }
+
+  // Nearest-neighbour retrieval with the same encoder: the consensus caption of the k nearest training photos.
+  const t0 = Date.now();
+  const trainGroups = groupImages(frameColumns(subsets.train), 'train subset').filter((g) => embSet.has(g.image_id));
+  const trainEmb = new Map(trainGroups.map((g) => [g.image_id, embSet.get(g.image_id)]));
+  const trainCaps = new Map(trainGroups.map((g) => [g.image_id, g.captions]));
+  const retrieved = nearestNeighbourCaptions(trainEmb, trainCaps, evalEmb, { k: opts.retrievalK, engine: tfjsSimilarity(tf) });
+  const nn = new Map([...retrieved].map(([id, r]) => [id, r.caption]));
+  writeResults(path.join(dir, 'nn_retrieval.results.json'), nn);
+  systems.push({
+    key: 'nn_retrieval',
+    label: `Nearest-neighbour retrieval (k=${opts.retrievalK})`,
+    kind: 'baseline',
+    captions: nn,
+    scores: {} as MetricScores,
+    perImage: new Map(),
+    images: nn.size,
+    seconds: (Date.now() - t0) / 1000,
+    note: `consensus caption (CIDEr-D) of the ${opts.retrievalK} nearest of ${trainGroups.length} training photos, same encoder`,
+  });
+
+  for (const s of systems) {
+    const sc = scoreCaptions(refs, s.captions);
+    s.scores = sc.scores;
+    s.perImage = sc.perImage;
+  }
+
+  // Human leave-one-out (photos with 5 references).
+  const five = new Map([...refs].filter(([, r]) => r.length >= 5));
+  if (five.size > 0) {
+    const h = humanLeaveOneOut(five);
+    systems.push({
+      key: 'human',
+      label: 'Human (leave-one-out)',
+      kind: 'human',
+      captions: new Map(),
+      scores: h.scores,
+      perImage: new Map(),
+      images: h.count,
+      seconds: 0,
+      note: 'each reference scored against the other four, mean of the 5 rotations',
+    });
+  }
+
+  writeJsonAtomic(path.join(dir, 'scores.json'), {
+    profile: profile.name,
+    images: evalGroups.length,
+    systems: systems.map((s) => ({
+      key: s.key,
+      label: s.label,
+      kind: s.kind,
+      images: s.images,
+      note: s.note,
+      seconds: s.seconds,
+      scores: s.scores,
+      perImage: Object.fromEntries(s.perImage),
+    })),
+  });
+  return { profile: profile.name, evalImages: evalGroups, refs, systems, dir };
+}
+
+/** The metrics table: one row per system, toolkit keys as columns. */
+export function metricsRows(systems: SystemResult[]): Record<string, unknown>[] {
+  return systems.map((s) => {
+    const row: Record<string, unknown> = { system: s.label, images: s.images };
+    for (const m of METRIC_NAMES) row[m] = s.scores[m];
+    return row;
+  });
+}

@@ -1,0 +1,385 @@
+// REPORT.md and the tables the notebooks show, written from run artifacts only.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { ProfileConfig } from './config';
+import type { ImageGroup } from './data/schema';
+import { escapeHtml, tableMarkdown } from './display';
+import type { Evaluation } from './evaluate';
+import { readJson, writeFileAtomic } from './fsutil';
+import { METRIC_NAMES } from './metrics/index';
+import { artifactPaths, mirrorDir } from './paths';
+import { smooth, type EpochLoss, type StepLoss } from './plots';
+import type { RunConfig, RunSummary } from './run';
+import { readEpochLog, readStepLog } from './train';
+
+/** Rows describing a finished (or interrupted) run. */
+export function describeRun(config: RunConfig, summary: RunSummary): Record<string, unknown>[] {
+  const t = config.train;
+  return [
+    { item: 'variant', value: `${t.mapper} mapper + ${t.finetuneLM ? 'fine-tuned' : 'frozen'} GPT-2` },
+    { item: 'language model', value: `${config.lm.source} (${config.lm.config.nLayer} layers, d=${config.lm.config.nEmbd}, vocabulary ${config.lm.vocabSize})` },
+    { item: 'encoder', value: `${config.encoder.name} (${config.encoder.dim}-d)` },
+    { item: 'train / val examples', value: `${config.data.trainExamples} / ${config.data.valExamples} captions of ${config.data.trainImages} / ${config.data.valImages} images` },
+    { item: 'steps', value: `${summary.steps}${summary.completed ? '' : ' (not finished)'}${summary.resumedFromStep ? `, resumed from step ${summary.resumedFromStep}` : ''}` },
+    { item: 'final train loss', value: summary.finalTrainLoss ?? '' },
+    { item: 'final val loss', value: summary.finalValLoss ?? '' },
+    { item: 'training time (s)', value: summary.trainSeconds },
+    { item: 'tokens/s', value: summary.tokensPerSecond },
+    { item: 'backend', value: config.backend },
+  ];
+}
+
+export interface VariantLosses {
+  name: string;
+  label: string;
+  runDir: string;
+  steps: StepLoss[];
+  epochs: EpochLoss[];
+}
+
+/** Human label of a variant. */
+export function variantLabel(t: { mapper: string; finetuneLM: boolean }): string {
+  return `${t.mapper === 'mlp' ? 'MLP' : 'Transformer'} + ${t.finetuneLM ? 'fine-tuned' : 'frozen'} GPT-2`;
+}
+
+/** The loss logs of both variants of a profile (variants without a run are left out). */
+export function loadVariantLosses(profile: ProfileConfig): VariantLosses[] {
+  const out: VariantLosses[] = [];
+  for (const t of [profile.mlp, profile.transformer]) {
+    const runDir = path.join(artifactPaths(profile.name).runs, t.name);
+    if (!fs.existsSync(path.join(runDir, 'steps.jsonl'))) continue;
+    const label = variantLabel(t);
+    out.push({
+      name: t.name,
+      label,
+      runDir,
+      steps: readStepLog(runDir).map((s) => ({ variant: label, step: s.step, epoch: s.epoch, loss: s.loss })),
+      epochs: readEpochLog(runDir).flatMap((e) => [
+        { variant: label, epoch: e.epoch + 1, split: 'train' as const, loss: e.trainLoss },
+        ...(e.valLoss === null ? [] : [{ variant: label, epoch: e.epoch + 1, split: 'val' as const, loss: e.valLoss }]),
+      ]),
+    });
+  }
+  return out;
+}
+
+export interface ConvergenceStats {
+  variant: string;
+  steps: number;
+  /** Smoothed train loss at 10%, 25%, 50% of the steps and at the end. */
+  at10: number;
+  at25: number;
+  at50: number;
+  final: number;
+  /** First step at which the smoothed train loss is within 10% of the run's final smoothed loss. */
+  stepsToWithin10pct: number;
+  firstEpochVal: number | null;
+  finalVal: number | null;
+}
+
+/** How fast each variant converges and where it ends (from the step and epoch logs). */
+export function convergenceStats(v: VariantLosses, smoothing = 0.9): ConvergenceStats {
+  const losses = smooth(
+    v.steps.map((s) => s.loss),
+    smoothing,
+  );
+  const n = losses.length;
+  const at = (f: number) => (n ? losses[Math.min(n - 1, Math.max(0, Math.round(f * n) - 1))] : NaN);
+  const final = n ? losses[n - 1] : NaN;
+  const within = losses.findIndex((l) => l <= final * 1.1);
+  const vals = v.epochs.filter((e) => e.split === 'val');
+  return {
+    variant: v.label,
+    steps: n,
+    at10: at(0.1),
+    at25: at(0.25),
+    at50: at(0.5),
+    final,
+    stepsToWithin10pct: within < 0 ? n : within + 1,
+    firstEpochVal: vals.length ? vals[0].loss : null,
+    finalVal: vals.length ? vals[vals.length - 1].loss : null,
+  };
+}
+
+/**
+ * The seed study's finding, checked on our runs: the transformer + frozen variant converges faster
+ * (lower smoothed loss at 25% of training), the MLP + fine-tuned variant ends lower (final val loss,
+ * else final train loss).
+ */
+export function seedFinding(mlp: ConvergenceStats, tr: ConvergenceStats): { fasterHolds: boolean; lowerHolds: boolean; text: string } {
+  const fasterHolds = tr.at25 < mlp.at25;
+  const endM = mlp.finalVal ?? mlp.final;
+  const endT = tr.finalVal ?? tr.final;
+  const lowerHolds = endM < endT;
+  const f = (x: number) => x.toFixed(3);
+  const text =
+    `Converges faster: ${fasterHolds ? 'holds' : 'does not hold'} (smoothed train loss at 25% of training: transformer ${f(tr.at25)} vs MLP ${f(mlp.at25)}). ` +
+    `Ends lower: ${lowerHolds ? 'holds' : 'does not hold'} (final ${mlp.finalVal !== null && tr.finalVal !== null ? 'val' : 'train'} loss: MLP ${f(endM)} vs transformer ${f(endT)}).`;
+  return { fasterHolds, lowerHolds, text };
+}
+
+// ---------------------------------------------------------------------------------------------
+// REPORT.md
+
+/** Their numbers, for the table beside ours (labelled as theirs). */
+export const PUBLISHED = {
+  seed: {
+    source: 'seed study (the reproduction this project follows): 193 COCO images',
+    rows: [
+      { system: 'MLP + fine-tuned GPT-2', Bleu_4: 0.287 },
+      { system: 'Transformer + frozen GPT-2', Bleu_4: 0.274 },
+    ],
+  },
+  paper: {
+    source: 'Mokady et al. 2021, Table 1: COCO Karpathy test split (5,000 images), CLIP ViT-B/32 + GPT-2',
+    rows: [
+      { system: 'ClipCap, MLP + GPT-2 tuning', Bleu_4: 0.3215, CIDEr: 1.0835, METEOR: 0.271, SPICE: 0.2012 },
+      { system: 'ClipCap, Transformer (frozen GPT-2)', Bleu_4: 0.3353, CIDEr: 1.1308, METEOR: 0.2745, SPICE: 0.2105 },
+    ],
+  },
+} as const;
+
+/** A public URL of an evaluation photo when it has one (COCO photos), for the report's sample table. */
+export function publicPhotoUrls(groups: ImageGroup[]): Map<string, string> {
+  const out = new Map<string, string>();
+  let cocoMini: Map<string, string> | null = null;
+  for (const g of groups) {
+    const base = path.basename(g.file);
+    const m = /^COCO_(train|val)2014_/.exec(base);
+    if (m) {
+      out.set(g.image_id, `http://images.cocodataset.org/${m[1]}2014/${base}`);
+      continue;
+    }
+    if (g.source === 'coco-mini') {
+      if (!cocoMini) {
+        cocoMini = new Map();
+        const dir = mirrorDir();
+        const file = dir ? path.join(dir, 'coco-mini', 'captions.json') : '';
+        if (file && fs.existsSync(file)) {
+          for (const im of readJson<{ images: { file_name: string; coco_url?: string }[] }>(file).images) if (im.coco_url) cocoMini.set(im.file_name, im.coco_url);
+        }
+      }
+      const url = cocoMini.get(base);
+      if (url) out.set(g.image_id, url);
+    }
+  }
+  return out;
+}
+
+function fmt(x: number | null | undefined, digits = 3): string {
+  return x === null || x === undefined || !Number.isFinite(x) ? '' : x.toFixed(digits);
+}
+
+function seconds(s: number): string {
+  if (!Number.isFinite(s)) return '';
+  return s >= 90 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`;
+}
+
+export interface ReportInputs {
+  profile: ProfileConfig;
+  evaluation: Evaluation;
+  /** Notebook wall times (data/<profile>/notebooks/timings.json), if recorded. */
+  timings?: Record<string, { seconds: number; ok: boolean; finishedAt: string }>;
+  lossFigure?: string;
+  metricsFigure?: string;
+  lmPretrain?: { summary: { finalTrainLoss: number | null; finalValLoss: number | null; trainSeconds: number; steps: number }; corpus: { captions: number; tokens: number; vocabSize: number }; config: { nLayer: number; nEmbd: number; nHead: number; vocabSize: number } } | null;
+  samples: number;
+  backend: string;
+  /** Seconds this evaluation took (notebook 06 so far). */
+  evalSeconds: number;
+}
+
+/** The full text of REPORT.md, from artifacts only. */
+export function renderReport(inp: ReportInputs): string {
+  const { profile, evaluation } = inp;
+  const paths = artifactPaths(profile.name);
+  const relToReport = (p: string) => path.relative(path.dirname(paths.report), p).split(path.sep).join('/');
+  const runs = [profile.mlp, profile.transformer].map((t) => {
+    const dir = path.join(paths.runs, t.name);
+    const cfg = fs.existsSync(path.join(dir, 'config.json')) ? readJson<RunConfig>(path.join(dir, 'config.json')) : null;
+    const sum = fs.existsSync(path.join(dir, 'summary.json')) ? readJson<RunSummary>(path.join(dir, 'summary.json')) : null;
+    return { t, dir, cfg, sum };
+  });
+  const losses = loadVariantLosses(profile);
+  const stats = losses.map((v) => convergenceStats(v));
+  const finding = stats.length === 2 ? seedFinding(stats[0], stats[1]) : null;
+  const manifest = readJson<{ sizes: Record<string, { images: number; captions: number }> }>(path.join(paths.subsets, 'manifest.json'));
+  const sys = evaluation.systems;
+  const clip = sys.filter((s) => s.kind === 'clipcap');
+  const nn = sys.find((s) => s.key === 'nn_retrieval');
+  const human = sys.find((s) => s.kind === 'human');
+  const L: string[] = [];
+  const now = new Date().toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
+  L.push(`# ClipCap in TypeScript: results (${profile.name} profile)`, '');
+  L.push(`> Written by \`notebooks/06_evaluate\` from the run artifacts under \`data/${profile.name}/\` on ${now}. Do not edit by hand: rerun the notebooks (\`npm run main\`) to regenerate it.`, '');
+
+  // Summary
+  L.push('## Summary', '');
+  const best = (k: 'Bleu_4' | 'CIDEr') => clip.map((s) => `${s.label} ${fmt(s.scores[k])}`).join(', ');
+  L.push(
+    `On ${evaluation.evalImages.length} held-out photos, BLEU-4: ${best('Bleu_4')}${nn ? `; nearest-neighbour retrieval ${fmt(nn.scores.Bleu_4)}` : ''}${human ? `; human leave-one-out ${fmt(human.scores.Bleu_4)}` : ''}. ` +
+      `CIDEr-D: ${best('CIDEr')}${nn ? `; retrieval ${fmt(nn.scores.CIDEr)}` : ''}${human ? `; human ${fmt(human.scores.CIDEr)}` : ''}.`,
+  );
+  if (finding) L.push('', `Seed study's finding (transformer + frozen converges faster, MLP + fine-tuned ends lower), checked on these runs: ${finding.text}`);
+  if (profile.name !== 'paper') {
+    L.push('', `These numbers come from the **${profile.name}** profile (${profile.description}); they are not comparable with the paper's or the seed study's, which used CLIP and the 124M-parameter GPT-2 on COCO (see Limitations).`);
+  }
+  L.push('');
+
+  // Setup
+  L.push('## Setup', '');
+  const anyCfg = runs.find((r) => r.cfg)?.cfg;
+  const setup: Record<string, unknown>[] = [
+    { item: 'profile', value: `${profile.name}: ${profile.description}` },
+    { item: 'image encoder', value: anyCfg ? `${anyCfg.encoder.name} (${anyCfg.encoder.dim}-d, frozen)` : profile.encoder.kind },
+    {
+      item: 'language model',
+      value: anyCfg
+        ? `${anyCfg.lm.source}: GPT-2 with ${anyCfg.lm.config.nLayer} layers, d=${anyCfg.lm.config.nEmbd}, ${anyCfg.lm.config.nHead} heads, vocabulary ${anyCfg.lm.vocabSize}${anyCfg.lm.restrictedVocab ? ' (GPT-2 BPE restricted to the corpus tokens)' : ''}`
+        : profile.lm.modelId,
+    },
+    ...(inp.lmPretrain
+      ? [
+          {
+            item: 'LM pretraining (notebook 02b)',
+            value: `${inp.lmPretrain.corpus.captions} captions (${inp.lmPretrain.corpus.tokens} tokens, evaluation captions kept out), ${inp.lmPretrain.summary.steps} steps, final train / val loss ${fmt(inp.lmPretrain.summary.finalTrainLoss)} / ${fmt(inp.lmPretrain.summary.finalValLoss)}, ${seconds(inp.lmPretrain.summary.trainSeconds)}`,
+          },
+        ]
+      : []),
+    { item: 'data (images / captions)', value: ['train', 'val', 'eval'].map((s) => `${s} ${manifest.sizes[s]?.images ?? '?'} / ${manifest.sizes[s]?.captions ?? '?'}`).join('; ') },
+    { item: 'TensorFlow.js backend', value: inp.backend },
+    { item: 'machine', value: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}` },
+  ];
+  L.push(tableMarkdown(setup), '');
+  L.push('### Hyperparameters', '');
+  const keys: (keyof ProfileConfig['mlp'])[] = ['prefixLength', 'clipLength', 'numLayers', 'numHeads', 'batchSize', 'lr', 'warmupSteps', 'epochs', 'weightDecay', 'gradClip', 'maxCaptionTokens', 'seed'];
+  const transformerOnly = new Set(['clipLength', 'numLayers', 'numHeads']);
+  const hp = (i: 0 | 1, k: keyof ProfileConfig['mlp']) => {
+    const t = runs[i].cfg?.train ?? runs[i].t;
+    return t.mapper === 'mlp' && transformerOnly.has(k) ? '-' : String(t[k]);
+  };
+  L.push(
+    tableMarkdown(
+      keys.map((k) => ({
+        parameter: k,
+        [variantLabel(profile.mlp)]: hp(0, k),
+        [variantLabel(profile.transformer)]: hp(1, k),
+      })),
+    ),
+    '',
+  );
+  L.push('### Wall times', '');
+  const timeRows: Record<string, unknown>[] = [];
+  const notebooks = new Set(fs.readdirSync(path.join(paths.root, '..', '..', 'notebooks')));
+  for (const [nb, t] of Object.entries(inp.timings ?? {}).sort()) {
+    if (nb.startsWith('06') || !notebooks.has(nb)) continue;
+    timeRows.push({ step: nb.replace(/\.ipynb$/, ''), 'wall time': seconds(t.seconds), finished: t.finishedAt.replace('T', ' ').slice(0, 16) });
+  }
+  for (const r of runs) if (r.sum) timeRows.push({ step: `training loop of ${r.t.name}`, 'wall time': seconds(r.sum.trainSeconds), finished: r.sum.finishedAt.replace('T', ' ').slice(0, 16) });
+  timeRows.push({ step: '06_evaluate (captioning, baselines, scoring, this report)', 'wall time': seconds(inp.evalSeconds), finished: now });
+  L.push(tableMarkdown(timeRows), '');
+  if (!inp.timings) L.push('(Notebook wall times are recorded when the notebooks run through `npm run main`.)', '');
+
+  // Training
+  L.push('## Training loss', '');
+  if (inp.lossFigure) L.push(`![training loss](${relToReport(inp.lossFigure)})`, '');
+  if (stats.length) {
+    L.push(
+      tableMarkdown(
+        stats.map((s) => ({
+          variant: s.variant,
+          steps: s.steps,
+          'loss @25% (smoothed)': fmt(s.at25),
+          'final train loss (smoothed)': fmt(s.final),
+          'steps to within 10% of final': s.stepsToWithin10pct,
+          'val loss, epoch 1': fmt(s.firstEpochVal),
+          'val loss, last epoch': fmt(s.finalVal),
+        })),
+      ),
+      '',
+    );
+  }
+  if (finding) L.push(finding.text, '');
+
+  // Metrics
+  L.push(`## Caption metrics (${evaluation.evalImages.length} evaluation photos)`, '');
+  L.push(
+    'BLEU-1..4, ROUGE-L and CIDEr-D computed as the COCO caption toolkit (pycocoevalcap) does, after its PTB tokenization; CIDEr on the toolkit\'s scale (papers print it ×100).',
+    '',
+  );
+  L.push(
+    tableMarkdown(
+      sys.map((s) => {
+        const row: Record<string, unknown> = { system: s.label };
+        for (const m of METRIC_NAMES) row[m.replace('_', '-')] = fmt(s.scores[m]);
+        row.note = s.note;
+        return row;
+      }),
+    ),
+    '',
+  );
+  if (inp.metricsFigure) L.push(`![BLEU-4 and CIDEr](${relToReport(inp.metricsFigure)})`, '');
+  L.push('### Their numbers (not ours; other data, other models)', '');
+  L.push(
+    tableMarkdown([
+      ...PUBLISHED.seed.rows.map((r) => ({ source: PUBLISHED.seed.source, system: r.system, 'BLEU-4': r.Bleu_4.toFixed(3), CIDEr: '' })),
+      ...PUBLISHED.paper.rows.map((r) => ({ source: PUBLISHED.paper.source, system: r.system, 'BLEU-4': r.Bleu_4.toFixed(4), CIDEr: r.CIDEr.toFixed(4) })),
+    ]),
+    '',
+  );
+
+  // Samples
+  L.push('## Samples', '');
+  const urls = publicPhotoUrls(evaluation.evalImages);
+  const rows = evaluation.evalImages.slice(0, inp.samples).map((g) => {
+    const r: Record<string, unknown> = {
+      photo: urls.has(g.image_id) ? `<img src="${urls.get(g.image_id)}" width="160">` : escapeHtml(g.image_id),
+      'ground truth (first reference)': g.captions[0] ?? '',
+    };
+    for (const s of clip) r[s.label] = s.captions.get(g.image_id) ?? '';
+    if (nn) r[nn.label] = nn.captions.get(g.image_id) ?? '';
+    return r;
+  });
+  L.push(tableMarkdown(rows).replace(/&lt;img src=&quot;(.*?)&quot; width=&quot;160&quot;&gt;/g, '<img src="$1" width="160">'), '');
+  if (urls.size) L.push('Photos are shown from their public COCO URLs; the project does not carry them.', '');
+
+  // Limitations
+  L.push('## Limitations', '');
+  const lim: string[] = [];
+  if (profile.name !== 'paper') {
+    if (profile.encoder.kind === 'centernet') {
+      lim.push(
+        'The image encoder is a stand-in, not CLIP: the CenterNet object detector shipped in `@vladmandic/human` (MobileNetV3 backbone trained on COCO\'s 80 classes), embedding = 80 class-heatmap maxima + 120 pooled backbone features, centred on the training images and L2-normalised (200-d). It knows which COCO objects are present, not what CLIP\'s image-text training gives (scenes, attributes, actions), so captions describe objects better than anything else.',
+      );
+    }
+    if (profile.lm.source !== 'hub') {
+      lim.push(
+        `The language model is not GPT-2 124M: no real GPT-2 weights exist offline, so a ${profile.lm.arch.nLayer}-layer, ${profile.lm.arch.nEmbd}-wide GPT-2 was pretrained here on about 100k captions (notebook 02b). It knows caption language only, so "fine-tuned vs frozen GPT-2" compares a small in-domain LM, not a general one: the frozen variant starts from a model that already writes captions.`,
+      );
+    }
+    lim.push(
+      `Data is small: ${manifest.sizes.train?.images ?? '?'} training photos (COCO and Flickr8k mixed) instead of the seed's COCO subset, and ${evaluation.evalImages.length} evaluation photos (COCO val2017, 5 references each) instead of 193. With so few photos the metrics have wide confidence intervals (a few hundredths of BLEU-4).`,
+    );
+    lim.push('Hyperparameters are scaled to the budget (an hour on two CPU cores for all notebooks): larger learning rates, fewer epochs, shorter warm-up, a smaller transformer mapper and prefix; see the table above and `src/lib/config.ts`.');
+  }
+  lim.push('One seed per variant; no confidence intervals. Training runs on TensorFlow.js (wasm on CPU here), not PyTorch; numerics agree with float64 references in the tests, but the optimisation path is not bit-identical to the original code.');
+  lim.push('METEOR and SPICE (Java tools in the COCO toolkit) are not computed.');
+  for (const l of lim) L.push(`- ${l}`);
+  L.push('');
+  return L.join('\n');
+}
+
+/** Write REPORT.md (or data/smoke/REPORT.md) atomically; returns its path. */
+export function writeReport(inp: ReportInputs): string {
+  const file = artifactPaths(inp.profile.name).report;
+  writeFileAtomic(file, renderReport(inp));
+  return file;
+}
+
+/** Notebook wall times recorded by scripts/run-notebooks.ts, if any. */
+export function readTimings(profile: string): ReportInputs['timings'] {
+  const f = path.join(artifactPaths(profile).executed, 'timings.json');
+  return fs.existsSync(f) ? readJson(f) : undefined;
+}
+
