@@ -105,6 +105,8 @@ export interface LMPretrainConfig {
   seed: number;
   /** Fraction of the corpus held out for validation loss. */
   valFraction: number;
+  /** With restrictVocab: keep only token ids seen at least this often (rarer ones are dropped from the text). */
+  minTokenCount: number;
 }
 
 export interface TrainConfig {
@@ -200,7 +202,7 @@ function paper(): ProfileConfig {
     },
     encoder: { kind: 'clip', modelId: 'Xenova/clip-vit-base-patch32', quantized: false, batchSize: 16, workers: 1 },
     lm: { source: 'hub', modelId: 'gpt2', arch: GPT2_SMALL, restrictVocab: false },
-    lmPretrain: { epochs: 0, batchSize: 0, lr: 0, warmupSteps: 0, weightDecay: 0, maxTokens: 0, seed: 0, valFraction: 0 },
+    lmPretrain: { epochs: 0, batchSize: 0, lr: 0, warmupSteps: 0, weightDecay: 0, maxTokens: 0, seed: 0, valFraction: 0, minTokenCount: 1 },
     mlp: paperTrain('mlp'),
     transformer: paperTrain('transformer'),
     eval: { beam: 5, maxNewTokens: 67, retrievalK: 5, samples: 8 },
@@ -229,7 +231,7 @@ function offline(): ProfileConfig {
     },
     encoder: { kind: 'centernet', modelId: 'centernet', quantized: false, batchSize: 8, workers: 2 },
     lm: { source: 'pretrain', modelId: 'caption-gpt2', arch: { nLayer: 4, nEmbd: 256, nHead: 4, nPositions: 96 }, restrictVocab: true },
-    lmPretrain: { epochs: 2, batchSize: 64, lr: 1e-3, warmupSteps: 200, weightDecay: 0.01, maxTokens: 40, seed: 42, valFraction: 0.02 },
+    lmPretrain: { epochs: 2, batchSize: 64, lr: 1e-3, warmupSteps: 200, weightDecay: 0.01, maxTokens: 40, seed: 42, valFraction: 0.02, minTokenCount: 3 },
     mlp: { ...base.mlp, batchSize: 32, lr: 2e-4, warmupSteps: 100, epochs: 8, checkpointEverySteps: 100 },
     transformer: { ...base.transformer, prefixLength: 10, clipLength: 10, numLayers: 4, batchSize: 32, lr: 2e-4, warmupSteps: 100, epochs: 8, checkpointEverySteps: 100 },
     eval: { beam: 5, maxNewTokens: 30, retrievalK: 5, samples: 8 },
@@ -255,7 +257,7 @@ function smoke(): ProfileConfig {
     },
     encoder: { kind: 'clip', modelId: 'tiny-random-clip', quantized: false, batchSize: 8, workers: 1 },
     lm: { source: 'pretrain', modelId: 'tiny-gpt2', arch: { nLayer: 2, nEmbd: 32, nHead: 2, nPositions: 48 }, restrictVocab: true },
-    lmPretrain: { epochs: 6, batchSize: 16, lr: 3e-3, warmupSteps: 5, weightDecay: 0.01, maxTokens: 16, seed: 7, valFraction: 0.1 },
+    lmPretrain: { epochs: 6, batchSize: 16, lr: 3e-3, warmupSteps: 5, weightDecay: 0.01, maxTokens: 16, seed: 7, valFraction: 0.1, minTokenCount: 1 },
     mlp: { ...base.mlp, prefixLength: 4, clipLength: 4, batchSize: 8, lr: 3e-3, warmupSteps: 5, epochs: 2, maxCaptionTokens: 16, checkpointEverySteps: 4 },
     transformer: {
       ...base.transformer,

@@ -21,7 +21,7 @@ export interface PretrainResult {
   modelDir: string;
   runDir: string;
   summary: TrainSummary;
-  corpus: { captions: number; trainSequences: number; valSequences: number; tokens: number; vocabSize: number; droppedEmpty: number };
+  corpus: { captions: number; trainSequences: number; valSequences: number; tokens: number; vocabSize: number; droppedEmpty: number; droppedRareTokens: number };
   config: GPT2Config;
 }
 
@@ -103,9 +103,17 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
   const nonEmpty = ids.filter((s) => s.length > 0);
   const droppedEmpty = ids.length - nonEmpty.length;
   if (nonEmpty.length < 2) throw new Error(`the caption corpus has ${nonEmpty.length} usable captions; at least 2 are needed`);
-  const vocab = opts.restrictVocab ? RestrictedVocab.fromCorpus(nonEmpty, [base.eosId]) : null;
-  const tokenizer = vocab ? restrictTokenizer(base, vocab) : base;
-  const seqs = vocab ? nonEmpty.map((s) => vocab.toCompact(s)) : nonEmpty;
+  let vocab: RestrictedVocab | null = null;
+  let droppedTokens = 0;
+  if (opts.restrictVocab) {
+    const counts = new Map<number, number>();
+    for (const s of nonEmpty) for (const id of s) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const keep = [...counts].filter(([, c]) => c >= Math.max(1, opts.cfg.minTokenCount)).map(([id]) => id);
+    vocab = RestrictedVocab.fromCorpus([keep], [base.eosId]);
+  }
+  const v = vocab;
+  const tokenizer = v ? restrictTokenizer(base, v) : base;
+  const seqs = (v ? nonEmpty.map((s) => v.toCompact(s, () => droppedTokens++)) : nonEmpty).filter((s) => s.length > 0);
   const { train, val } = splitIndices(seqs.length, opts.cfg.valFraction, opts.cfg.seed);
   const config: GPT2Config = {
     vocabSize: tokenizer.vocabSize,
@@ -160,6 +168,7 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
         tokens: seqs.reduce((n, s) => n + s.length + 1, 0),
         vocabSize: tokenizer.vocabSize,
         droppedEmpty,
+        droppedRareTokens: droppedTokens,
       },
       config,
     };

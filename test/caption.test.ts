@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import { ClipCapModel } from '../src/lib/clipcap';
+import { Captioner, captionEmbeddings, stopIds } from '../src/lib/caption';
+import { createEncoder } from '../src/lib/encoders/index';
+import { ensureRandomClip, TINY_CLIP_SPEC } from '../src/lib/encoders/tiny-clip';
+import { GPT2, saveLanguageModel } from '../src/lib/gpt2';
+import { createMapper, defaultMapperConfig } from '../src/lib/mapper';
+import { saveRunWeights, loadRun, type RunConfig } from '../src/lib/run';
+import { loadTokenizer, restrictTokenizer, RestrictedVocab } from '../src/lib/tokenizer';
+import { profileConfig } from '../src/lib/config';
+
+const root = path.resolve(__dirname, '..');
+
+/** A complete (random-weight) run directory: tiny CLIP, tiny restricted-vocabulary GPT-2, MLP mapper. */
+async function makeRun(): Promise<{ runDir: string; image: string; dim: number }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-caption-'));
+  const clipDir = await ensureRandomClip(path.join(dir, 'clip'), TINY_CLIP_SPEC);
+  const encCfg = { kind: 'clip' as const, modelId: clipDir, quantized: false, batchSize: 1, workers: 1 };
+  const enc = await createEncoder(encCfg, { models: path.join(dir, 'models') });
+  const dim = enc.dim;
+  await enc.dispose();
+  const base = await loadTokenizer();
+  const tok = restrictTokenizer(base, RestrictedVocab.fromCorpus([base.encode('A red circle on a blue background.')], [base.eosId]));
+  const lmCfg = { vocabSize: tok.vocabSize, nPositions: 32, nEmbd: 16, nLayer: 1, nHead: 2, layerNormEpsilon: 1e-5, activation: 'gelu_new' as const, embdPdrop: 0, residPdrop: 0, attnPdrop: 0 };
+  const lmDir = path.join(dir, 'lm');
+  const lm = new GPT2(lmCfg, undefined, { seed: 3 });
+  await saveLanguageModel({ model: lm, tokenizer: tok }, lmDir);
+  const mapperCfg = defaultMapperConfig({ kind: 'mlp', inputDim: dim, embedDim: 16, prefixLength: 2 });
+  const model = new ClipCapModel(lm, createMapper(mapperCfg, 4), true);
+  const runDir = path.join(dir, 'run');
+  await saveRunWeights(model, path.join(runDir, 'final'));
+  const p = profileConfig('smoke');
+  const config: RunConfig = {
+    format: 'clipcap-run/1',
+    profile: 'smoke',
+    name: 'caption_test',
+    train: { ...p.mlp, prefixLength: 2 },
+    loop: { epochs: 1, batchSize: 1, microBatchSize: 0, lr: 0, warmupSteps: 0, weightDecay: 0, gradClip: 0, seed: 1, checkpointEverySteps: 1, maxSteps: 0, dropLast: true },
+    mapper: mapperCfg,
+    encoder: { name: 'tiny', embeddingsDir: path.join(dir, 'emb'), dim, config: encCfg },
+    lm: { source: lmDir, config: lmCfg, vocabSize: tok.vocabSize, restrictedVocab: true },
+    data: { trainExamples: 0, valExamples: 0, trainImages: 0, valImages: 0, skippedNoEmbedding: 0, subsetsDir: '' },
+    backend: 'cpu',
+    createdAt: new Date().toISOString(),
+  };
+  fs.writeFileSync(path.join(runDir, 'config.json'), JSON.stringify(config));
+  model.mapper.dispose();
+  lm.dispose();
+  const image = path.join(dir, 'shape.png');
+  await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 30, b: 30 } } }).png().toFile(image);
+  return { runDir, image, dim };
+}
+
+test('a run captions image files in process and through `clipcap caption`, with the same result', async () => {
+  const { runDir, image } = await makeRun();
+  const cap = await Captioner.open(runDir);
+  let inProcess: string;
+  try {
+    const [r] = await cap.caption([image], { beam: 2, maxNewTokens: 5 });
+    assert.equal(r.file, image);
+    assert.equal(typeof r.caption, 'string');
+    inProcess = r.caption;
+    // the decoding stops at the period: '.' is a stop token of the run's tokenizer
+    assert.equal(stopIds(cap.run.tokenizer).length, 1);
+  } finally {
+    await cap.dispose();
+  }
+  const out = spawnSync(process.execPath, [path.join(root, 'bin', 'clipcap.js'), 'caption', '--run', runDir, '--beam', '2', '--max-new-tokens', '5', '--json', image], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  const parsed = JSON.parse(out.stdout.trim().split('\n').pop()!) as { file: string; caption: string }[];
+  assert.deepEqual(parsed, [{ file: image, caption: inProcess }]);
+  const bad = spawnSync(process.execPath, [path.join(root, 'bin', 'clipcap.js'), 'caption', '--run', runDir, path.join(runDir, 'nope.jpg')], { encoding: 'utf8' });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /image file\(s\) not found: .*nope\.jpg/);
+  const noRun = spawnSync(process.execPath, [path.join(root, 'bin', 'clipcap.js'), 'caption', '--run', 'no_such_run', image], { encoding: 'utf8' });
+  assert.match(noRun.stderr, /no ClipCap run at "no_such_run"/);
+});
+
+test('batched greedy captions equal one-at-a-time captions; a wrong embedding size is a clear error', async () => {
+  const { runDir, dim } = await makeRun();
+  const run = await loadRun(runDir);
+  try {
+    const embs = [0, 1, 2].map((k) => Float32Array.from({ length: dim }, (_, i) => Math.sin(i + k)));
+    const g = captionEmbeddings(run, embs, { beam: 1, maxNewTokens: 6 });
+    assert.equal(g.length, 3);
+    const one = embs.map((e) => captionEmbeddings(run, [e], { beam: 1, maxNewTokens: 6 })[0]);
+    assert.deepEqual(g, one);
+    assert.throws(() => captionEmbeddings(run, [new Float32Array(dim + 1)], { beam: 1, maxNewTokens: 3 }), /has \d+ values; the run's encoder gives/);
+  } finally {
+    run.dispose();
+  }
+});
