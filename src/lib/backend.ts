@@ -6,6 +6,7 @@
 // (an error if it cannot be loaded). The choice is printed once per process.
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
+import { describeWasmPatches, installWasmPatches, prepareWasm } from './wasm-patches';
 
 export type BackendName = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: readonly BackendName[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'];
@@ -110,6 +111,7 @@ export function defaultCandidates(): BackendCandidate[] {
         // eslint-disable-next-line @typescript-eslint/no-var-requires
         const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
         wasm.setWasmPaths(wasmDistDir() + path.sep);
+        prepareWasm(); // optional XNNPACK threads (CLIPCAP_WASM_THREADS)
         if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend failed to initialise');
       },
     },
@@ -136,6 +138,7 @@ export function ensureBackend(opts: { env?: NodeJS.ProcessEnv; quiet?: boolean }
     pending = (async () => {
       const choice = await selectBackend(defaultCandidates(), parseBackendEnv(env.CLIPCAP_BACKEND));
       await tf.ready();
+      if (choice.name === 'wasm') installWasmPatches(env); // matMul via onnxruntime, Identity, UnsortedSegmentSum
       for (const hook of afterActivate) await hook(choice);
       current = choice;
       if (!opts.quiet && !env.CLIPCAP_QUIET_BACKEND) console.log(describeBackend(choice));
@@ -150,7 +153,8 @@ export function ensureBackend(opts: { env?: NodeJS.ProcessEnv; quiet?: boolean }
 
 export function describeBackend(choice: BackendChoice): string {
   const skipped = choice.skipped.length ? ` (skipped: ${choice.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')})` : '';
-  return `[clipcap] TensorFlow.js backend: ${choice.name}${skipped}`;
+  const patches = choice.name === 'wasm' ? `; ${describeWasmPatches()}` : '';
+  return `[clipcap] TensorFlow.js backend: ${choice.name}${skipped}${patches}`;
 }
 
 /** The backend chosen so far in this process, or null. */

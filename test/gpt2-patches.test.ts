@@ -1,0 +1,137 @@
+// The wasm backend patches (src/lib/wasm-patches.ts) against the stock kernels of the cpu backend.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn } from 'child_process';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { ensureBackend } from '../src/lib/backend';
+import { setMatMulProvider, wasmPatchStatus } from '../src/lib/wasm-patches';
+import { normalSampler } from './helpers/gpt2-fixture';
+
+process.env.CLIPCAP_QUIET_BACKEND = '1';
+
+function rand(shape: number[], seed: number): { shape: number[]; data: Float32Array } {
+  const g = normalSampler(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  return { shape, data: Float32Array.from({ length: n }, () => g()) };
+}
+
+/** Run `f` on the given backend with fresh tensors from `inputs`; returns plain arrays. */
+async function on(backend: string, inputs: { shape: number[]; data: Float32Array }[], f: (...t: tf.Tensor[]) => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  return tf.tidy(() => {
+    const ts = inputs.map((x) => tf.tensor(x.data, x.shape));
+    const r = f(...ts);
+    return (Array.isArray(r) ? r : [r]).map((t) => t.dataSync() as Float32Array);
+  });
+}
+
+function close(a: Float32Array, b: Float32Array, tol = 1e-5): number {
+  assert.equal(a.length, b.length);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  const e = num / Math.max(den, 1e-30);
+  assert.ok(e < tol, `relative error ${e}`);
+  return e;
+}
+
+// [a shape, b shape, transposeA, transposeB]; large ones go to onnxruntime, small plain ones to XNNPACK
+const CASES: [number[], number[], boolean, boolean][] = [
+  [[3, 5], [5, 4], false, false],
+  [[5, 3], [5, 4], true, false],
+  [[3, 5], [4, 5], false, true],
+  [[5, 3], [4, 5], true, true],
+  [[64, 96], [96, 80], false, false],
+  [[96, 64], [96, 80], true, false],
+  [[64, 96], [80, 96], false, true],
+  [[96, 64], [80, 96], true, true],
+  [[6, 7, 9], [6, 9, 5], false, false],
+  [[6, 9, 7], [6, 5, 9], true, true],
+  [[6, 7, 9], [1, 5, 9], false, true],
+  [[1, 9, 7], [6, 9, 5], true, false],
+  [[2, 3, 40, 64], [2, 3, 40, 64], false, true],
+  [[2, 3, 40, 40], [2, 3, 40, 64], false, false],
+];
+
+test('matMul on wasm (onnxruntime, XNNPACK with explicit transposes, stock) equals the cpu backend, forward and gradients', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  for (const provider of ['ort', 'wasm', 'stock'] as const) {
+    await tf.setBackend('wasm');
+    setMatMulProvider(provider);
+    if (provider === 'ort') assert.equal(wasmPatchStatus().matmul, 'onnxruntime', wasmPatchStatus().ortReason);
+    for (const [i, [as, bs, tA, tB]] of CASES.entries()) {
+      const a = rand(as, 10 + i);
+      const b = rand(bs, 50 + i);
+      const fwd = (x: tf.Tensor, y: tf.Tensor) => tf.matMul(x, y, tA, tB);
+      const [want] = await on('cpu', [a, b], fwd);
+      const [got] = await on('wasm', [a, b], fwd);
+      close(got, want);
+      // tfjs-core's matMul gradient does not reduce broadcast batch dimensions (on any backend)
+      if (as.slice(0, -2).join() !== bs.slice(0, -2).join()) continue;
+      // gradients of sum(matMul * r) with respect to both inputs (the stock gradient, transposed products)
+      const outShape = (await on('cpu', [a, b], fwd).then(() => tf.tidy(() => fwd(tf.tensor(a.data, a.shape), tf.tensor(b.data, b.shape)).shape))) as number[];
+      const r = rand(outShape, 90 + i);
+      const grads = (x: tf.Tensor, y: tf.Tensor, rr: tf.Tensor) => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(fwd(p, q), rr)))([x, y]);
+      const gw = await on('cpu', [a, b, r], grads);
+      const gg = await on('wasm', [a, b, r], grads);
+      close(gg[0], gw[0]);
+      close(gg[1], gw[1]);
+    }
+  }
+  await tf.setBackend('wasm');
+  setMatMulProvider('ort');
+});
+
+test('UnsortedSegmentSum on wasm: the kernel and the stock tf.gather gradient equal the cpu backend', async () => {
+  await ensureBackend({ quiet: true });
+  const x = rand([7, 3, 2], 1);
+  const segIdx = { shape: [7], data: Float32Array.from([0, 2, 2, 4, 0, -1, 1]) };
+  const seg = (v: tf.Tensor, s: tf.Tensor) => tf.unsortedSegmentSum(v, tf.cast(s, 'int32') as tf.Tensor1D, 5);
+  close((await on('wasm', [x, segIdx], seg))[0], (await on('cpu', [x, segIdx], seg))[0]);
+  // gather gradient with repeated indices
+  const table = rand([6, 4], 2);
+  const idx = { shape: [5], data: Float32Array.from([1, 3, 1, 5, 1]) };
+  const w = rand([5, 4], 3);
+  const gatherGrad = (t: tf.Tensor, i: tf.Tensor, ww: tf.Tensor) => tf.grad((tt: tf.Tensor) => tf.sum(tf.mul(tf.gather(tt, tf.cast(i, 'int32') as tf.Tensor as tf.Tensor1D), ww)))(t);
+  close((await on('wasm', [table, idx, w], gatherGrad))[0], (await on('cpu', [table, idx, w], gatherGrad))[0]);
+});
+
+test('Identity shares the buffer: clones keep their values when the original is disposed', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const a = tf.tensor1d([1, 2, 3]);
+  const c = tf.clone(a);
+  assert.equal(c.dataId, a.dataId, 'one buffer for both');
+  a.dispose();
+  assert.deepEqual([...c.dataSync()], [1, 2, 3]);
+  const d = tf.add(c, 1); // the shared buffer is read-only: ops write new buffers
+  assert.deepEqual([...c.dataSync()], [1, 2, 3]);
+  tf.dispose([c, d]);
+});
+
+test('XNNPACK threads from outside node_modules (CLIPCAP_WASM_THREADS=2, in a child process)', async () => {
+  const script = `
+    const tf = require('@tensorflow/tfjs');
+    const { ensureBackend } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/backend'))});
+    const { wasmPatchStatus } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/wasm-patches'))});
+    ensureBackend({ quiet: true }).then(() => {
+      const a = tf.tensor2d([[1, 2], [3, 4]]);
+      const r = tf.matMul(a, a).dataSync();
+      console.log(JSON.stringify({ backend: tf.getBackend(), threads: wasmPatchStatus().threads, r: Array.from(r) }));
+    });`;
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], { env: { ...process.env, CLIPCAP_WASM_THREADS: '2', CLIPCAP_BACKEND: 'wasm' } });
+    let so = '';
+    let se = '';
+    child.stdout.on('data', (d) => (so += d));
+    child.stderr.on('data', (d) => (se += d));
+    child.on('close', (code) => (code === 0 ? resolve(so) : reject(new Error(`exit ${code}: ${se}`))));
+  });
+  const res = JSON.parse(out.trim().split('\n').pop()!);
+  assert.deepEqual(res, { backend: 'wasm', threads: 2, r: [7, 10, 15, 22] });
+});
