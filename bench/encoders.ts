@@ -5,8 +5,9 @@
 //
 //   npx tsx bench/encoders.ts [--images 64] [--only centernet|clip|clip-q8] [--workers 1,2]
 //
-// Reported: `steady images/s` = images / (wall time - model loading and worker start-up), and the
-// end-to-end rate with loading included. The ViT-B/32 model (~350 MB fp32 + ~90 MB 8-bit) is
+// Reported: `steady images/s` = images / (wall time - model loading and worker start-up), the
+// end-to-end rate with loading included, and the CPU time per image (all processes and threads,
+// after loading), which other programs running on the machine disturb much less than wall time. The ViT-B/32 model (~350 MB fp32 + ~90 MB 8-bit) is
 // generated on first use into data/bench/models/ (not committed). Results: bench/out/encoders.json.
 import * as fs from 'fs';
 import * as os from 'os';
@@ -33,6 +34,8 @@ export interface EncoderBenchRow {
   'total s': number;
   'steady images/s': number;
   'end-to-end images/s': number;
+  /** CPU time per image after loading, all processes and threads (robust to other load). */
+  'CPU ms/image': number;
 }
 
 async function benchImages(n: number): Promise<{ images: ExtractImage[]; source: string }> {
@@ -101,6 +104,7 @@ export async function benchEncoders(opts: EncoderBenchOptions): Promise<{ rows: 
           'total s': Number(r.seconds.toFixed(1)),
           'steady images/s': Number((r.embedded / steady).toFixed(1)),
           'end-to-end images/s': Number(r.imagesPerSecond.toFixed(1)),
+          'CPU ms/image': Math.round((1000 * r.cpuSeconds) / r.embedded),
         });
         console.log(`[bench] ${c.label}, ${workers} worker(s): ${rows[rows.length - 1]['steady images/s']} images/s`);
       } finally {
@@ -128,12 +132,14 @@ function parseArgs(argv: string[]): EncoderBenchOptions {
 export async function run(argv: string[] = process.argv.slice(2)): Promise<number> {
   const opts = parseArgs(argv);
   const t0 = Date.now();
+  const loadavgAtStart = os.loadavg();
   const { rows, source } = await benchEncoders(opts);
   const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}`;
   console.log(`\nEncoder throughput (decoding included) on ${machine}\nphotos: ${source}\n`);
   console.log(tableText(rows as unknown as Record<string, unknown>[]));
   const out = path.join(repoRoot(), 'bench', 'out', 'encoders.json');
-  writeJsonAtomic(out, { date: new Date().toISOString(), machine, loadavg: os.loadavg(), source, rows, seconds: (Date.now() - t0) / 1000 });
+  console.log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (other programs share the cores)`);
+  writeJsonAtomic(out, { date: new Date().toISOString(), machine, loadavgAtStart, loadavg: os.loadavg(), source, rows, seconds: (Date.now() - t0) / 1000 });
   console.log(`\n(written to ${path.relative(process.cwd(), out)})`);
   return 0;
 }

@@ -9,6 +9,8 @@ import { inferBatch, prepareBatch, type ExtractImage, type WorkerInit } from './
 type ToWorker = { type: 'init'; init: WorkerInit } | { type: 'batch'; seq: number; items: ExtractImage[] };
 
 let encoder: ImageEncoder | null = null;
+/** CPU time at 'ready': results report the CPU spent since (model loading left out). */
+let cpuAtReady = process.cpuUsage();
 const queue: { seq: number; prepared: ReturnType<typeof prepareBatch> }[] = [];
 let running = false;
 
@@ -27,7 +29,8 @@ async function drain(): Promise<void> {
     while (queue.length) {
       const job = queue.shift()!;
       const out = await inferBatch(encoder!, await job.prepared);
-      send({ type: 'result', seq: job.seq, rows: out.rows.map((r) => ({ id: r.id, vector: r.vector })), rejects: out.rejects });
+      const cpu = process.cpuUsage(cpuAtReady);
+      send({ type: 'result', seq: job.seq, rows: out.rows.map((r) => ({ id: r.id, vector: r.vector })), rejects: out.rejects, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
     }
   } catch (e) {
     send({ type: 'error', message: errorMessage(e) });
@@ -43,6 +46,7 @@ process.on('message', (m: ToWorker) => {
     createEncoder({ ...cfg, threads }, { models })
       .then((enc) => {
         encoder = enc;
+        cpuAtReady = process.cpuUsage();
         send({ type: 'ready', signature: { name: enc.name, encoder: enc.name, dim: enc.dim, preprocessing: enc.preprocessing, postprocess: enc.postprocess } });
       })
       .catch((e) => send({ type: 'error', message: errorMessage(e) }));

@@ -18,7 +18,7 @@ import * as path from 'path';
 import pl from 'nodejs-polars';
 import type { EncoderConfig } from './config';
 import { EmbeddingStore, type EncoderSignature, type RejectRecord, type StoreRow } from './embeddings';
-import { createEncoder, encoderName, type EncoderExtras, type EncoderPaths } from './encoders/index';
+import { createEncoder, encoderName, resolveClipModel, type EncoderExtras, type EncoderPaths } from './encoders/index';
 import type { ImageEncoder } from './encoders/encoder';
 import { cacheDir } from './paths';
 import { Progress } from './progress';
@@ -64,6 +64,11 @@ export interface ExtractResult {
   seconds: number;
   /** Of `seconds`, the time to load the encoder (and start the workers). */
   loadSeconds: number;
+  /**
+   * CPU time (user + system, all threads) after loading: this process plus the workers. Less
+   * sensitive than wall time to other programs sharing the machine (benchmarks report it per image).
+   */
+  cpuSeconds: number;
   /** (embedded + rejected) / seconds, model loading included. */
   imagesPerSecond: number;
   workers: number;
@@ -205,7 +210,7 @@ export interface WorkerInit {
 
 type FromWorker =
   | { type: 'ready'; signature: EncoderSignature & { name: string } }
-  | { type: 'result'; seq: number; rows: { id: string; vector: Float32Array }[]; rejects: RejectRecord[] }
+  | { type: 'result'; seq: number; rows: { id: string; vector: Float32Array }[]; rejects: RejectRecord[]; cpuSeconds: number }
   | { type: 'error'; message: string };
 
 /** Start a worker process; resolves when its encoder is loaded. */
@@ -234,7 +239,7 @@ function startWorker(init: WorkerInit): Promise<{ child: ChildProcess; signature
 
 /** Embed batches in worker processes; two batches in flight per worker. */
 async function runInWorkers(
-  workers: { child: ChildProcess }[],
+  workers: { child: ChildProcess; cpuSeconds?: number }[],
   batches: ExtractImage[][],
   onBatch: (o: BatchOutcome) => void,
 ): Promise<void> {
@@ -256,6 +261,7 @@ async function runInWorkers(
     for (const w of workers) {
       w.child.on('message', (m: FromWorker) => {
         if (m.type === 'result') {
+          w.cpuSeconds = m.cpuSeconds;
           try {
             onBatch({ rows: m.rows, rejects: m.rejects });
           } catch (e) {
@@ -307,13 +313,16 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
   let signature: EncoderSignature | null = null;
   const name = opts.encoderInstance?.name ?? encoderName(cfg);
   let local: ImageEncoder | null = null;
-  const children: { child: ChildProcess }[] = [];
+  const children: { child: ChildProcess; cpuSeconds?: number }[] = [];
+  let cpuSeconds = 0;
   try {
     if (todo.length > 0) {
       if (workers === 1) {
         local = opts.encoderInstance ?? (await createEncoder(cfg, paths));
         signature = { encoder: local.name, dim: local.dim, preprocessing: local.preprocessing, postprocess: local.postprocess };
       } else {
+        // A generated model is written once, here, not by each worker at the same time.
+        if (cfg.kind === 'clip') await resolveClipModel(cfg.modelId, paths);
         const threads = cfg.threads ?? Math.max(1, Math.floor(os.cpus().length / workers));
         const started = await Promise.all(Array.from({ length: Math.min(workers, batches.length) }, () => startWorker({ encoder: cfg, models, threads })));
         children.push(...started);
@@ -321,6 +330,7 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
         signature = { encoder: s.name, dim: s.dim, preprocessing: s.preprocessing, postprocess: s.postprocess };
       }
       loadSeconds = (Date.now() - t0) / 1000;
+      const cpu0 = process.cpuUsage();
       store = EmbeddingStore.openForAppend(opts.storeDir, { ...signature, dataset });
       const bar = opts.progress === false ? null : new Progress({ total: todo.length, label: `${signature.encoder} ${dataset}`, unit: 'img' });
       const onBatch = (o: BatchOutcome) => {
@@ -332,6 +342,8 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
       if (local) await runInProcess(local, batches, onBatch);
       else await runInWorkers(children, batches, onBatch);
       bar?.finish();
+      const cpu = process.cpuUsage(cpu0);
+      cpuSeconds = (cpu.user + cpu.system) / 1e6 + children.reduce((a, c) => a + (c.cpuSeconds ?? 0), 0);
       const seconds = (Date.now() - t0) / 1000;
       store.recordRun({
         startedAt,
@@ -366,6 +378,7 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
     rejected,
     seconds,
     loadSeconds,
+    cpuSeconds,
     imagesPerSecond: seconds > 0 ? (embedded + rejected) / seconds : 0,
     workers,
     rows: finalStore?.size ?? 0,
