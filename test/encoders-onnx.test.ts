@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { attr, checkGraph, DataType, encodeVarint, GraphBuilder, modelProto, PbMessage } from '../src/lib/encoders/onnx-writer';
-import { quantizeUint8, gaussian } from '../src/lib/encoders/tiny-clip';
+import { quantizeInt8, quantizeUint8, gaussian } from '../src/lib/encoders/tiny-clip';
 
 // onnxruntime-node is what transformers.js runs models with; it is the judge of our files.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -61,10 +61,13 @@ test('graph checks: undefined inputs, duplicate names and missing outputs are na
   assert.throws(() => modelProto({ graph: { ...base, nodes: [], outputs: [], initializers: [{ name: 't', dims: [2], dataType: DataType.FLOAT, data: new Float32Array(3) }] } }), /3 values for dims \[2\]/);
 });
 
-test('uint8 weight quantization reconstructs within half a step', () => {
+test('uint8 and int8 weight quantization reconstruct within half a step', () => {
   const rnd = gaussian(5);
   const w = Float32Array.from({ length: 500 }, () => rnd());
   const { q, scale, zeroPoint } = quantizeUint8(w);
   assert.ok(zeroPoint >= 0 && zeroPoint <= 255);
   for (let i = 0; i < w.length; i++) assert.ok(Math.abs((q[i] - zeroPoint) * scale - w[i]) <= scale / 2 + 1e-6);
+  const s8 = quantizeInt8(w);
+  assert.ok(s8.q.every((v) => v >= -127 && v <= 127));
+  for (let i = 0; i < w.length; i++) assert.ok(Math.abs(s8.q[i] * s8.scale - w[i]) <= s8.scale / 2 + 1e-6);
 });

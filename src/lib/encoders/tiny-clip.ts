@@ -3,7 +3,8 @@
 //   config.json                    CLIPConfig (model_type "clip", vision_config, text_config)
 //   preprocessor_config.json       CLIPFeatureExtractor settings
 //   onnx/vision_model.onnx         float32 graph: pixel_values -> image_embeds, last_hidden_state
-//   onnx/vision_model_quantized.onnx  the same with dynamically quantized (uint8) linear layers
+//   onnx/vision_model_quantized.onnx  the same with dynamically quantized linear layers (int8 weights,
+//                                  uint8 activations: onnxruntime quantize_dynamic's default QInt8)
 //   clipcap_generated.json         how it was made (spec, seed): this is not a trained model
 //
 // CLIPVisionModelWithProjection.from_pretrained() loads onnx/vision_model{_quantized}.onnx, feeds
@@ -192,8 +193,21 @@ export function quantizeUint8(w: Float32Array): { q: Uint8Array; scale: number; 
   return { q, scale, zeroPoint };
 }
 
+/**
+ * Symmetric int8 quantization of a weight (zero point 0, per tensor), as onnxruntime's quantize_dynamic
+ * with its default weight type QInt8.
+ */
+export function quantizeInt8(w: Float32Array): { q: Int8Array; scale: number } {
+  let m = 0;
+  for (const v of w) m = Math.max(m, Math.abs(v));
+  const scale = m > 0 ? m / 127 : 1;
+  const q = new Int8Array(w.length);
+  for (let i = 0; i < w.length; i++) q[i] = Math.max(-127, Math.min(127, Math.round(w[i] / scale)));
+  return { q, scale };
+}
+
 /** Build the vision tower graph (optionally with dynamically quantized linear layers). */
-export function clipVisionGraph(spec: ClipVisionSpec, w: ClipVisionWeights, opts: { quantized?: boolean } = {}) {
+export function clipVisionGraph(spec: ClipVisionSpec, w: ClipVisionWeights, opts: { quantized?: boolean; weightType?: 'uint8' | 'int8' } = {}) {
   const g = new GraphBuilder();
   const D = spec.hiddenSize;
   const H = spec.numHeads;
@@ -210,10 +224,20 @@ export function clipVisionGraph(spec: ClipVisionSpec, w: ClipVisionWeights, opts
     if (!opts.quantized) {
       y = g.op('MatMul', [x, g.init(`${name}.weight`, [inDim, outDim], weight)]);
     } else {
-      const { q, scale, zeroPoint } = quantizeUint8(weight);
-      const wq = g.init(`${name}.weight_quantized`, [inDim, outDim], q, DataType.UINT8);
-      const wzp = g.init(`${name}.weight_zero_point`, [], Uint8Array.of(zeroPoint), DataType.UINT8);
-      const ws = g.init(`${name}.weight_scale`, [], Float32Array.of(scale), DataType.FLOAT);
+      let wq: string;
+      let wzp: string;
+      let ws: string;
+      if (opts.weightType === 'uint8') {
+        const { q, scale, zeroPoint } = quantizeUint8(weight);
+        wq = g.init(`${name}.weight_quantized`, [inDim, outDim], q, DataType.UINT8);
+        wzp = g.init(`${name}.weight_zero_point`, [], Uint8Array.of(zeroPoint), DataType.UINT8);
+        ws = g.init(`${name}.weight_scale`, [], Float32Array.of(scale), DataType.FLOAT);
+      } else {
+        const { q, scale } = quantizeInt8(weight);
+        wq = g.init(`${name}.weight_quantized`, [inDim, outDim], q, DataType.INT8);
+        wzp = g.init(`${name}.weight_zero_point`, [], Int8Array.of(0), DataType.INT8);
+        ws = g.init(`${name}.weight_scale`, [], Float32Array.of(scale), DataType.FLOAT);
+      }
       const [xq, xs, xzp] = g.opN('DynamicQuantizeLinear', [x], 3);
       const acc = g.op('MatMulInteger', [xq, wq, xzp, wzp]);
       const accF = g.op('Cast', [acc], { to: attr.int(DataType.FLOAT) });
@@ -332,6 +356,8 @@ export function clipPreprocessorJson(spec: ClipVisionSpec): Record<string, unkno
 }
 
 export const GENERATED_MARKER = 'clipcap_generated.json';
+/** Bumped when the files written for a spec change (a repository of an older version is rewritten). */
+export const GENERATOR_VERSION = 2;
 
 /** Write a complete repository into `dir` (atomically: the folder appears complete or not at all). */
 export async function writeRandomClipRepo(dir: string, spec: ClipVisionSpec, opts: { quantized?: boolean } = {}): Promise<void> {
@@ -347,6 +373,7 @@ export async function writeRandomClipRepo(dir: string, spec: ClipVisionSpec, opt
     }
     writeJsonAtomic(path.join(tmp, GENERATED_MARKER), {
       note: 'A CLIP vision tower with RANDOM weights in the Xenova/transformers.js repository layout, written by clipcap-ts (src/lib/encoders/tiny-clip.ts). Not a trained model.',
+      generator: GENERATOR_VERSION,
       spec,
     });
   });
@@ -357,9 +384,9 @@ export async function ensureRandomClip(dir: string, spec: ClipVisionSpec = TINY_
   const marker = path.join(dir, GENERATED_MARKER);
   if (fs.existsSync(marker)) {
     try {
-      const m = JSON.parse(fs.readFileSync(marker, 'utf8')) as { spec: ClipVisionSpec };
+      const m = JSON.parse(fs.readFileSync(marker, 'utf8')) as { spec: ClipVisionSpec; generator?: number };
       const want = opts.quantized === false ? ['vision_model.onnx'] : ['vision_model.onnx', 'vision_model_quantized.onnx'];
-      if (JSON.stringify(m.spec) === JSON.stringify(spec) && want.every((f) => fs.existsSync(path.join(dir, 'onnx', f)))) return dir;
+      if (m.generator === GENERATOR_VERSION && JSON.stringify(m.spec) === JSON.stringify(spec) && want.every((f) => fs.existsSync(path.join(dir, 'onnx', f)))) return dir;
     } catch {
       /* regenerate */
     }
