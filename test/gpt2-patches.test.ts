@@ -135,3 +135,51 @@ test('XNNPACK threads from outside node_modules (CLIPCAP_WASM_THREADS=2, in a ch
   const res = JSON.parse(out.trim().split('\n').pop()!);
   assert.deepEqual(res, { backend: 'wasm', threads: 2, r: [7, 10, 15, 22] });
 });
+
+test('fused matMul with bias (one onnxruntime Gemm) equals the cpu backend, forward and gradients', async () => {
+  await ensureBackend({ quiet: true });
+  for (const [as, bs, tA, tB] of [
+    [[64, 96], [96, 80], false, false],
+    [[96, 64], [80, 96], true, true],
+    [[3, 5], [5, 4], false, false],
+  ] as [number[], number[], boolean, boolean][]) {
+    const a = rand(as, 1);
+    const b = rand(bs, 2);
+    const n = tB ? bs[0] : bs[1];
+    const bias = rand([n], 3);
+    const r = rand([tA ? as[1] : as[0], n], 4);
+    const f = (x: tf.Tensor, y: tf.Tensor, c: tf.Tensor, rr: tf.Tensor) => {
+      const fwd = (p: tf.Tensor, q: tf.Tensor, s: tf.Tensor) => tf.fused.matMul({ a: p as tf.Tensor2D, b: q as tf.Tensor2D, bias: s, transposeA: tA, transposeB: tB });
+      return [fwd(x, y, c), ...tf.grads((p: tf.Tensor, q: tf.Tensor, s: tf.Tensor) => tf.sum(tf.mul(fwd(p, q, s), rr)))([x, y, c])];
+    };
+    const want = await on('cpu', [a, b, bias, r], f);
+    const got = await on('wasm', [a, b, bias, r], f);
+    want.forEach((w, i) => close(got[i], w));
+  }
+});
+
+test('frozen weights: cached transposes give the same products, and follow the variable when it changes', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const xs = rand([64, 80], 6);
+  // x @ w^T in plain JavaScript
+  const ref = (w: Float32Array) => {
+    const out = new Float32Array(64 * 96);
+    for (let i = 0; i < 64; i++) for (let j = 0; j < 96; j++) {
+      let s = 0;
+      for (let k = 0; k < 80; k++) s += xs.data[i * 80 + k] * w[j * 80 + k];
+      out[i * 96 + j] = s;
+    }
+    return out;
+  };
+  const w0 = rand([96, 80], 5);
+  const x = tf.tensor2d(xs.data, [64, 80]);
+  const v = tf.variable(tf.tensor2d(w0.data, [96, 80]), false); // frozen
+  for (let k = 0; k < 2; k++) close(tf.tidy(() => tf.matMul(x, v, false, true).dataSync() as Float32Array), ref(w0.data));
+  const w1 = rand([96, 80], 7);
+  v.assign(tf.tensor2d(w1.data, [96, 80]));
+  close(tf.tidy(() => tf.matMul(x, v, false, true).dataSync() as Float32Array), ref(w1.data));
+  v.trainable = true; // no longer cached
+  close(tf.tidy(() => tf.matMul(x, v, false, true).dataSync() as Float32Array), ref(w1.data));
+  tf.dispose([x, v]);
+});

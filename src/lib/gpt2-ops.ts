@@ -34,30 +34,34 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
 
 /**
- * GPT-2's `gelu_new`: 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
- * d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2).
+ * GPT-2's `gelu_new`: 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3), c = sqrt(2/pi); computed as
+ * x * sigmoid(2u) (the same function: 0.5 (1 + tanh(u)) = sigmoid(2u)), because the wasm backend's
+ * sigmoid is vectorised and its tanh is not (6 vs 35 ns per element here).
+ * d/dx = s + x s (1 - s) 2c (1 + 3 * 0.044715 x^2), s = sigmoid(2u).
  */
 export function gptGelu(x: tf.Tensor): tf.Tensor {
   const f = tf.customGrad((...args: Args) => {
     const v = args[0] as tf.Tensor;
     const save = args[1] as tf.GradSaveFunc;
     const x2 = tf.square(v);
-    const t = tf.tanh(tf.mul(v, tf.add(tf.mul(x2, GELU_C * GELU_K), GELU_C)));
-    const half = tf.mul(v, 0.5);
-    save([v, t]);
+    const s = tf.sigmoid(tf.mul(v, tf.add(tf.mul(x2, 2 * GELU_C * GELU_K), 2 * GELU_C)));
+    save([v, s]);
     return {
-      value: tf.add(half, tf.mul(half, t)),
+      value: tf.mul(v, s),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ts] = saved;
-        const sq = tf.square(xs);
-        const dinner = tf.add(tf.mul(sq, 3 * GELU_C * GELU_K), GELU_C); // c (1 + 3k x^2)
-        const sech2 = tf.sub(1, tf.square(ts));
-        const g = tf.add(tf.mul(tf.add(ts, 1), 0.5), tf.mul(tf.mul(tf.mul(xs, 0.5), sech2), dinner));
-        return tf.mul(dy, g);
+        const [xs, ss] = saved;
+        const du = tf.add(tf.mul(tf.square(xs), 6 * GELU_C * GELU_K), 2 * GELU_C); // d(2u)/dx
+        const t = tf.mul(tf.mul(xs, tf.sub(1, ss)), du);
+        return tf.mul(dy, tf.mul(ss, tf.add(t, 1)));
       },
     };
   });
   return f(x);
+}
+
+/** `x @ W + b` (Conv1D layout W [in, out]) as one fused kernel (one Gemm with the bias on onnxruntime). */
+export function linear(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
+  return tf.fused.matMul({ a: x, b: w as tf.Tensor2D, bias: b }) as tf.Tensor2D;
 }
 
 /**

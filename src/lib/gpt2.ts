@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, writeChunksAtomic, writeFileAtomic, writeJsonAtomic } from './fsutil';
 import { resolveModelFile, resolveModelJson, type FetchOptions } from './hub';
 import { parseSafetensors, serializeSafetensors, toFloat32, type SafeTensorInput } from './safetensors';
-import { gatherRows, matMulNT, gptGelu, layerNorm } from './gpt2-ops';
+import { gatherRows, matMulNT, gptGelu, layerNorm, linear } from './gpt2-ops';
 import { loadTokenizer, optionalJson, RestrictedVocab, restrictTokenizer, type Tokenizer } from './tokenizer';
 
 export interface GPT2Config {
@@ -344,7 +344,7 @@ export class GPT2 {
         const p = `h.${l}.`;
         // --- attention
         const h1 = layerNorm(x, this.w(p + 'ln_1.weight'), this.w(p + 'ln_1.bias'), c.layerNormEpsilon);
-        const qkv = tf.add(tf.matMul(h1, this.w(p + 'attn.c_attn.weight')), this.w(p + 'attn.c_attn.bias'));
+        const qkv = linear(h1, this.w(p + 'attn.c_attn.weight'), this.w(p + 'attn.c_attn.bias'));
         const [q2, k2, v2] = tf.split(qkv, 3, 1);
         const heads = (t: tf.Tensor) => t.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
         const q = heads(q2);
@@ -362,12 +362,12 @@ export class GPT2 {
         if (bias) scores = tf.add(scores, bias);
         const probs = drop(tf.softmax(scores), c.attnPdrop);
         const a = tf.matMul(probs, v).transpose([0, 2, 1, 3]).reshape([N, d]); // [N, d]
-        const attnOut = tf.add(tf.matMul(a, this.w(p + 'attn.c_proj.weight')), this.w(p + 'attn.c_proj.bias'));
+        const attnOut = linear(a as tf.Tensor2D, this.w(p + 'attn.c_proj.weight'), this.w(p + 'attn.c_proj.bias'));
         x = tf.add(x, drop(attnOut, c.residPdrop));
         // --- MLP
         const h2 = layerNorm(x, this.w(p + 'ln_2.weight'), this.w(p + 'ln_2.bias'), c.layerNormEpsilon);
-        const f = gptGelu(tf.add(tf.matMul(h2, this.w(p + 'mlp.c_fc.weight')), this.w(p + 'mlp.c_fc.bias')));
-        const m = tf.add(tf.matMul(f, this.w(p + 'mlp.c_proj.weight')), this.w(p + 'mlp.c_proj.bias'));
+        const f = gptGelu(linear(h2, this.w(p + 'mlp.c_fc.weight'), this.w(p + 'mlp.c_fc.bias')));
+        const m = linear(f as tf.Tensor2D, this.w(p + 'mlp.c_proj.weight'), this.w(p + 'mlp.c_proj.bias'));
         x = tf.add(x, drop(m, c.residPdrop));
       }
       let hF = layerNorm(x, this.w('ln_f.weight'), this.w('ln_f.bias'), c.layerNormEpsilon);

@@ -6,7 +6,10 @@
 //     a slow scalar loop otherwise (every matMul gradient, attention). onnxruntime-node (installed with
 //     transformers.js) runs a one-node MatMul/Gemm graph synchronously on the wasm heap's own memory:
 //     inputs and output are zero-copy views. Small products stay on XNNPACK. Without onnxruntime,
-//     transposed 2-D products are made plain by an explicit transpose before XNNPACK.
+//     transposed 2-D products are made plain by an explicit transpose before XNNPACK. _FusedMatMul
+//     (tf.fused.matMul) with a bias is one Gemm. Frozen (non-trainable) 2-D weights keep a cached
+//     transpose while their storage lives (W^T in a frozen model's backward pass, wte^T in the LM
+//     head); small transposed operands are transposed explicitly (plain Gemm is faster).
 //  2. Identity shares its input's buffer (the wasm kernel copies; tfjs-core clones every tensor it
 //     saves for gradients).
 //  3. UnsortedSegmentSum (missing in wasm; the gradient of tf.gather needs it).
@@ -15,7 +18,8 @@
 //     the pool at cores / 2). Only XNNPACK ops use the pool.
 //
 // Settings: CLIPCAP_MATMUL=ort|wasm (default ort when onnxruntime-node loads), CLIPCAP_ORT_THREADS
-// (default: the number of cores), CLIPCAP_WASM_THREADS (default 1: the matMuls go to onnxruntime).
+// (default: the number of cores), CLIPCAP_WASM_THREADS (default 1: the matMuls go to onnxruntime),
+// CLIPCAP_CACHE_TRANSPOSES=0 (no cached transposes of frozen weights: saves their memory).
 // Every patch is checked against the stock kernels / the cpu backend in test/gpt2-patches.test.ts.
 import * as fs from 'fs';
 import * as os from 'os';
@@ -174,19 +178,21 @@ class OrtMatMul {
     readonly threads: number,
   ) {}
 
-  /** key: g|b (2-D Gemm or batched MatMul) + transposeA + transposeB */
-  private session(batched: boolean, tA: boolean, tB: boolean): OrtSessionLike {
-    const key = `${batched ? 'b' : 'g'}${+tA}${+tB}`;
+  /** key: g (2-D Gemm), c (2-D Gemm with bias) or b (batched MatMul) + transposeA + transposeB */
+  private session(kind: 'g' | 'c' | 'b', tA: boolean, tB: boolean): OrtSessionLike {
+    const key = `${kind}${+tA}${+tB}`;
     let s = this.sessions.get(key);
     if (s) return s;
     const F = DataType.FLOAT;
     let nodes: NodeInit[];
     let inputs;
-    if (!batched) {
-      nodes = [{ opType: 'Gemm', inputs: ['A', 'B'], outputs: ['Y'], attrs: { transA: { kind: 'int', v: +tA }, transB: { kind: 'int', v: +tB } } }];
+    if (kind !== 'b') {
+      const ins = kind === 'c' ? ['A', 'B', 'C'] : ['A', 'B'];
+      nodes = [{ opType: 'Gemm', inputs: ins, outputs: ['Y'], attrs: { transA: { kind: 'int', v: +tA }, transB: { kind: 'int', v: +tB } } }];
       inputs = [
         { name: 'A', elemType: F, shape: tA ? ['k', 'm'] : ['m', 'k'] },
         { name: 'B', elemType: F, shape: tB ? ['n', 'k'] : ['k', 'n'] },
+        ...(kind === 'c' ? [{ name: 'C', elemType: F, shape: ['n'] }] : []),
       ];
     } else {
       nodes = [];
@@ -202,7 +208,7 @@ class OrtMatMul {
     }
     const model = modelProto({
       opset: 13,
-      graph: { name: `matmul_${key}`, nodes, initializers: [], inputs, outputs: [{ name: 'Y', elemType: F, shape: batched ? ['b', 'm', 'n'] : ['m', 'n'] }] },
+      graph: { name: `matmul_${key}`, nodes, initializers: [], inputs, outputs: [{ name: 'Y', elemType: F, shape: kind === 'b' ? ['b', 'm', 'n'] : ['m', 'n'] }] },
     });
     const bytes = Buffer.concat(model.chunks);
     const sess = new this.binding.InferenceSession();
@@ -216,18 +222,20 @@ class OrtMatMul {
     return sess;
   }
 
-  /** out = op(a) @ op(b) on raw float32 views; a/b dims are 3-D [batch, rows, cols] as stored. */
-  run(a: Float32Array, aDims: number[], b: Float32Array, bDims: number[], tA: boolean, tB: boolean, out: Float32Array, outDims: number[]): void {
+  /**
+   * out = op(a) @ op(b) (+ bias) on raw float32 views; a/b dims are 3-D [batch, rows, cols] as
+   * stored. A bias needs batch 1.
+   */
+  run(a: Float32Array, aDims: number[], b: Float32Array, bDims: number[], tA: boolean, tB: boolean, out: Float32Array, outDims: number[], bias?: Float32Array): void {
     const batched = aDims[0] !== 1 || bDims[0] !== 1;
-    const s = this.session(batched, tA, tB);
+    if (batched && bias) throw new Error('OrtMatMul: a bias needs batch 1');
+    const s = this.session(batched ? 'b' : bias ? 'c' : 'g', tA, tB);
     const ad = batched ? aDims : aDims.slice(1);
     const bd = batched ? bDims : bDims.slice(1);
     const od = batched ? outDims : outDims.slice(1);
-    const r = s.run(
-      { A: { dims: ad, type: 'float32', data: a }, B: { dims: bd, type: 'float32', data: b } },
-      { Y: { dims: od, type: 'float32', data: out } },
-      {},
-    );
+    const feeds: Record<string, unknown> = { A: { dims: ad, type: 'float32', data: a }, B: { dims: bd, type: 'float32', data: b } };
+    if (bias) feeds.C = { dims: [bias.length], type: 'float32', data: bias };
+    const r = s.run(feeds, { Y: { dims: od, type: 'float32', data: out } }, {});
     const y = r.Y.data;
     if (y !== out && (y.buffer !== out.buffer || y.byteOffset !== out.byteOffset)) out.set(y);
   }
@@ -235,6 +243,8 @@ class OrtMatMul {
 
 /** Products smaller than this (multiply-adds) stay on XNNPACK when it can take them. */
 const ORT_MIN_MACS = 1 << 17;
+/** A transposed operand this much smaller than the product is transposed explicitly (plain Gemm is faster). */
+const EXPLICIT_TRANSPOSE_RATIO = 256;
 
 function loadOrt(threads: number): { ort: OrtMatMul | null; reason?: string } {
   try {
@@ -245,8 +255,8 @@ function loadOrt(threads: number): { ort: OrtMatMul | null; reason?: string } {
     const a = new Float32Array([1, 2, 3, 4, 5, 6]); // [1, 3, 2] stored, used transposed: [2, 3]
     const b = new Float32Array([1, 0, 0, 1, 1, 1]); // [1, 3, 2]
     const out = new Float32Array(4);
-    ort.run(a, [1, 3, 2], b, [1, 3, 2], true, false, out, [1, 2, 2]);
-    const want = [1 + 5, 3 + 5, 2 + 6, 4 + 6];
+    ort.run(a, [1, 3, 2], b, [1, 3, 2], true, false, out, [1, 2, 2], new Float32Array([10, 20]));
+    const want = [1 + 5 + 10, 3 + 5 + 20, 2 + 6 + 10, 4 + 6 + 20];
     if (want.some((v, i) => v !== out[i])) return { ort: null, reason: `self-check failed (${[...out]})` };
     return { ort };
   } catch (e) {
@@ -256,44 +266,143 @@ function loadOrt(threads: number): { ort: OrtMatMul | null; reason?: string } {
 
 type KernelFn = (args: { inputs: Record<string, TensorInfo>; backend: WasmBackend; attrs: Record<string, unknown> }) => TensorInfo;
 
-function makeBatchMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatMul | null): KernelFn {
+/**
+ * Transposes of frozen (non-trainable) 2-D weights, kept while the weight's storage lives: a frozen
+ * GPT-2 multiplies by W^T in every backward pass (and by wte^T in every forward pass).
+ */
+class FrozenTransposes {
+  private readonly entries = new Map<object, TensorInfo>();
+  enabled = true;
+  constructor(private readonly transposeKernel: KernelFn) {}
+
+  /** dataIds of frozen variables (checked on every call: variables come, go and change). */
+  private frozen(): Set<object> {
+    const s = new Set<object>();
+    const reg = tf.engine().registeredVariables as Record<string, tf.Variable>;
+    for (const name in reg) {
+      const v = reg[name];
+      if (!v.trainable && !v.isDisposed && v.dtype === 'float32') s.add(v.dataId as object);
+    }
+    return s;
+  }
+
+  /** The transpose of `t` (last two axes) when t is a frozen weight; null otherwise. */
+  get(backend: WasmBackend, t: TensorInfo): TensorInfo | null {
+    if (!this.enabled) return null;
+    const frozen = this.frozen();
+    for (const [id, info] of this.entries) {
+      if (!frozen.has(id)) {
+        backend.disposeData(info.dataId);
+        this.entries.delete(id);
+      }
+    }
+    if (!frozen.has(t.dataId)) return null;
+    let e = this.entries.get(t.dataId);
+    if (!e) {
+      const r = t.shape.length;
+      e = this.transposeKernel({ inputs: { x: t }, backend, attrs: { perm: [...Array(r - 2).keys(), r - 1, r - 2] } });
+      this.entries.set(t.dataId, e);
+    }
+    return e;
+  }
+
+  clear(backend: WasmBackend): void {
+    for (const info of this.entries.values()) backend.disposeData(info.dataId);
+    this.entries.clear();
+  }
+}
+
+interface MatMulParts {
+  a: TensorInfo;
+  b: TensorInfo;
+  tA: boolean;
+  tB: boolean;
+  batchA: number;
+  batchB: number;
+  M: number;
+  K: number;
+  N: number;
+}
+
+function matMulParts(a: TensorInfo, b: TensorInfo, tA: boolean, tB: boolean): MatMulParts | null {
+  const ar = a.shape.length;
+  const br = b.shape.length;
+  if (ar < 2 || br < 2 || ar !== br) return null;
+  const batchA = sizeOf(a.shape.slice(0, -2));
+  const batchB = sizeOf(b.shape.slice(0, -2));
+  const M = tA ? a.shape[ar - 1] : a.shape[ar - 2];
+  const K = tA ? a.shape[ar - 2] : a.shape[ar - 1];
+  const N = tB ? b.shape[br - 2] : b.shape[br - 1];
+  const Kb = tB ? b.shape[br - 1] : b.shape[br - 2];
+  if (K !== Kb || !(batchA === batchB || batchA === 1 || batchB === 1)) return null;
+  return { a, b, tA, tB, batchA, batchB, M, K, N };
+}
+
+/** op(a) @ op(b) (+ bias) through onnxruntime; transposes made plain where that is cheaper. */
+function ortProduct(ort: OrtMatMul, backend: WasmBackend, p: MatMulParts, cache: FrozenTransposes, transposeKernel: KernelFn, bias?: TensorInfo): TensorInfo {
+  let { a, b, tA, tB } = p;
+  const { batchA, batchB, M, K, N } = p;
+  const batch = Math.max(batchA, batchB);
+  const macs = batch * M * N * K;
+  const temps: TensorInfo[] = [];
+  const flip = (t: TensorInfo): TensorInfo => {
+    const r = t.shape.length;
+    const res = transposeKernel({ inputs: { x: t }, backend, attrs: { perm: [...Array(r - 2).keys(), r - 1, r - 2] } });
+    temps.push(res);
+    return res;
+  };
+  if (batch === 1) {
+    if (tB) {
+      const c = cache.get(backend, b);
+      if (c) [b, tB] = [c, false];
+      else if (K * N * EXPLICIT_TRANSPOSE_RATIO <= macs) [b, tB] = [flip(b), false];
+    }
+    if (tA) {
+      const c = cache.get(backend, a);
+      if (c) [a, tA] = [c, false];
+      else if (M * K * EXPLICIT_TRANSPOSE_RATIO <= macs) [a, tA] = [flip(a), false];
+    }
+  }
+  try {
+    const ar = a.shape.length;
+    const br = b.shape.length;
+    const out = backend.makeOutput([batch, M, N], 'float32');
+    // views after the allocations (the heap may have grown)
+    const av = f32(backend, a, batchA * M * K);
+    const bv = f32(backend, b, batchB * K * N);
+    const ov = f32(backend, out, batch * M * N);
+    const biasV = bias ? f32(backend, bias, N) : undefined;
+    ort.run(av, [batchA, a.shape[ar - 2], a.shape[ar - 1]], bv, [batchB, b.shape[br - 2], b.shape[br - 1]], tA, tB, ov, [batch, M, N], biasV);
+    return out;
+  } finally {
+    for (const t of temps) backend.disposeData(t.dataId);
+  }
+}
+
+function makeBatchMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatMul | null, cache: FrozenTransposes): KernelFn {
   return (args) => {
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
     const backend = args.backend;
     if (a.dtype !== 'float32' || b.dtype !== 'float32') return orig(args);
-    const ar = a.shape.length;
-    const br = b.shape.length;
-    const batchA = sizeOf(a.shape.slice(0, -2));
-    const batchB = sizeOf(b.shape.slice(0, -2));
-    const M = transposeA ? a.shape[ar - 1] : a.shape[ar - 2];
-    const K = transposeA ? a.shape[ar - 2] : a.shape[ar - 1];
-    const N = transposeB ? b.shape[br - 2] : b.shape[br - 1];
-    const Kb = transposeB ? b.shape[br - 1] : b.shape[br - 2];
-    const batch = Math.max(batchA, batchB);
-    const sameBatch = batchA === batchB || batchA === 1 || batchB === 1;
-    if (K !== Kb || !sameBatch || a.shape.slice(0, -2).length !== b.shape.slice(0, -2).length) return orig(args);
-    const macs = batch * M * N * K;
+    const p = matMulParts(a, b, transposeA, transposeB);
+    if (!p) return orig(args);
+    const batch = Math.max(p.batchA, p.batchB);
+    const macs = batch * p.M * p.N * p.K;
     const plain = !transposeA && !transposeB && batch === 1;
     if (ort && macs > 0 && (!plain || macs >= ORT_MIN_MACS)) {
-      const outerShape = (batchA >= batchB ? a : b).shape.slice(0, -2);
-      const out = backend.makeOutput([batch, M, N], 'float32');
-      // views after the allocation (the heap may have grown)
-      const av = f32(backend, a, batchA * M * K);
-      const bv = f32(backend, b, batchB * K * N);
-      const ov = f32(backend, out, batch * M * N);
-      const aDims = [batchA, a.shape[ar - 2], a.shape[ar - 1]];
-      const bDims = [batchB, b.shape[br - 2], b.shape[br - 1]];
-      ort.run(av, aDims, bv, bDims, transposeA, transposeB, ov, [batch, M, N]);
-      return { ...out, shape: [...outerShape, M, N] };
+      const out = ortProduct(ort, backend, p, cache, transposeKernel);
+      const outerShape = (p.batchA >= p.batchB ? a : b).shape.slice(0, -2);
+      return { ...out, shape: [...outerShape, p.M, p.N] };
     }
     if (batch === 1 && (transposeA || transposeB)) {
       // XNNPACK takes only untransposed products: transpose explicitly first
       const tmp: TensorInfo[] = [];
       const flip = (t: TensorInfo): TensorInfo => {
+        const c = cache.get(backend, t);
+        if (c) return c;
         const r = t.shape.length;
-        const perm = [...Array(r - 2).keys(), r - 1, r - 2];
-        const res = transposeKernel({ inputs: { x: t }, backend, attrs: { perm } });
+        const res = transposeKernel({ inputs: { x: t }, backend, attrs: { perm: [...Array(r - 2).keys(), r - 1, r - 2] } });
         tmp.push(res);
         return res;
       };
@@ -309,8 +418,23 @@ function makeBatchMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatM
   };
 }
 
+/** _FusedMatMul (tf.fused.matMul) with a linear activation and a 1-D bias: one Gemm with the bias. */
+function makeFusedMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatMul | null, cache: FrozenTransposes): KernelFn {
+  return (args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+    const { transposeA, transposeB, activation } = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
+    if (!ort || !a || !b || preluActivationWeights || (activation && activation !== 'linear') || a.dtype !== 'float32' || b.dtype !== 'float32') return orig(args);
+    if (bias && (bias.dtype !== 'float32' || bias.shape.length !== 1)) return orig(args);
+    const p = matMulParts(a, b, transposeA, transposeB);
+    if (!p || p.batchA !== 1 || p.batchB !== 1 || (bias && bias.shape[0] !== p.N) || p.M * p.N * p.K < ORT_MIN_MACS) return orig(args);
+    const out = ortProduct(ort, args.backend, p, cache, transposeKernel, bias);
+    return { ...out, shape: [...a.shape.slice(0, -2), p.M, p.N] };
+  };
+}
+
 let installed = false;
-let stockBatchMatMul: KernelFn | null = null;
+let stock: { batchMatMul: KernelFn; fusedMatMul: KernelFn } | null = null;
+let transposes: FrozenTransposes | null = null;
 
 function replaceKernel(name: string, kernelFunc: unknown): void {
   const old = tf.getKernel(name, 'wasm');
@@ -318,14 +442,27 @@ function replaceKernel(name: string, kernelFunc: unknown): void {
   tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: kernelFunc as tf.KernelFunc, setupFunc: old?.setupFunc, disposeFunc: old?.disposeFunc });
 }
 
-/** Route matMuls: 'ort' (onnxruntime for large products), 'wasm' (XNNPACK with explicit transposes), or 'stock'. */
-export function setMatMulProvider(mode: 'ort' | 'wasm' | 'stock', ortThreads = os.cpus().length): WasmPatchStatus {
-  if (!stockBatchMatMul) stockBatchMatMul = tf.getKernel('BatchMatMul', 'wasm').kernelFunc as unknown as KernelFn;
+/**
+ * Route matMuls: 'ort' (onnxruntime for large products), 'wasm' (XNNPACK with explicit transposes),
+ * or 'stock' (the package's kernels). `cacheFrozenTransposes` keeps W^T of frozen weights.
+ */
+export function setMatMulProvider(mode: 'ort' | 'wasm' | 'stock', ortThreads = os.cpus().length, cacheFrozenTransposes = true): WasmPatchStatus {
+  if (!stock) {
+    stock = {
+      batchMatMul: tf.getKernel('BatchMatMul', 'wasm').kernelFunc as unknown as KernelFn,
+      fusedMatMul: tf.getKernel('_FusedMatMul', 'wasm').kernelFunc as unknown as KernelFn,
+    };
+  }
   const transpose = tf.getKernel('Transpose', 'wasm').kernelFunc as unknown as KernelFn;
-  status.patched = status.patched.filter((p) => !p.startsWith('BatchMatMul'));
+  const backend = tf.findBackend('wasm') as unknown as WasmBackend | null;
+  if (transposes && backend) transposes.clear(backend);
+  transposes = new FrozenTransposes(transpose);
+  transposes.enabled = cacheFrozenTransposes && mode !== 'stock';
+  status.patched = status.patched.filter((p) => !p.startsWith('BatchMatMul') && !p.startsWith('_FusedMatMul') && !p.startsWith('frozen'));
   status.ortReason = undefined;
   if (mode === 'stock') {
-    replaceKernel('BatchMatMul', stockBatchMatMul);
+    replaceKernel('BatchMatMul', stock.batchMatMul);
+    replaceKernel('_FusedMatMul', stock.fusedMatMul);
     status.matmul = 'xnnpack';
     status.ortThreads = 0;
     status.ortReason = 'stock kernel';
@@ -337,10 +474,12 @@ export function setMatMulProvider(mode: 'ort' | 'wasm' | 'stock', ortThreads = o
     ort = r.ort;
     if (!ort) status.ortReason = r.reason;
   } else status.ortReason = 'CLIPCAP_MATMUL=wasm';
-  replaceKernel('BatchMatMul', makeBatchMatMul(stockBatchMatMul, transpose, ort));
+  replaceKernel('BatchMatMul', makeBatchMatMul(stock.batchMatMul, transpose, ort, transposes));
+  replaceKernel('_FusedMatMul', makeFusedMatMul(stock.fusedMatMul, transpose, ort, transposes));
   status.matmul = ort ? 'onnxruntime' : 'xnnpack';
   status.ortThreads = ort ? ortThreads : 0;
-  status.patched.push(ort ? `BatchMatMul -> onnxruntime (${ortThreads} threads)` : 'BatchMatMul (explicit transposes before XNNPACK)');
+  status.patched.push(ort ? `BatchMatMul + _FusedMatMul -> onnxruntime (${ortThreads} threads)` : 'BatchMatMul (explicit transposes before XNNPACK)');
+  if (transposes.enabled) status.patched.push('frozen weights: transposes cached');
   return wasmPatchStatus();
 }
 
@@ -365,7 +504,7 @@ export function installWasmPatches(env: NodeJS.ProcessEnv = process.env): WasmPa
   const mode = env.CLIPCAP_MATMUL === 'wasm' || env.CLIPCAP_MATMUL === 'stock' ? env.CLIPCAP_MATMUL : 'ort';
   const threads = env.CLIPCAP_ORT_THREADS ? Number(env.CLIPCAP_ORT_THREADS) : os.cpus().length;
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`CLIPCAP_ORT_THREADS=${env.CLIPCAP_ORT_THREADS} must be a positive integer`);
-  return setMatMulProvider(mode, threads);
+  return setMatMulProvider(mode, threads, env.CLIPCAP_CACHE_TRANSPOSES !== '0');
 }
 
 /** One line for logs: what computes what. */
