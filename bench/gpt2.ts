@@ -45,6 +45,15 @@ function parse(argv: string[]): Opts {
 const B = 8;
 const T = 40;
 
+/** ms for 1e8 iterations of an integer loop: how fast this machine is right now (it varies on shared hosts). */
+export function cpuCalibration(): number {
+  const t0 = performance.now();
+  let s = 0;
+  for (let i = 0; i < 1e8; i++) s = (s + i) | 0;
+  if (s === 42) console.log('');
+  return performance.now() - t0;
+}
+
 function median(xs: number[]): number {
   const s = xs.slice().sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -125,6 +134,7 @@ async function main(): Promise<void> {
   if (st) console.log(`threads: XNNPACK ${st.threads}, onnxruntime matMul ${st.ortThreads || '-'}; patches: ${st.patched.join(', ')}`);
   const results: Record<string, number> = {};
   const config = { ...GPT2_SMALL, nLayer: o.layers };
+  const calib: number[] = [cpuCalibration()];
 
   if (o.modes.includes('matmul')) matmulProbe(results);
 
@@ -151,6 +161,7 @@ async function main(): Promise<void> {
         `train step, ${frozen ? 'frozen GPT-2 (grad to input embeddings)' : `full fine-tuning (AdamW, micro-batch ${o.micro})`}: ` +
           `${(ms / 1000).toFixed(2)} s/step, ${results[`${mode}_tokens_per_s`].toFixed(1)} tokens/s (median of ${times.length}; ${times.map((t) => (t / 1000).toFixed(2)).join(' ')} s; ${heapMiB()})`,
       );
+      calib.push(cpuCalibration());
       if (o.profile) await profileOnce(mode, () => trainStep(model, opt, ids, targets, mask, o.micro, embeds));
       embeds?.dispose();
     }
@@ -175,10 +186,16 @@ async function main(): Promise<void> {
       console.log(`greedy generation, 10-token prefix + 20 tokens, ${useCache ? 'KV cache' : 'no cache (recompute)'}: ${median(times).toFixed(1)} ms/token`);
     }
     console.log(`KV cache speed-up: ${(results.gen_ms_per_token_nocache / results.gen_ms_per_token_cache).toFixed(1)}x`);
+    calib.push(cpuCalibration());
     prefix.dispose();
     model.dispose();
   }
 
+  results.cpu_calibration_ms = median(calib);
+  console.log(
+    `CPU calibration (1e8-iteration integer loop, lower is faster): ${calib.map((c) => c.toFixed(0)).join(' ')} ms ` +
+      '(on shared hosts this varies several-fold; compare figures taken at similar calibration)',
+  );
   if (o.torch) torchBench(o, results);
   console.log(`RESULT ${JSON.stringify({ bench: 'gpt2', backend: choice.name, threads: st ? { xnnpack: st.threads, onnxruntime: st.ortThreads } : null, matmul: st?.matmul, ...results })}`);
 }
@@ -225,9 +242,10 @@ function matmulProbe(results: Record<string, number>): void {
 }
 
 const TORCH_SCRIPT = String.raw`
-import sys, time, json, torch
+import sys, time, json, os, torch
 from torch import nn
 torch.manual_seed(0)
+torch.set_num_threads(os.cpu_count())
 layers, steps, micro = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 B, T, d, V, H, P = 8, 40, 768, 50257, 12, 1024
 class Block(nn.Module):
@@ -295,7 +313,9 @@ print("TORCH " + json.dumps(res))
 `;
 
 function torchBench(o: Opts, results: Record<string, number>): void {
-  const r = spawnSync('python3', ['-c', TORCH_SCRIPT, String(o.layers), String(Math.max(2, o.steps)), String(o.micro)], { encoding: 'utf8', timeout: 900_000 });
+  // Debian's python3-torch lives with the system python; a pyenv python3 first on PATH lacks it
+  const python = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0) ?? 'python3';
+  const r = spawnSync(python, ['-c', TORCH_SCRIPT, String(o.layers), String(Math.max(2, o.steps)), String(o.micro)], { encoding: 'utf8', timeout: 900_000 });
   const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('TORCH '));
   if (!line) {
     console.log(`PyTorch: not measured (${r.error?.message ?? (r.stderr ?? '').trim().split('\n').pop() ?? 'python3 with torch not found'}); install with apt-get install python3-torch`);

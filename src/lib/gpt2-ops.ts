@@ -11,6 +11,11 @@ import * as tf from '@tensorflow/tfjs';
 
 type Args = (tf.Tensor | tf.GradSaveFunc)[];
 
+/** Is a gradient tape recording (inside tf.grad / variableGrads)? Without one, custom gradients are skipped. */
+export function recordingGradients(): boolean {
+  return ((tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth ?? 1) > 0;
+}
+
 /** `table[idx]` for a 2-D table and 1-D int32 indices; gradient to the table via scatterND. */
 export function gatherRows(table: tf.Tensor, idx: tf.Tensor1D): tf.Tensor2D {
   const [V, d] = table.shape;
@@ -40,6 +45,9 @@ const GELU_K = 0.044715;
  * d/dx = s + x s (1 - s) 2c (1 + 3 * 0.044715 x^2), s = sigmoid(2u).
  */
 export function gptGelu(x: tf.Tensor): tf.Tensor {
+  if (!recordingGradients()) {
+    return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, tf.add(tf.mul(tf.square(x), 2 * GELU_C * GELU_K), 2 * GELU_C)))));
+  }
   const f = tf.customGrad((...args: Args) => {
     const v = args[0] as tf.Tensor;
     const save = args[1] as tf.GradSaveFunc;
@@ -59,9 +67,22 @@ export function gptGelu(x: tf.Tensor): tf.Tensor {
   return f(x);
 }
 
-/** `x @ W + b` (Conv1D layout W [in, out]) as one fused kernel (one Gemm with the bias on onnxruntime). */
+/**
+ * `x @ W + b` (Conv1D layout W [in, out]) as one fused kernel (one Gemm with the bias on
+ * onnxruntime). tf.fused.matMul's gradient always computes dW and db; for a frozen weight (a
+ * non-trainable variable) a custom gradient computes dx only.
+ */
 export function linear(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
-  return tf.fused.matMul({ a: x, b: w as tf.Tensor2D, bias: b }) as tf.Tensor2D;
+  if (!recordingGradients() || !(w instanceof tf.Variable) || w.trainable) return tf.fused.matMul({ a: x, b: w as tf.Tensor2D, bias: b }) as tf.Tensor2D;
+  const f = tf.customGrad((...args: Args) => {
+    const xi = args[0] as tf.Tensor2D;
+    return {
+      value: tf.fused.matMul({ a: xi, b: w as tf.Tensor2D, bias: b }),
+      // w is a variable: alive as long as the model, not disposed by the caller's tidy
+      gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, w as tf.Tensor2D, false, true),
+    };
+  });
+  return f(x) as tf.Tensor2D;
 }
 
 /**
@@ -71,6 +92,12 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D 
  * dgamma = sum(dy xhat), dbeta = sum(dy) over rows.
  */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor2D {
+  if (!recordingGradients()) {
+    return tf.tidy(() => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta) as tf.Tensor2D;
+    });
+  }
   const f = tf.customGrad((...args: Args) => {
     const [xi, g, b] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
