@@ -4,6 +4,7 @@
 // else generated 640x480 JPEGs) into a fresh temporary store.
 //
 //   npx tsx bench/encoders.ts [--images 64] [--only centernet|clip|clip-q8] [--workers 1,2]
+//   npm run bench -- --only encoders           (through bench/index.ts)
 //
 // Reported: `steady images/s` = images / (wall time - model loading and worker start-up), the
 // end-to-end rate with loading included, and the CPU time per image (all processes and threads,
@@ -123,7 +124,11 @@ function parseArgs(argv: string[]): EncoderBenchOptions {
     if (k === '--images') (o.images = Number(v)), i++;
     else if (k === '--only') (o.only = v.split(',')), i++;
     else if (k === '--workers') (o.workers = v.split(',').map(Number)), i++;
-    else throw new Error(`unknown argument ${k}; usage: bench/encoders.ts [--images N] [--only centernet,clip,clip-q8] [--workers 1,2]`);
+    else {
+      // bench/index.ts passes the same arguments to every benchmark: skip the ones meant for others
+      console.log(`[bench] encoders: ignoring ${k} (usage: bench/encoders.ts [--images N] [--only centernet,clip,clip-q8] [--workers 1,2])`);
+      if (v !== undefined && !v.startsWith('--')) i++;
+    }
   }
   if (!Number.isInteger(o.images) || o.images < 1) throw new Error('--images needs a positive integer');
   return o;
