@@ -49,6 +49,8 @@ const CASES: [number[], number[], boolean, boolean][] = [
   [[96, 64], [96, 80], true, false],
   [[64, 96], [80, 96], false, true],
   [[96, 64], [80, 96], true, true],
+  [[4, 256], [256, 160], false, false], // few rows: XNNPACK
+  [[4, 256], [160, 256], false, true], // few rows, large transpose: onnxruntime
   [[6, 7, 9], [6, 9, 5], false, false],
   [[6, 9, 7], [6, 5, 9], true, true],
   [[6, 7, 9], [1, 5, 9], false, true],
