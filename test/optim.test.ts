@@ -179,3 +179,26 @@ test('after a step, matMul sees the new weights (no stale packed-weight caches o
   }
   tf.dispose([x, w]);
 });
+
+test('AdamW: the WebAssembly SIMD kernel and the JavaScript fallback give identical parameters and moments', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const n = 40_003; // several chunks and a tail that is not a multiple of 4
+  const p0 = randomList(n, 11);
+  const runs = [true, false].map((simd) => {
+    const v = tf.variable(tf.tensor1d(p0));
+    const opt = new AdamW({ lr: 3e-3, weightDecay: 0.05, simd });
+    assert.equal(opt.simd, simd);
+    for (let k = 0; k < 4; k++) {
+      const g = tf.tensor1d(randomList(n, 300 + k, 0.2));
+      opt.step([v], [g]);
+      g.dispose();
+    }
+    const out = { p: v.dataSync().slice(), state: opt.getState([{ name: 'w', variable: v }]) };
+    v.dispose();
+    return out;
+  });
+  assert.deepEqual(runs[0].p, runs[1].p);
+  assert.deepEqual(runs[0].state.m.w, runs[1].state.m.w);
+  assert.deepEqual(runs[0].state.v.w, runs[1].state.v.w);
+});

@@ -233,9 +233,13 @@ class OrtMatMul {
     const ad = batched ? aDims : aDims.slice(1);
     const bd = batched ? bDims : bDims.slice(1);
     const od = batched ? outDims : outDims.slice(1);
-    const feeds: Record<string, unknown> = { A: { dims: ad, type: 'float32', data: a }, B: { dims: bd, type: 'float32', data: b } };
-    if (bias) feeds.C = { dims: [bias.length], type: 'float32', data: bias };
-    const r = s.run(feeds, { Y: { dims: od, type: 'float32', data: out } }, {});
+    // onnxruntime-node cannot take views of a SharedArrayBuffer (the threaded wasm heap): copy
+    const shared = typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer;
+    const own = (v: Float32Array) => (shared ? v.slice() : v);
+    const o = shared ? new Float32Array(out.length) : out;
+    const feeds: Record<string, unknown> = { A: { dims: ad, type: 'float32', data: own(a) }, B: { dims: bd, type: 'float32', data: own(b) } };
+    if (bias) feeds.C = { dims: [bias.length], type: 'float32', data: own(bias) };
+    const r = s.run(feeds, { Y: { dims: od, type: 'float32', data: o } }, {});
     const y = r.Y.data;
     if (y !== out && (y.buffer !== out.buffer || y.byteOffset !== out.byteOffset)) out.set(y);
   }
