@@ -38,8 +38,8 @@ function toyExamples(n: number, seed: number, short = false): CaptionExample[] {
   return out;
 }
 
-function makeModel(kind: 'mlp' | 'transformer', finetune: boolean, seed = 1): ClipCapModel {
-  const lm = new GPT2(LM, undefined, { seed });
+function makeModel(kind: 'mlp' | 'transformer', finetune: boolean, seed = 1, dropout = 0): ClipCapModel {
+  const lm = new GPT2({ ...LM, embdPdrop: dropout, residPdrop: dropout, attnPdrop: dropout }, undefined, { seed });
   // GPT-2's init (std 0.02) gives near-uniform logits whatever the input; scale the tied embedding
   // so that a frozen toy LM, like a pretrained one, can be steered by its prefix.
   const wte = lm.namedWeights().get('wte.weight')!;
@@ -139,24 +139,24 @@ test('transformer mapper + frozen pretrained GPT-2: the loss falls and GPT-2 sta
   lm.dispose();
 });
 
-test('resume after an interrupted run gives the same final weights as an uninterrupted one', async () => {
+test('resume after an interrupted run gives the same final weights as an uninterrupted one (dropout on)', async () => {
   const cfg = loop({ epochs: 3, checkpointEverySteps: 2, microBatchSize: 2, gradClip: 1, weightDecay: 0.01 });
   const train = toyExamples(12, 0);
   const val = toyExamples(4, 2);
   const finalWeights = (m: ClipCapModel) => [...m.trainable()].map((v) => Array.from(v.variable.dataSync()));
 
-  const a = makeModel('mlp', true);
+  const a = makeModel('mlp', true, 1, 0.1);
   const dirA = tmp();
   await runTraining(clipCapTask(a, train, val, io(a)), cfg, dirA, { write: () => {} });
   const wa = finalWeights(a);
 
   const dirB = tmp();
-  const b1 = makeModel('mlp', true);
+  const b1 = makeModel('mlp', true, 1, 0.1);
   const s1 = await runTraining(clipCapTask(b1, train, val, io(b1)), cfg, dirB, { write: () => {}, shouldStop: (step) => step === 5 });
   assert.equal(s1.steps, 5);
   assert.equal(s1.completed, false);
   // a fresh process would start from a new model object with other random weights
-  const b2 = makeModel('mlp', true, 99);
+  const b2 = makeModel('mlp', true, 99, 0.1);
   const s2 = await runTraining(clipCapTask(b2, train, val, io(b2)), cfg, dirB, { write: () => {} });
   assert.equal(s2.resumedFromStep, 5);
   assert.ok(s2.completed);
@@ -167,4 +167,20 @@ test('resume after an interrupted run gives the same final weights as an uninter
   // a finished run is not trained again
   const s3 = await runTraining(clipCapTask(b2, train, val, io(b2)), cfg, dirB, { write: () => {} });
   assert.equal(s3.steps, s2.steps);
+});
+
+test('the LM head can skip the prefix (logitsFrom) and seeded dropout repeats its masks', () => {
+  const lm = new GPT2({ ...LM, residPdrop: 0.5 }, undefined, { seed: 2 });
+  const x = tf.randomNormal([2, 6, 8], 0, 1, 'float32', 4) as tf.Tensor3D;
+  const full = lm.forward({ inputsEmbeds: x }).logits;
+  const part = lm.forward({ inputsEmbeds: x, logitsFrom: 3 }).logits;
+  assert.deepEqual(part.shape, [2, 3, 12]);
+  const want = full.slice([0, 3, 0], [2, 3, 12]).dataSync();
+  part.dataSync().forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-6));
+  const d1 = lm.forward({ inputsEmbeds: x, training: true, dropoutSeed: 7 }).logits.dataSync();
+  const d2 = lm.forward({ inputsEmbeds: x, training: true, dropoutSeed: 7 }).logits.dataSync();
+  const d3 = lm.forward({ inputsEmbeds: x, training: true, dropoutSeed: 8 }).logits.dataSync();
+  assert.deepEqual(Array.from(d1), Array.from(d2));
+  assert.notDeepEqual(Array.from(d1), Array.from(d3));
+  lm.dispose();
 });

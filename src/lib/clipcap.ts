@@ -68,12 +68,18 @@ export class ClipCapModel {
       const prefix = this.prefix(embeddings);
       const tok = this.lm.embedTokens(ids);
       const inputs = tf.concat([prefix, tok], 1) as tf.Tensor3D;
-      // A frozen GPT-2 runs in eval mode (no dropout), as ClipCaptionPrefix.train() does.
-      const { logits } = this.lm.forward({ inputsEmbeds: inputs, training: opts.training && this.finetuneLM });
-      // The output at position P-1+t predicts caption token t. Causal attention keeps the padding
-      // after a caption from influencing its tokens, and the mask drops the padded targets.
+      // A frozen GPT-2 runs in eval mode (no dropout), as ClipCaptionPrefix.train() does. The output
+      // at position P-1+t predicts caption token t, so the LM head runs from position P-1 on only.
+      // Causal attention keeps the padding after a caption from influencing its tokens, and the mask
+      // drops the padded targets.
+      const { logits } = this.lm.forward({
+        inputsEmbeds: inputs,
+        training: opts.training && this.finetuneLM,
+        dropoutSeed: opts.seed,
+        logitsFrom: P - 1,
+      });
       const V = logits.shape[2];
-      const pred = tf.slice(logits, [0, P - 1, 0], [B, T, V]) as tf.Tensor3D;
+      const pred = tf.slice(logits, [0, 0, 0], [B, T, V]) as tf.Tensor3D;
       const count = tf.sum(mask);
       return tf.mul(lmLoss(pred, ids, mask), count) as tf.Scalar;
     });

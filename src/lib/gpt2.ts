@@ -188,10 +188,14 @@ export interface ForwardOptions {
   positionOffset?: number;
   /** Compute logits only for the last position (generation). Default false. */
   lastOnly?: boolean;
+  /** Compute logits only for positions >= logitsFrom (e.g. skip a ClipCap prefix). Default 0. */
+  logitsFrom?: number;
+  /** Seed of the dropout masks (training): the same seed gives the same masks, so a resumed run repeats them. */
+  dropoutSeed?: number;
 }
 
 export interface ForwardResult {
-  /** `[B, T, V]` (or `[B, 1, V]` with lastOnly). */
+  /** `[B, T, V]` (or `[B, 1, V]` with lastOnly, `[B, T - logitsFrom, V]` with logitsFrom). */
   logits: tf.Tensor3D;
   present?: KVCache;
 }
@@ -328,7 +332,15 @@ export class GPT2 {
     const pos0 = opts.positionOffset ?? pastLen;
     if (pos0 + T > c.nPositions) throw new Error(`sequence of ${pos0 + T} positions exceeds n_positions ${c.nPositions}`);
     const training = !!opts.training;
-    const drop = (x: tf.Tensor, rate: number): tf.Tensor => (training && rate > 0 ? tf.dropout(x, rate) : x);
+    // Each dropout call gets its own seed derived from dropoutSeed (tf.dropout's seed makes the mask reproducible).
+    let dropCall = 0;
+    const drop = (x: tf.Tensor, rate: number): tf.Tensor => {
+      if (!training || rate <= 0) return x;
+      dropCall += 1;
+      return opts.dropoutSeed === undefined ? tf.dropout(x, rate) : tf.dropout(x, rate, undefined, opts.dropoutSeed * 1009 + dropCall);
+    };
+    const from = opts.logitsFrom ?? 0;
+    if (from < 0 || from >= T || (from > 0 && opts.lastOnly)) throw new Error(`logitsFrom ${from} must be in [0, ${T}) and not combined with lastOnly`);
 
     const out = tf.tidy(() => {
       const N = B * T;
@@ -375,6 +387,9 @@ export class GPT2 {
       if (opts.lastOnly && T > 1) {
         hF = hF.reshape([B, T, d]).slice([0, T - 1, 0], [B, 1, d]).reshape([B, d]);
         Tout = 1;
+      } else if (from > 0) {
+        hF = hF.reshape([B, T, d]).slice([0, from, 0], [B, T - from, d]).reshape([B * (T - from), d]);
+        Tout = T - from;
       }
       const logits = matMulNT(hF, this.w('wte.weight') as tf.Tensor as tf.Tensor2D).reshape([B, Tout, c.vocabSize]) as tf.Tensor3D;
       return { logits, presentK, presentV };

@@ -60,7 +60,7 @@ export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: n
         mask[b * T + s.length] = 1;
         count += s.length + 1;
       });
-      const { logits } = model.forward({ inputIds: tf.tensor2d(inp, [B, T], 'int32'), training: opts.training });
+      const { logits } = model.forward({ inputIds: tf.tensor2d(inp, [B, T], 'int32'), training: opts.training, dropoutSeed: opts.seed });
       return tf.mul(lmLoss(logits, tf.tensor2d(tgt, [B, T], 'int32'), tf.tensor2d(mask, [B, T])), count) as tf.Scalar;
     },
     saveWeights: io.saveWeights,
