@@ -21,7 +21,7 @@ export interface PretrainResult {
   modelDir: string;
   runDir: string;
   summary: TrainSummary;
-  corpus: { captions: number; trainSequences: number; valSequences: number; tokens: number; vocabSize: number; droppedEmpty: number; droppedRareTokens: number };
+  corpus: { corpusCaptions: number; captions: number; trainSequences: number; valSequences: number; tokens: number; vocabSize: number; droppedEmpty: number; droppedRareTokens: number };
   config: GPT2Config;
 }
 
@@ -98,19 +98,27 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
   if (fs.existsSync(doneFile)) return readJson<PretrainResult>(doneFile);
 
   const base = opts.tokenizer ?? (await loadTokenizer());
-  const texts = opts.texts.map(formatCaption);
-  const ids = texts.map((t) => (t ? base.encode(t).slice(0, opts.cfg.maxTokens) : []));
-  const nonEmpty = ids.filter((s) => s.length > 0);
-  const droppedEmpty = ids.length - nonEmpty.length;
-  if (nonEmpty.length < 2) throw new Error(`the caption corpus has ${nonEmpty.length} usable captions; at least 2 are needed`);
+  // Every caption is tokenized (the vocabulary comes from the whole corpus); training uses a seeded
+  // sample of them when the corpus is larger than the budget allows (maxCaptions).
+  const all = opts.texts.map(formatCaption).map((t) => (t ? base.encode(t).slice(0, opts.cfg.maxTokens) : []));
+  const nonEmptyAll = all.filter((s) => s.length > 0);
+  const droppedEmpty = all.length - nonEmptyAll.length;
+  if (nonEmptyAll.length < 2) throw new Error(`the caption corpus has ${nonEmptyAll.length} usable captions; at least 2 are needed`);
   let vocab: RestrictedVocab | null = null;
   let droppedTokens = 0;
   if (opts.restrictVocab) {
     const counts = new Map<number, number>();
-    for (const s of nonEmpty) for (const id of s) counts.set(id, (counts.get(id) ?? 0) + 1);
+    for (const s of nonEmptyAll) for (const id of s) counts.set(id, (counts.get(id) ?? 0) + 1);
     const keep = [...counts].filter(([, c]) => c >= Math.max(1, opts.cfg.minTokenCount)).map(([id]) => id);
     vocab = RestrictedVocab.fromCorpus([keep], [base.eosId]);
   }
+  const nonEmpty =
+    opts.cfg.maxCaptions > 0 && nonEmptyAll.length > opts.cfg.maxCaptions
+      ? epochPermutation(nonEmptyAll.length, opts.cfg.seed, 2_000_000)
+          .slice(0, opts.cfg.maxCaptions)
+          .sort((a, b) => a - b)
+          .map((i) => nonEmptyAll[i])
+      : nonEmptyAll;
   const v = vocab;
   const tokenizer = v ? restrictTokenizer(base, v) : base;
   const seqs = (v ? nonEmpty.map((s) => v.toCompact(s, () => droppedTokens++)) : nonEmpty).filter((s) => s.length > 0);
@@ -162,7 +170,8 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
       runDir: opts.runDir,
       summary,
       corpus: {
-        captions: opts.texts.length,
+        corpusCaptions: opts.texts.length,
+        captions: seqs.length,
         trainSequences: train.length,
         valSequences: val.length,
         tokens: seqs.reduce((n, s) => n + s.length + 1, 0),
