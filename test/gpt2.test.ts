@@ -311,3 +311,27 @@ test('lmLoss ignores masked positions and any target there', async () => {
     assert.equal(a, b);
   });
 });
+
+test('training steps (forward, loss, backward, AdamW) keep tensor count and memory flat', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const { AdamW } = await import('../src/lib/optim');
+  const model = new GPT2(configFromHF(hfConfigJson(TINY)), undefined, { seed: 5 });
+  const opt = new AdamW({ lr: 1e-3 });
+  const ids = tf.tensor2d(IDS, undefined, 'int32');
+  const mask = tf.tensor2d(MASK);
+  const counts: number[] = [];
+  const bytes: number[] = [];
+  for (let s = 0; s < 6; s++) {
+    const vars = model.trainableVariables();
+    const { value, grads } = tf.variableGrads(() => lmLoss(model.forward({ inputIds: ids, attentionMask: mask, training: true }).logits, ids, mask), vars);
+    opt.step(vars, vars.map((v) => grads[v.name]));
+    tf.dispose([value, ...Object.values(grads)]);
+    counts.push(tf.memory().numTensors);
+    bytes.push(tf.memory().numBytes);
+  }
+  assert.deepEqual(counts.slice(2), new Array(4).fill(counts[1]), `tensor counts ${counts}`);
+  assert.deepEqual(bytes.slice(2), new Array(4).fill(bytes[1]), `bytes ${bytes}`);
+  tf.dispose([ids, mask]);
+  model.dispose();
+});

@@ -18,6 +18,7 @@ export function recordingGradients(): boolean {
 
 /** `table[idx]` for a 2-D table and 1-D int32 indices; gradient to the table via scatterND. */
 export function gatherRows(table: tf.Tensor, idx: tf.Tensor1D): tf.Tensor2D {
+  if (!recordingGradients()) return tf.gather(table, idx) as tf.Tensor2D;
   const [V, d] = table.shape;
   const f = tf.customGrad((...args: Args) => {
     const t = args[0] as tf.Tensor;

@@ -171,6 +171,17 @@ interface OrtSessionLike {
   run(feeds: Record<string, unknown>, fetches: Record<string, unknown>, options: Record<string, unknown>): Record<string, { data: Float32Array }>;
 }
 
+/** CLIPCAP_ORT_PROFILE=1: time every onnxruntime product by kind and shape; printed at exit. */
+const ortProfile: Map<string, { ms: number; n: number; flop: number }> | null = process.env.CLIPCAP_ORT_PROFILE ? new Map() : null;
+if (ortProfile) {
+  process.on('exit', () => {
+    const rows = [...ortProfile].sort((a, b) => b[1].ms - a[1].ms);
+    const total = rows.reduce((a, [, e]) => a + e.ms, 0);
+    console.error(`onnxruntime products: ${total.toFixed(0)} ms in total`);
+    for (const [k, e] of rows.slice(0, 30)) console.error(`  ${k.padEnd(44)} ${e.ms.toFixed(0).padStart(7)} ms ${String(e.n).padStart(5)} calls ${(e.flop / e.ms / 1e6).toFixed(1).padStart(7)} GFLOP/s`);
+  });
+}
+
 class OrtMatMul {
   private readonly sessions = new Map<string, OrtSessionLike>();
   constructor(
@@ -239,7 +250,16 @@ class OrtMatMul {
     const o = shared ? new Float32Array(out.length) : out;
     const feeds: Record<string, unknown> = { A: { dims: ad, type: 'float32', data: own(a) }, B: { dims: bd, type: 'float32', data: own(b) } };
     if (bias) feeds.C = { dims: [bias.length], type: 'float32', data: own(bias) };
+    const t0 = ortProfile ? performance.now() : 0;
     const r = s.run(feeds, { Y: { dims: od, type: 'float32', data: o } }, {});
+    if (ortProfile) {
+      const key = `${batched ? 'b' : bias ? 'c' : 'g'}${+tA}${+tB} A[${ad}] B[${bd}]`;
+      const e = ortProfile.get(key) ?? { ms: 0, n: 0, flop: 0 };
+      e.ms += performance.now() - t0;
+      e.n += 1;
+      e.flop += 2 * outDims[0] * outDims[1] * outDims[2] * (tA ? aDims[1] : aDims[2]);
+      ortProfile.set(key, e);
+    }
     const y = r.Y.data;
     if (y !== out && (y.buffer !== out.buffer || y.byteOffset !== out.byteOffset)) out.set(y);
   }
