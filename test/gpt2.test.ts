@@ -335,3 +335,28 @@ test('training steps (forward, loss, backward, AdamW) keep tensor count and memo
   tf.dispose([ids, mask]);
   model.dispose();
 });
+
+test('dropout: seeded masks (rate, scale, reproducible) and a gradient equal to the mask', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const { dropout } = await import('../src/lib/gpt2-ops');
+  const x = tf.ones([200, 100]);
+  const y = dropout(x, 0.25, 7);
+  const v = y.dataSync();
+  const kept = v.filter((e) => e !== 0);
+  assert.ok(kept.every((e) => Math.abs(e - 1 / 0.75) < 1e-6));
+  assert.ok(Math.abs(kept.length / v.length - 0.75) < 0.02, `kept ${kept.length / v.length}`);
+  assert.deepEqual(dropout(x, 0.25, 7).dataSync(), v);
+  assert.notDeepEqual(dropout(x, 0.25, 8).dataSync(), v);
+  const r = tf.randomNormal([200, 100]);
+  const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(dropout(t, 0.25, 7), r)))(x);
+  assert.deepEqual(g.dataSync(), tf.mul(y, r).dataSync());
+  // the model: the same dropoutSeed gives the same logits
+  const model = new GPT2(configFromHF(hfConfigJson(TINY)), undefined, { seed: 4 });
+  const ids = tf.tensor2d([[1, 2, 3]], undefined, 'int32');
+  const run = (seed: number) => tf.tidy(() => model.forward({ inputIds: ids, training: true, dropoutSeed: seed }).logits.dataSync());
+  assert.deepEqual(run(3), run(3));
+  assert.notDeepEqual(run(3), run(4));
+  tf.dispose([x, y, r, g, ids]);
+  model.dispose();
+});

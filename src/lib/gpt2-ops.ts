@@ -124,3 +124,35 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: 
   });
   return f(x, gamma, beta) as tf.Tensor2D;
 }
+
+/**
+ * Inverted dropout (keep with probability 1 - rate, scale by 1 / (1 - rate)) with the mask drawn in
+ * JavaScript by a seeded mulberry32: reproducible from `seed`, and several times faster than
+ * tf.dropout on the wasm backend (whose random numbers come from a slower generator).
+ */
+export function dropout(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
+  if (!(rate > 0)) return x;
+  if (rate >= 1) return tf.zerosLike(x);
+  const n = x.size;
+  const keep = 1 - rate;
+  const scale = 1 / keep;
+  const mask = new Float32Array(n);
+  let a = Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) >>> 0;
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    mask[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 < keep ? scale : 0;
+  }
+  return tf.tidy(() => {
+    const m = tf.tensor(mask, x.shape, 'float32');
+    if (!recordingGradients()) return tf.mul(x, m);
+    const f = tf.customGrad((...args: Args) => {
+      const xi = args[0] as tf.Tensor;
+      (args[1] as tf.GradSaveFunc)([m]);
+      return { value: tf.mul(xi, m), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]) };
+    });
+    return f(x);
+  });
+}

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, writeChunksAtomic, writeFileAtomic, writeJsonAtomic } from './fsutil';
 import { resolveModelFile, resolveModelJson, type FetchOptions } from './hub';
 import { parseSafetensors, serializeSafetensors, toFloat32, type SafeTensorInput } from './safetensors';
-import { gatherRows, matMulNT, gptGelu, layerNorm, linear } from './gpt2-ops';
+import { dropout, gatherRows, matMulNT, gptGelu, layerNorm, linear } from './gpt2-ops';
 import { loadTokenizer, optionalJson, RestrictedVocab, restrictTokenizer, type Tokenizer } from './tokenizer';
 
 export interface GPT2Config {
@@ -332,12 +332,13 @@ export class GPT2 {
     const pos0 = opts.positionOffset ?? pastLen;
     if (pos0 + T > c.nPositions) throw new Error(`sequence of ${pos0 + T} positions exceeds n_positions ${c.nPositions}`);
     const training = !!opts.training;
-    // Each dropout call gets its own seed derived from dropoutSeed (tf.dropout's seed makes the mask reproducible).
+    // Each dropout call gets its own seed derived from dropoutSeed (the same seed gives the same masks).
     let dropCall = 0;
+    const baseSeed = opts.dropoutSeed ?? Math.floor(Math.random() * 2 ** 31);
     const drop = (x: tf.Tensor, rate: number): tf.Tensor => {
       if (!training || rate <= 0) return x;
       dropCall += 1;
-      return opts.dropoutSeed === undefined ? tf.dropout(x, rate) : tf.dropout(x, rate, undefined, opts.dropoutSeed * 1009 + dropCall);
+      return dropout(x, rate, (baseSeed * 1009 + dropCall) >>> 0);
     };
     const from = opts.logitsFrom ?? 0;
     if (from < 0 || from >= T || (from > 0 && opts.lastOnly)) throw new Error(`logitsFrom ${from} must be in [0, ${T}) and not combined with lastOnly`);
