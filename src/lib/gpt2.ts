@@ -6,7 +6,10 @@
 // Weights are named as in Hugging Face checkpoints without the `transformer.` prefix
 // (`wte.weight`, `h.0.attn.c_attn.weight`, ...), with the Conv1D `[in, out]` layout, so that
 // `x @ W + b` is a plain (untransposed) matMul. The residual stream is kept 2-D (`[B*T, d]`) so that
-// every projection is a single 2-D matMul (the fast path of the wasm backend).
+// every projection is a single 2-D matMul (the fast path of the wasm backend). LayerNorm, GELU,
+// dropout, linear layers and the loss have hand-written gradients (src/lib/gpt2-ops.ts); speed on the
+// wasm backend comes from src/lib/wasm-patches.ts (installed by ensureBackend). Generation:
+// src/lib/generate.ts.
 //
 // Loading and saving use `config.json` + `model.safetensors` in the Hugging Face layout, from a local
 // directory or a hub id (through `hub.resolveModelFile`).

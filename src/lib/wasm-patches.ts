@@ -1,11 +1,13 @@
 // Patches for TensorFlow.js's wasm backend in Node, applied at run time from outside node_modules
 // (see ../shared/notes/tfjs-wasm-in-node.md for the facts behind them):
 //
-//  1. MatMul through onnxruntime (MLAS, native AVX2/AVX-512, multi-threaded). The wasm backend's
+//  1. MatMul through onnxruntime (MLAS, native AVX2 kernels, multi-threaded). The wasm backend's
 //     BatchMatMul uses XNNPACK (128-bit SIMD, one thread) only without transposes and at batch 1, and
 //     a slow scalar loop otherwise (every matMul gradient, attention). onnxruntime-node (installed with
 //     transformers.js) runs a one-node MatMul/Gemm graph synchronously on the wasm heap's own memory:
-//     inputs and output are zero-copy views. Small products stay on XNNPACK. Without onnxruntime,
+//     inputs and output are zero-copy views (copies when the heap is shared, i.e. with XNNPACK
+//     threads). Small products and products with few rows (generation) stay on XNNPACK, which keeps
+//     packed weights across calls. Without onnxruntime,
 //     transposed 2-D products are made plain by an explicit transpose before XNNPACK. _FusedMatMul
 //     (tf.fused.matMul) with a bias is one Gemm. Frozen (non-trainable) 2-D weights keep a cached
 //     transpose while their storage lives (W^T in a frozen model's backward pass, wte^T in the LM
@@ -17,9 +19,10 @@
 //     worker file, the main script given by path, and the core count the C++ sees doubled (it caps
 //     the pool at cores / 2). Only XNNPACK ops use the pool.
 //
-// Settings: CLIPCAP_MATMUL=ort|wasm (default ort when onnxruntime-node loads), CLIPCAP_ORT_THREADS
+// Settings: CLIPCAP_MATMUL=ort|wasm|stock (default ort when onnxruntime-node loads), CLIPCAP_ORT_THREADS
 // (default: the number of cores), CLIPCAP_WASM_THREADS (default 1: the matMuls go to onnxruntime),
-// CLIPCAP_CACHE_TRANSPOSES=0 (no cached transposes of frozen weights: saves their memory).
+// CLIPCAP_CACHE_TRANSPOSES=0 (no cached transposes of frozen weights: saves their memory),
+// CLIPCAP_ORT_PROFILE=1 (per-shape timings of the onnxruntime products, printed at exit).
 // Every patch is checked against the stock kernels / the cpu backend in test/gpt2-patches.test.ts.
 import * as fs from 'fs';
 import * as os from 'os';
