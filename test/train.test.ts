@@ -8,7 +8,7 @@ import { ClipCapModel, clipCapTask, padBatch, captionTokens, type CaptionExample
 import { GPT2, type GPT2Config } from '../src/lib/gpt2';
 import { createMapper, defaultMapperConfig } from '../src/lib/mapper';
 import { linearWarmupDecay } from '../src/lib/optim';
-import { batchIndices, epochPermutation, readEpochLog, readStepLog, runTraining, stepsPerEpoch, type LoopConfig } from '../src/lib/train';
+import { batchIndices, epochBatches, epochPermutation, readEpochLog, readStepLog, runTraining, stepsPerEpoch, type LoopConfig } from '../src/lib/train';
 import { saveRunWeights, loadRunWeights } from '../src/lib/run';
 import { lmTask } from '../src/lib/pretrain';
 import { loadSafetensorsInto, saveSafetensorsFile } from '../src/lib/weights';
@@ -140,7 +140,7 @@ test('transformer mapper + frozen pretrained GPT-2: the loss falls and GPT-2 sta
 });
 
 test('resume after an interrupted run gives the same final weights as an uninterrupted one (dropout on)', async () => {
-  const cfg = loop({ epochs: 3, checkpointEverySteps: 2, microBatchSize: 2, gradClip: 1, weightDecay: 0.01 });
+  const cfg = loop({ epochs: 3, checkpointEverySteps: 2, microBatchSize: 2, gradClip: 1, weightDecay: 0.01, bucketByLength: true });
   const train = toyExamples(12, 0);
   const val = toyExamples(4, 2);
   const finalWeights = (m: ClipCapModel) => [...m.trainable()].map((v) => Array.from(v.variable.dataSync()));
@@ -183,4 +183,23 @@ test('the LM head can skip the prefix (logitsFrom) and seeded dropout repeats it
   assert.deepEqual(Array.from(d1), Array.from(d2));
   assert.notDeepEqual(Array.from(d1), Array.from(d3));
   lm.dispose();
+});
+
+test('length bucketing: every example once per epoch, similar lengths per batch, deterministic', () => {
+  const n = 1000;
+  const len = (i: number) => 3 + ((i * 7919) % 29);
+  const cfg = { batchSize: 8, seed: 5, dropLast: false, bucketByLength: true };
+  const b0 = epochBatches(n, cfg, 0, len);
+  assert.equal(b0.length, 125);
+  assert.deepEqual(b0.flat().sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i));
+  assert.deepEqual(epochBatches(n, cfg, 0, len), b0);
+  assert.notDeepEqual(epochBatches(n, cfg, 1, len), b0);
+  const spread = (bs: number[][]) => bs.reduce((a, b) => a + Math.max(...b.map(len)) - Math.min(...b.map(len)), 0) / bs.length;
+  const plain = epochBatches(n, { ...cfg, bucketByLength: false }, 0, len);
+  assert.ok(spread(b0) < spread(plain) / 4, `${spread(b0)} vs ${spread(plain)}`);
+  // dropLast drops exactly the one short batch
+  const d = epochBatches(1003, { ...cfg, dropLast: true }, 0, len);
+  assert.equal(d.length, 125);
+  assert.ok(d.every((b) => b.length === 8));
+  assert.deepEqual(batchIndices(n, cfg, 130, len).indices, epochBatches(n, cfg, 1, len)[5]);
 });

@@ -116,6 +116,7 @@ export function clipCapTask(
     numTrain: train.length,
     numVal: val.length,
     trainable: () => model.trainable(),
+    lengthOf: (i) => train[i].tokens.length,
     tokenCount: (split, idx) => pick(split, idx).reduce((n, e) => n + e.tokens.length, 0),
     lossSum: (split, idx, opts) => {
       // Called inside the training loop's tidy scopes, which dispose these inputs.

@@ -39,6 +39,7 @@ export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: n
     numTrain: train.length,
     numVal: val.length,
     trainable: () => [...model.namedWeights()].map(([name, variable]) => ({ name, variable })),
+    lengthOf: (i) => train[i].length,
     // targets: the caption's tokens and the final EOS
     tokenCount: (split, idx) => pick(split, idx).reduce((n, s) => n + s.length + 1, 0),
     lossSum: (split, idx, opts) => {
@@ -162,6 +163,7 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
       checkpointEverySteps: 200,
       maxSteps: opts.maxSteps ?? 0,
       dropLast: false,
+      bucketByLength: true,
     };
     writeJsonAtomic(path.join(opts.runDir, 'config.json'), { kind: 'lm-pretrain', arch: opts.arch, pretrain: opts.cfg, gpt2: config, loop, restrictVocab: opts.restrictVocab });
     const summary = await runTraining(task, loop, opts.runDir, { label: 'LM pretraining', ...opts.run });

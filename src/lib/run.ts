@@ -175,6 +175,7 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
       checkpointEverySteps: train.checkpointEverySteps,
       maxSteps: train.maxSteps,
       dropLast: true,
+      bucketByLength: true,
     };
     const config: RunConfig = {
       format: 'clipcap-run/1',

@@ -35,6 +35,12 @@ export interface LoopConfig {
   maxSteps: number;
   /** Drop the last incomplete batch of an epoch (the original ClipCap DataLoader does). */
   dropLast: boolean;
+  /**
+   * Batch examples of similar length together (within pools of 32 batches of the epoch's shuffled
+   * order; the batches are then shuffled), so that little compute goes into padding. The loss of
+   * each example is unchanged; needs TrainTask.lengthOf.
+   */
+  bucketByLength?: boolean;
 }
 
 export interface TrainableVar {
@@ -48,6 +54,8 @@ export interface TrainTask {
   readonly numVal: number;
   /** Trainable variables with stable names (optimizer state is keyed by them). */
   trainable(): TrainableVar[];
+  /** Sequence length of training example i (for bucketByLength). */
+  lengthOf?(i: number): number;
   /** Number of target tokens of these examples (the loss is averaged over them). */
   tokenCount(split: 'train' | 'val', indices: number[]): number;
   /** Sum of the token cross-entropies of these examples. */
@@ -125,13 +133,54 @@ export function stepsPerEpoch(n: number, batch: number, dropLast: boolean): numb
   return Math.max(1, dropLast ? Math.floor(n / batch) : Math.ceil(n / batch));
 }
 
+const POOL_BATCHES = 32;
+
+/**
+ * The batches of one epoch, in order: the seeded permutation cut into batches, or, with
+ * bucketByLength, pools of that permutation sorted by length, cut into batches, and the batches
+ * shuffled (seeded). A deterministic function of (n, config, epoch, lengths).
+ */
+export function epochBatches(
+  n: number,
+  cfg: Pick<LoopConfig, 'batchSize' | 'seed' | 'dropLast' | 'bucketByLength'>,
+  epoch: number,
+  lengthOf?: (i: number) => number,
+): number[][] {
+  const spe = stepsPerEpoch(n, cfg.batchSize, cfg.dropLast);
+  const order = epochPermutation(n, cfg.seed, epoch);
+  const B = cfg.batchSize;
+  let batches: number[][] = [];
+  if (cfg.bucketByLength && lengthOf) {
+    const pool = B * POOL_BATCHES;
+    for (let p = 0; p < n; p += pool) {
+      const part = order.slice(p, p + pool).sort((a, b) => lengthOf(a) - lengthOf(b) || a - b);
+      for (let i = 0; i < part.length; i += B) batches.push(part.slice(i, i + B));
+    }
+    // a short batch can only come from the last pool; keep it last so that dropLast drops it
+    const short = batches.length && batches[batches.length - 1].length < B ? batches.pop()! : null;
+    const rand = mulberry32((cfg.seed * 7_368_787 + epoch * 31 + 5) >>> 0);
+    for (let i = batches.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [batches[i], batches[j]] = [batches[j], batches[i]];
+    }
+    if (short) batches.push(short);
+  } else {
+    for (let i = 0; i < n; i += B) batches.push(order.slice(i, i + B));
+  }
+  if (batches.length > spe) batches = batches.slice(0, spe);
+  return batches;
+}
+
 /** Example indices of a step: a deterministic function of (config, step). */
-export function batchIndices(n: number, cfg: Pick<LoopConfig, 'batchSize' | 'seed' | 'dropLast'>, step: number): { epoch: number; indices: number[] } {
+export function batchIndices(
+  n: number,
+  cfg: Pick<LoopConfig, 'batchSize' | 'seed' | 'dropLast' | 'bucketByLength'>,
+  step: number,
+  lengthOf?: (i: number) => number,
+): { epoch: number; indices: number[] } {
   const spe = stepsPerEpoch(n, cfg.batchSize, cfg.dropLast);
   const epoch = Math.floor(step / spe);
-  const pos = step % spe;
-  const order = epochPermutation(n, cfg.seed, epoch);
-  return { epoch, indices: order.slice(pos * cfg.batchSize, Math.min(n, (pos + 1) * cfg.batchSize)) };
+  return { epoch, indices: epochBatches(n, cfg, epoch, lengthOf)[step % spe] };
 }
 
 function chunks<T>(xs: T[], size: number): T[][] {
@@ -252,10 +301,15 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
     });
   };
 
+  const lengthOf = task.lengthOf ? (i: number) => task.lengthOf!(i) : undefined;
+  if (cfg.bucketByLength && !lengthOf) throw new Error('bucketByLength needs a task with lengthOf');
+  let epochCache: { epoch: number; batches: number[][] } | null = null;
   try {
     while (state.step < lastStep) {
       const t0 = Date.now();
-      const { epoch, indices } = batchIndices(task.numTrain, cfg, state.step);
+      const epoch = Math.floor(state.step / spe);
+      if (!epochCache || epochCache.epoch !== epoch) epochCache = { epoch, batches: epochBatches(task.numTrain, cfg, epoch, lengthOf) };
+      const indices = epochCache.batches[state.step % spe];
       const lr = linearWarmupDecay(state.step, { lr: cfg.lr, warmupSteps: cfg.warmupSteps, totalSteps });
       const tokens = task.tokenCount('train', indices);
       // Gradients of (sum of token losses) / tokens, accumulated over micro-batches.
