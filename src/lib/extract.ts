@@ -220,7 +220,13 @@ function startWorker(init: WorkerInit): Promise<{ child: ChildProcess; signature
     execArgv: ['--import', tsxImportUrl()],
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, CLIPCAP_QUIET_BACKEND: '1', UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '2' },
+    // The wasm backend's matMuls run in onnxruntime (wasm-patches.ts): give each worker its share of the cores.
+    env: {
+      ...process.env,
+      CLIPCAP_QUIET_BACKEND: '1',
+      UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '2',
+      CLIPCAP_ORT_THREADS: process.env.CLIPCAP_ORT_THREADS ?? String(init.threads ?? 1),
+    },
   });
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null) => reject(new Error(`an extraction worker exited (code ${code}) while loading the encoder`));
