@@ -16,21 +16,7 @@ export function tmpPathFor(target: string): string {
 
 /** Write `data` to `target` atomically (temp file, fsync, rename). Creates parent directories. */
 export function writeFileAtomic(target: string, data: string | Uint8Array): void {
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  const tmp = tmpPathFor(target);
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let off = 0;
-    while (off < buf.byteLength) off += fs.writeSync(fd, buf, off, buf.byteLength - off);
-    fs.fsyncSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, target);
+  writeChunksAtomic(target, [typeof data === 'string' ? Buffer.from(data, 'utf8') : data]);
 }
 
 /** Write several buffers as one file atomically, without concatenating them in memory first. */

@@ -10,6 +10,7 @@
 // EOS token.
 import * as tf from '@tensorflow/tfjs';
 import type { GPT2, KVCache } from './gpt2';
+import { mulberry32 } from './rng';
 
 export interface DecodeOptions {
   maxNewTokens: number;
@@ -246,17 +247,6 @@ export interface TopPOptions extends DecodeOptions {
   seed: number;
 }
 
-/** mulberry32 */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Sample one token from the smallest set of most probable tokens whose probability reaches `topP`
@@ -292,6 +282,6 @@ export function topP(model: GPT2, prefix: tf.Tensor3D, opts: TopPOptions): numbe
   if (!(opts.topP > 0 && opts.topP <= 1)) throw new Error(`topP must be in (0, 1], got ${opts.topP}`);
   const temperature = opts.temperature ?? 1;
   if (!(temperature > 0)) throw new Error(`temperature must be > 0, got ${temperature}`);
-  const rand = seededRandom(opts.seed);
+  const rand = mulberry32(opts.seed);
   return decodeLoop(model, prefix, opts, (logits, B, V) => Array.from({ length: B }, (_, b) => sampleTopP(logits, b * V, V, opts.topP, temperature, rand())));
 }

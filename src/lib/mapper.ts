@@ -9,6 +9,7 @@
 // Weights are saved under the original PyTorch parameter names and layouts (Linear weight [out, in]),
 // so that checkpoints read like the original's state_dict.
 import * as tf from '@tensorflow/tfjs';
+import { mulberry32 as rng } from './rng';
 
 export interface MapperConfig {
   kind: 'mlp' | 'transformer';
@@ -33,18 +34,6 @@ interface Param {
   name: string;
   v: tf.Variable;
   transposedOnDisk: boolean;
-}
-
-/** Deterministic PRNG (mulberry32) for initialisation independent of tf's global seed state. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function uniform(shape: number[], bound: number, rand: () => number): tf.Tensor {

@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from './fsutil';
 import { AdamW, clipByGlobalNorm, linearWarmupDecay } from './optim';
 import { Progress } from './progress';
+import { mulberry32 } from './rng';
 
 export interface LoopConfig {
   epochs: number;
@@ -104,18 +105,6 @@ interface LoopState {
 }
 
 const CKPT = 'checkpoint';
-
-/** Deterministic PRNG (mulberry32). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The order in which epoch `epoch` visits n examples (Fisher-Yates with a seeded PRNG). */
 export function epochPermutation(n: number, seed: number, epoch: number): number[] {

@@ -21,16 +21,8 @@ export interface TinyConfig {
 export const TINY: TinyConfig = { vocabSize: 61, nPositions: 32, nEmbd: 16, nLayer: 2, nHead: 4, layerNormEpsilon: 1e-5 };
 
 /** mulberry32: a small seeded PRNG. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from '../../src/lib/rng';
+import { mulberry32 as rng } from '../../src/lib/rng';
 
 export function normalSampler(seed: number): () => number {
   const u = rng(seed);

@@ -11,7 +11,7 @@ import * as path from 'path';
 import pl from 'nodejs-polars';
 import type { DataConfig } from '../config';
 import { buildDirAtomic, writeJsonAtomic } from '../fsutil';
-import { rngFor, shuffled } from './rng';
+import { rngFor, shuffled } from '../rng';
 import {
   SUBSET_SPLITS,
   assertCaptionFrame,

@@ -6,7 +6,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import pl from 'nodejs-polars';
 import { buildDirAtomic, readJson, writeJsonAtomic, writeFileAtomic } from '../fsutil';
-import { rngFor, pick } from './rng';
+import { rngFor, pick } from '../rng';
 import { captionFrame, emptyColumns, pushRow } from './schema';
 
 export const SYNTHETIC_COLORS: Record<string, [number, number, number]> = {

@@ -1,4 +1,5 @@
-// Seeded pseudo-random numbers for data decisions (which image goes where, synthetic fixtures).
+// Seeded pseudo-random numbers: data decisions (which image goes where, synthetic fixtures), data
+// order and initialisation in training, sampling in generation.
 // Each decision draws from its own stream, named by a label, so that changing one size does not
 // reshuffle unrelated choices.
 
