@@ -208,8 +208,9 @@ export class TransformerMapper extends Mapper {
     const H = this.config.numHeads;
     const hd = d / H;
     const q = tf.reshape(dense(h, blk.q.w, null), [B, T, H, hd]).transpose([0, 2, 1, 3]); // [B,H,T,hd]
-    const kv = tf.reshape(dense(h, blk.kv.w, null), [B, T, 2, H, hd]);
-    const [kPart, vPart] = tf.split(kv, 2, 2); // (split, not gather: wasm has no gather gradient)
+    // to_keys_values's output reshaped [B, T, 2, H, hd] in the original: keys are its first d columns,
+    // values the next d. A 2-D split (a 5-D one is ~100x slower on the wasm backend).
+    const [kPart, vPart] = tf.split(dense(h, blk.kv.w, null), 2, 1);
     const k = kPart.reshape([B, T, H, hd]).transpose([0, 2, 3, 1]); // [B,H,hd,T]
     const v = vPart.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]); // [B,H,T,hd]
     const att = tf.softmax(tf.mul(tf.matMul(q, k), 1 / Math.sqrt(hd)), -1); // [B,H,T,T]
