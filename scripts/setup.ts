@@ -9,9 +9,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { repoRoot } from '../src/lib/paths';
 
-function run(cmd: string, args: string[], opts: { quiet?: boolean } = {}): { ok: boolean; out: string } {
+function run(cmd: string, args: string[], opts: { quiet?: boolean } = {}): { ok: boolean; stdout: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: opts.quiet ? 'pipe' : ['ignore', 'inherit', 'inherit'] });
-  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+  return { ok: r.status === 0, stdout: r.stdout ?? '' };
 }
 
 function has(cmd: string, args: string[]): boolean {
@@ -53,25 +53,32 @@ function jupyterPython(): string {
   throw new Error('no Python with jupyter_client found; install python3-ipykernel (apt) or `pip install ipykernel`');
 }
 
-function kernelRegistered(): boolean {
-  const r = run('jupyter', ['kernelspec', 'list', '--json'], { quiet: true });
+/**
+ * Whether `python` sees a tslab kernel that starts `tslab` from PATH. Asks jupyter_client itself: the
+ * `jupyter kernelspec` command lives in Debian's separate jupyter-client package, often absent.
+ */
+function kernelRegistered(py: string): boolean {
+  const code =
+    'import json\nfrom jupyter_client.kernelspec import KernelSpecManager\n' +
+    "print(json.dumps({k: v['spec']['argv'] for k, v in KernelSpecManager().get_all_specs().items()}))";
+  const r = run(py, ['-c', code], { quiet: true });
   if (!r.ok) return false;
   try {
-    const specs = JSON.parse(r.out.slice(r.out.indexOf('{'))).kernelspecs as Record<string, { spec: { argv: string[] } }>;
-    return Boolean(specs.tslab && specs.tslab.spec.argv[0] === 'tslab');
+    const specs = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as Record<string, string[]>;
+    return Boolean(specs.tslab && specs.tslab[0] === 'tslab');
   } catch {
     return false;
   }
 }
 
 function ensureKernel(): void {
-  if (kernelRegistered()) return;
+  const py = jupyterPython();
+  if (kernelRegistered(py)) return;
   const tslab = path.join(repoRoot(), 'node_modules', '.bin', 'tslab');
   if (!fs.existsSync(tslab)) throw new Error('tslab is not installed: run `npm ci` first');
-  const py = jupyterPython();
   console.log(`[setup] registering the tslab kernel for ${py}`);
   const r = run(tslab, ['install', `--python=${py}`]);
-  if (!r.ok || !kernelRegistered()) throw new Error('`tslab install` failed; see the output above');
+  if (!r.ok || !kernelRegistered(py)) throw new Error('`tslab install` failed; see the output above');
 }
 
 function main(): void {
