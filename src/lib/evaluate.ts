@@ -5,7 +5,8 @@
 //   annotations.json        the evaluation references in the COCO captions format
 //   <system>.results.json   each system's captions in the COCO results format [{image_id, caption}]
 //   <system>.meta.json      how they were made (run, decoding, time), used to reuse them on a rerun
-//   scores.json             corpus and per-image scores of every system
+//   scores.json             corpus and per-image scores of every system, bootstrap intervals of BLEU-4
+//                           and CIDEr-D, and paired differences between the systems
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
@@ -16,7 +17,7 @@ import type { ProfileConfig, TrainConfig } from './config';
 import { loadSubsets } from './data/build';
 import { frameColumns, groupImages, type ImageGroup } from './data/schema';
 import { readJson, writeJsonAtomic } from './fsutil';
-import { scoreCaptions, METRIC_NAMES, type MetricScores } from './metrics/index';
+import { differenceInterval, scoreCaptions, scoreInterval, METRIC_NAMES, type CaptionScores, type Interval, type MetricName, type MetricScores } from './metrics/index';
 import { artifactPaths } from './paths';
 import { Progress } from './progress';
 import { variantLabel } from './report';
@@ -37,6 +38,19 @@ export interface SystemResult {
   /** Seconds to produce the captions (0 when reused from an earlier run). */
   seconds: number;
   note: string;
+  /** Bootstrap intervals over the evaluation photos (not for the human row). */
+  intervals: Partial<Record<MetricName, Interval>>;
+}
+
+/** The metrics that get bootstrap intervals and paired comparisons. */
+export const INTERVAL_METRICS: readonly MetricName[] = ['Bleu_4', 'CIDEr'];
+
+/** A paired bootstrap comparison: system `a` minus system `b` on the same photos. */
+export interface Comparison {
+  a: string;
+  b: string;
+  metric: MetricName;
+  interval: Interval;
 }
 
 export interface EvaluationOptions {
@@ -54,6 +68,8 @@ export interface Evaluation {
   evalImages: ImageGroup[];
   refs: Map<string, string[]>;
   systems: SystemResult[];
+  /** Each ClipCap variant against the other and against the retrieval baseline. */
+  comparisons: Comparison[];
   dir: string;
 }
 
@@ -132,6 +148,7 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
     captions,
     scores: {} as MetricScores,
     perImage: new Map(),
+    intervals: {},
     images: captions.size,
     seconds: meta.seconds,
     note: `${opts.decode.beam <= 1 ? 'greedy' : `beam ${opts.decode.beam}`}, at most ${opts.decode.maxNewTokens} tokens`,
@@ -176,15 +193,30 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
     captions: nn,
     scores: {} as MetricScores,
     perImage: new Map(),
+    intervals: {},
     images: nn.size,
     seconds: (Date.now() - t0) / 1000,
     note: `consensus caption (CIDEr-D) of the ${opts.retrievalK} nearest of ${trainGroups.length} training photos, same encoder`,
   });
 
+  const scored = new Map<string, CaptionScores<string>>();
   for (const s of systems) {
     const sc = scoreCaptions(refs, s.captions);
+    scored.set(s.key, sc);
     s.scores = sc.scores;
     s.perImage = sc.perImage;
+    for (const m of INTERVAL_METRICS) s.intervals[m] = scoreInterval(sc, m, { seed: 1 });
+  }
+  const comparisons: Comparison[] = [];
+  const variants = systems.filter((s) => s.kind === 'clipcap');
+  const pairs: [SystemResult, SystemResult][] = [];
+  for (let i = 0; i < variants.length; i++) for (let j = i + 1; j < variants.length; j++) pairs.push([variants[i], variants[j]]);
+  const baseline = systems.find((s) => s.key === 'nn_retrieval');
+  if (baseline) for (const v of variants) pairs.push([v, baseline]);
+  for (const [a, b] of pairs) {
+    for (const m of INTERVAL_METRICS) {
+      comparisons.push({ a: a.key, b: b.key, metric: m, interval: differenceInterval(scored.get(a.key)!, scored.get(b.key)!, m, { seed: 2 }) });
+    }
   }
 
   // Human leave-one-out (photos with 5 references).
@@ -198,6 +230,7 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
       captions: new Map(),
       scores: h.scores,
       perImage: new Map(),
+      intervals: {},
       images: h.count,
       seconds: 0,
       note: 'each reference scored against the other four, mean of the 5 rotations',
@@ -215,10 +248,12 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
       note: s.note,
       seconds: s.seconds,
       scores: s.scores,
+      intervals: s.intervals,
       perImage: Object.fromEntries(s.perImage),
     })),
+    comparisons,
   });
-  return { profile: profile.name, evalImages: evalGroups, refs, systems, dir };
+  return { profile: profile.name, evalImages: evalGroups, refs, systems, comparisons, dir };
 }
 
 /** The metrics table: one row per system, toolkit keys as columns. */
@@ -226,6 +261,10 @@ export function metricsRows(systems: SystemResult[]): Record<string, unknown>[] 
   return systems.map((s) => {
     const row: Record<string, unknown> = { system: s.label, images: s.images };
     for (const m of METRIC_NAMES) row[m] = s.scores[m];
+    for (const m of INTERVAL_METRICS) {
+      const iv = s.intervals[m];
+      row[`${m} 95% CI`] = iv ? `[${iv.lo.toFixed(3)}, ${iv.hi.toFixed(3)}]` : '';
+    }
     return row;
   });
 }

@@ -7,7 +7,7 @@ import type { ImageGroup } from './data/schema';
 import { escapeHtml, tableMarkdown } from './display';
 import type { Evaluation } from './evaluate';
 import { readJson, writeFileAtomic } from './fsutil';
-import { METRIC_NAMES } from './metrics/index';
+import { METRIC_NAMES, type Interval } from './metrics/index';
 import { artifactPaths, mirrorDir } from './paths';
 import { smooth, type EpochLoss, type StepLoss } from './plots';
 import type { RunConfig, RunSummary } from './run';
@@ -171,6 +171,10 @@ function fmt(x: number | null | undefined, digits = 3): string {
   return x === null || x === undefined || !Number.isFinite(x) ? '' : x.toFixed(digits);
 }
 
+function interval(iv: Interval | undefined): string {
+  return iv ? `[${fmt(iv.lo)}, ${fmt(iv.hi)}]` : '';
+}
+
 function seconds(s: number): string {
   if (!Number.isFinite(s)) return '';
   return s >= 90 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`;
@@ -313,12 +317,35 @@ export function renderReport(inp: ReportInputs): string {
       sys.map((s) => {
         const row: Record<string, unknown> = { system: s.label };
         for (const m of METRIC_NAMES) row[m.replace('_', '-')] = fmt(s.scores[m]);
+        row['Bleu-4 95% CI'] = interval(s.intervals?.Bleu_4);
+        row['CIDEr 95% CI'] = interval(s.intervals?.CIDEr);
         row.note = s.note;
         return row;
       }),
     ),
     '',
   );
+  const cmp = evaluation.comparisons ?? [];
+  if (cmp.length) {
+    const label = (k: string) => sys.find((s) => s.key === k)?.label ?? k;
+    const n = cmp[0].interval.samples;
+    L.push(
+      `Intervals: percentile bootstrap over the evaluation photos (${n} resamples; CIDEr-D keeps the full set's document frequencies). Paired differences on the same resampled photos; an interval that excludes 0 means the gap is not an accident of which photos were drawn:`,
+      '',
+    );
+    L.push(
+      tableMarkdown(
+        cmp.map((c) => ({
+          comparison: `${label(c.a)} − ${label(c.b)}`,
+          metric: c.metric === 'Bleu_4' ? 'BLEU-4' : 'CIDEr-D',
+          difference: fmt(c.interval.estimate),
+          '95% CI': interval(c.interval),
+          verdict: c.interval.lo > 0 ? 'higher' : c.interval.hi < 0 ? 'lower' : 'no clear difference',
+        })),
+      ),
+      '',
+    );
+  }
   if (inp.metricsFigure) L.push(`![BLEU-4 and CIDEr](${relToReport(inp.metricsFigure)})`, '');
   L.push('### Their numbers (not ours; other data, other models)', '');
   L.push(
@@ -355,15 +382,15 @@ export function renderReport(inp: ReportInputs): string {
     }
     if (profile.lm.source !== 'hub') {
       lim.push(
-        `The language model is not GPT-2 124M: no real GPT-2 weights exist offline, so a ${profile.lm.arch.nLayer}-layer, ${profile.lm.arch.nEmbd}-wide GPT-2 was pretrained here on about 100k captions (notebook 02b). It knows caption language only, so "fine-tuned vs frozen GPT-2" compares a small in-domain LM, not a general one: the frozen variant starts from a model that already writes captions.`,
+        `The language model is not GPT-2 124M: no real GPT-2 weights exist offline, so a ${profile.lm.arch.nLayer}-layer, ${profile.lm.arch.nEmbd}-wide GPT-2 was pretrained here on ${inp.lmPretrain ? `${inp.lmPretrain.corpus.captions} captions (${inp.lmPretrain.corpus.tokens} tokens)` : 'caption text'} (notebook 02b). It knows caption language only, so "fine-tuned vs frozen GPT-2" compares a small in-domain LM, not a general one: the frozen variant starts from a model that already writes captions.`,
       );
     }
     lim.push(
-      `Data is small: ${manifest.sizes.train?.images ?? '?'} training photos (COCO and Flickr8k mixed) instead of the seed's COCO subset, and ${evaluation.evalImages.length} evaluation photos (COCO val2017, 5 references each) instead of 193. With so few photos the metrics have wide confidence intervals (a few hundredths of BLEU-4).`,
+      `Data is small: ${manifest.sizes.train?.images ?? '?'} training photos (COCO and Flickr8k mixed) instead of the seed's COCO subset, and ${evaluation.evalImages.length} evaluation photos (COCO val2017, 5 references each) instead of 193. With so few photos the metrics have wide confidence intervals (see the bootstrap intervals above).`,
     );
-    lim.push('Hyperparameters are scaled to the budget (an hour on two CPU cores for all notebooks): larger learning rates, fewer epochs, shorter warm-up, a smaller transformer mapper and prefix; see the table above and `src/lib/config.ts`.');
+    lim.push('Hyperparameters are scaled to the budget (an hour on two CPU cores for all notebooks): larger learning rates, fewer epochs, shorter warm-up, a shorter prefix and clip length for the transformer mapper; see the table above and `src/lib/config.ts`.');
   }
-  lim.push('One seed per variant; no confidence intervals. Training runs on TensorFlow.js (wasm on CPU here), not PyTorch; numerics agree with float64 references in the tests, but the optimisation path is not bit-identical to the original code.');
+  lim.push('One training seed per variant: the intervals above cover the choice of evaluation photos, not training noise. Training runs on TensorFlow.js (wasm on CPU here), not PyTorch; numerics agree with float64 references in the tests, but the optimisation path is not bit-identical to the original code.');
   lim.push('METEOR and SPICE (Java tools in the COCO toolkit) are not computed.');
   for (const l of lim) L.push(`- ${l}`);
   L.push('');

@@ -18,9 +18,12 @@ export interface BleuResult {
   corpus: number[];
   /** perImage[i][k]: BLEU-(k+1) of image i. */
   perImage: number[][];
+  /** Each image's counts, from which corpus BLEU of any subset (or resample) follows: corpusBleu. */
+  stats: BleuStats[];
 }
 
-interface Cooked {
+/** One image's BLEU counts: candidate length, chosen reference length, n-gram guesses and clipped matches. */
+export interface BleuStats {
   testlen: number;
   reflen: number;
   guess: number[];
@@ -40,7 +43,7 @@ function ngramCounts(words: string[], n: number): Map<string, number>[] {
   return out;
 }
 
-function cook(candidate: string, refs: string[], n: number): Cooked {
+function cook(candidate: string, refs: string[], n: number): BleuStats {
   const maxCounts: Map<string, number>[] = Array.from({ length: n }, () => new Map());
   const reflens: number[] = [];
   for (const r of refs) {
@@ -91,21 +94,32 @@ function bleuFrom(correct: number[], guess: number[], testlen: number, reflen: n
  */
 export function bleu(gts: string[][], res: string[], n = 4): BleuResult {
   if (gts.length !== res.length) throw new Error(`bleu: ${gts.length} reference sets but ${res.length} candidates`);
+  const stats: BleuStats[] = res.map((r, i) => {
+    if (gts[i].length === 0) throw new Error(`bleu: image ${i} has no reference`);
+    return cook(r, gts[i], n);
+  });
+  const perImage = stats.map((c) => bleuFrom(c.correct, c.guess, c.testlen, c.reflen, n));
+  return { corpus: corpusBleu(stats, undefined, n), perImage, stats };
+}
+
+/**
+ * Corpus BLEU-1..n pooled over `stats[idx[j]]` (every image when `idx` is omitted; an index may repeat,
+ * as in a bootstrap resample). Equals bleu(...).corpus on the same images.
+ */
+export function corpusBleu(stats: readonly BleuStats[], idx?: ArrayLike<number>, n = 4): number[] {
   let testlen = 0;
   let reflen = 0;
   const guess = new Array<number>(n).fill(0);
   const correct = new Array<number>(n).fill(0);
-  const perImage: number[][] = [];
-  for (let i = 0; i < res.length; i++) {
-    if (gts[i].length === 0) throw new Error(`bleu: image ${i} has no reference`);
-    const c = cook(res[i], gts[i], n);
+  const count = idx ? idx.length : stats.length;
+  for (let j = 0; j < count; j++) {
+    const c = stats[idx ? idx[j] : j];
     testlen += c.testlen;
     reflen += c.reflen;
     for (let k = 0; k < n; k++) {
       guess[k] += c.guess[k];
       correct[k] += c.correct[k];
     }
-    perImage.push(bleuFrom(c.correct, c.guess, c.testlen, c.reflen, n));
   }
-  return { corpus: bleuFrom(correct, guess, testlen, reflen, n), perImage };
+  return bleuFrom(correct, guess, testlen, reflen, n);
 }

@@ -6,12 +6,14 @@
 // (Notebooks import this file as lib/metrics/index: tslab needs the file, not the directory.)
 //   const { scores, perImage } = scoreCaptions(refsById, candidateById);
 //   scores.CIDEr, scores.Bleu_4, perImage.get(id)!.ROUGE_L
-import { bleu } from './bleu';
+import { bleu, corpusBleu, type BleuStats } from './bleu';
+import { bootstrapInterval, type BootstrapOptions, type Interval } from './bootstrap';
 import { ciderD } from './cider';
 import { rougeL } from './rouge';
 import { tokenizeAll, tokenizeCaptions } from './tokenize';
 
-export { bleu } from './bleu';
+export { bleu, corpusBleu } from './bleu';
+export { bootstrapInterval, quantileSorted, type Interval, type BootstrapOptions } from './bootstrap';
 export { ciderD } from './cider';
 export { rougeL, lcsLength } from './rouge';
 export { tokenizeCaption, tokenizeCaptions, tokenizeAll, ptbTokens, PUNCTUATIONS } from './tokenize';
@@ -28,6 +30,10 @@ export interface CaptionScores<K> {
   perImage: Map<K, MetricScores>;
   /** Number of images scored. */
   count: number;
+  /** The images scored, in scoring order (the order of `gts`). */
+  ids: K[];
+  /** Each image's BLEU counts, in the order of `ids` (for BLEU on resamples: metricOnImages). */
+  bleuStats: BleuStats[];
 }
 
 export interface ScoreOptions {
@@ -74,5 +80,34 @@ export function scoreCaptions<K>(gts: Map<K, string[]>, res: Map<K, string>, opt
     const bi = b.perImage[i];
     perImage.set(k, { Bleu_1: bi[0], Bleu_2: bi[1], Bleu_3: bi[2], Bleu_4: bi[3], ROUGE_L: r.perImage[i], CIDEr: c.perImage[i] });
   });
-  return { scores, perImage, count: ids.length };
+  return { scores, perImage, count: ids.length, ids, bleuStats: b.stats };
+}
+
+/**
+ * A metric recomputed on the images at positions `idx` of `sc.ids` (repeats allowed): BLEU pooled from
+ * the per-image counts, ROUGE-L and CIDEr-D averaged (CIDEr-D keeps the full set's document frequencies).
+ * On every image once it equals sc.scores[metric].
+ */
+export function metricOnImages<K>(sc: CaptionScores<K>, metric: MetricName, idx: ArrayLike<number>): number {
+  const m = /^Bleu_(\d)$/.exec(metric);
+  if (m) return corpusBleu(sc.bleuStats, idx)[Number(m[1]) - 1];
+  let sum = 0;
+  for (let j = 0; j < idx.length; j++) sum += sc.perImage.get(sc.ids[idx[j]])![metric];
+  return sum / idx.length;
+}
+
+/** 95% (by default) bootstrap interval of one system's metric over its evaluation images. */
+export function scoreInterval<K>(sc: CaptionScores<K>, metric: MetricName, opts: BootstrapOptions = {}): Interval {
+  return bootstrapInterval(sc.count, (idx) => metricOnImages(sc, metric, idx), opts);
+}
+
+/**
+ * Paired bootstrap interval of a - b on the same images (both scored on the same ids, in the same order):
+ * an interval that excludes 0 says the difference is not an accident of which photos were drawn.
+ */
+export function differenceInterval<K>(a: CaptionScores<K>, b: CaptionScores<K>, metric: MetricName, opts: BootstrapOptions = {}): Interval {
+  if (a.count !== b.count || a.ids.some((id, i) => id !== b.ids[i])) {
+    throw new Error('differenceInterval: the two systems were not scored on the same images in the same order');
+  }
+  return bootstrapInterval(a.count, (idx) => metricOnImages(a, metric, idx) - metricOnImages(b, metric, idx), opts);
 }
