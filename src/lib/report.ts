@@ -276,12 +276,15 @@ export function renderReport(inp: ReportInputs): string {
   L.push('### Wall times', '');
   const timeRows: Record<string, unknown>[] = [];
   const notebooks = new Set(fs.readdirSync(path.join(paths.root, '..', '..', 'notebooks')));
+  let notebookSeconds = 0;
   for (const [nb, t] of Object.entries(inp.timings ?? {}).sort()) {
     if (nb.startsWith('06') || !notebooks.has(nb)) continue;
+    notebookSeconds += t.seconds;
     timeRows.push({ step: nb.replace(/\.ipynb$/, ''), 'wall time': seconds(t.seconds), finished: t.finishedAt.replace('T', ' ').slice(0, 16) });
   }
   for (const r of runs) if (r.sum) timeRows.push({ step: `training loop of ${r.t.name}`, 'wall time': seconds(r.sum.trainSeconds), finished: r.sum.finishedAt.replace('T', ' ').slice(0, 16) });
   timeRows.push({ step: '06_evaluate (captioning, baselines, scoring, this report)', 'wall time': seconds(inp.evalSeconds), finished: now });
+  if (inp.timings) timeRows.push({ step: 'all notebooks (01-05 as last run, plus this 06)', 'wall time': seconds(notebookSeconds + inp.evalSeconds), finished: now });
   L.push(tableMarkdown(timeRows), '');
   if (!inp.timings) L.push('(Notebook wall times are recorded when the notebooks run through `npm run main`.)', '');
 
