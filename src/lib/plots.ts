@@ -103,7 +103,7 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
         layer: [
           {
             mark: { type: 'line', opacity: 0.2, strokeWidth: 1 },
-            encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'loss', type: 'quantitative', title: 'cross-entropy' }, color: { ...color, legend: null } },
+            encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'loss', type: 'quantitative', title: 'cross-entropy' }, color },
           },
           { mark: { type: 'line', strokeWidth: 2 }, encoding: { x: { field: 'step', type: 'quantitative' }, y: { field: 'smoothed', type: 'quantitative' }, color } },
         ],
@@ -125,8 +125,12 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
   } as TopLevelSpec;
 }
 
-/** Grouped bars of metrics (e.g. BLEU-4 and CIDEr) per system. */
-export function metricsBarSpec(rows: { system: string; metric: string; value: number }[], title = 'Caption metrics'): TopLevelSpec {
+/**
+ * Bars of metrics (e.g. BLEU-4 and CIDEr) per system, one panel per metric; rows with `lo` and `hi` get
+ * an interval whisker (e.g. a bootstrap 95% interval).
+ */
+export function metricsBarSpec(rows: { system: string; metric: string; value: number; lo?: number; hi?: number }[], title = 'Caption metrics'): TopLevelSpec {
+  const x = { field: 'system', type: 'nominal', title: null, sort: null, axis: { labelAngle: -30, labelLimit: 260 } } as const;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title,
@@ -140,15 +144,20 @@ export function metricsBarSpec(rows: { system: string; metric: string; value: nu
         {
           mark: 'bar',
           encoding: {
-            x: { field: 'system', type: 'nominal', title: null, sort: null, axis: { labelAngle: -30 } },
+            x,
             y: { field: 'value', type: 'quantitative', title: null },
             color: { field: 'system', type: 'nominal', legend: null, sort: null },
           },
         },
         {
-          mark: { type: 'text', dy: -6 },
+          transform: [{ filter: 'isValid(datum.lo) && isValid(datum.hi)' }],
+          mark: { type: 'rule', color: 'black', strokeWidth: 1.5 },
+          encoding: { x, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
+        },
+        {
+          mark: { type: 'text', dy: -6, dx: 14 },
           encoding: {
-            x: { field: 'system', type: 'nominal', sort: null },
+            x,
             y: { field: 'value', type: 'quantitative' },
             text: { field: 'value', type: 'quantitative', format: '.3f' },
           },
