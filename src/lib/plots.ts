@@ -89,7 +89,7 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
     );
     rows.forEach((r, i) => stepRows.push({ variant, step: r.step, loss: r.loss, smoothed: sm[i] }));
   }
-  const color = { field: 'variant', type: 'nominal', title: 'variant' } as const;
+  const color = { field: 'variant', type: 'nominal', title: 'variant', legend: { labelLimit: 320, symbolOpacity: 1, symbolType: 'stroke' } } as const;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: opts.title ?? 'ClipCap training loss',
@@ -130,7 +130,7 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
  * an interval whisker (e.g. a bootstrap 95% interval).
  */
 export function metricsBarSpec(rows: { system: string; metric: string; value: number; lo?: number; hi?: number }[], title = 'Caption metrics'): TopLevelSpec {
-  const x = { field: 'system', type: 'nominal', title: null, sort: null, axis: { labelAngle: -30, labelLimit: 260 } } as const;
+  const x = { field: 'system', type: 'nominal', title: null, sort: null, axis: { labelAngle: -30, labelLimit: 400 } } as const;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title,
@@ -155,10 +155,12 @@ export function metricsBarSpec(rows: { system: string; metric: string; value: nu
           encoding: { x, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
         },
         {
-          mark: { type: 'text', dy: -6, dx: 14 },
+          // the value above the bar, or above its whisker
+          transform: [{ calculate: 'isValid(datum.hi) ? max(datum.hi, datum.value) : datum.value', as: 'labelY' }],
+          mark: { type: 'text', dy: -7 },
           encoding: {
             x,
-            y: { field: 'value', type: 'quantitative' },
+            y: { field: 'labelY', type: 'quantitative' },
             text: { field: 'value', type: 'quantitative', format: '.3f' },
           },
         },
