@@ -118,7 +118,7 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
           x: { field: 'epoch', type: 'quantitative', axis: { tickMinStep: 1, format: 'd' } },
           y: { field: 'loss', type: 'quantitative', title: 'cross-entropy', scale: { zero: false } },
           color,
-          strokeDash: { field: 'split', type: 'nominal', title: 'split', sort: ['train', 'val'], legend: { symbolType: 'stroke', symbolStrokeWidth: 2, symbolStrokeColor: 'gray' } },
+          strokeDash: { field: 'split', type: 'nominal', title: 'split', sort: ['train', 'val'], legend: null }, // the panel title says solid = train, dashed = val
         },
       },
     ],
