@@ -168,7 +168,9 @@ export function publicPhotoUrls(groups: ImageGroup[]): Map<string, string> {
 }
 
 function fmt(x: number | null | undefined, digits = 3): string {
-  return x === null || x === undefined || !Number.isFinite(x) ? '' : x.toFixed(digits);
+  if (x === null || x === undefined || !Number.isFinite(x)) return '';
+  const t = x.toFixed(digits);
+  return /^-0\.?0*$/.test(t) ? t.slice(1) : t; // no "-0.000" for a value that rounds to zero
 }
 
 function interval(iv: Interval | undefined): string {
