@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ensureBackend, describeBackend } from '../src/lib/backend';
 import { GPT2, GPT2_SMALL, lmLoss } from '../src/lib/gpt2';
 import { greedy } from '../src/lib/generate';
-import { AdamW } from '../src/lib/optim';
+import { accumulateGrads, AdamW } from '../src/lib/optim';
 import { wasmPatchStatus } from '../src/lib/wasm-patches';
 
 interface Opts {
@@ -103,17 +103,7 @@ function trainStep(model: GPT2, opt: AdamW | null, ids: tf.Tensor2D, targets: tf
         return tf.mul(lmLoss(logits, targets.slice([s, 0], [n, T]) as tf.Tensor2D, mask.slice([s, 0], [n, T]) as tf.Tensor2D), n / B) as tf.Scalar;
       }, vars);
       value.dispose();
-      const g = vars.map((v) => grads[v.name]);
-      if (!acc) acc = g;
-      else {
-        const prev: tf.Tensor[] = acc;
-        acc = prev.map((a, i) => {
-          const r = tf.add(a, g[i]);
-          a.dispose();
-          g[i].dispose();
-          return r;
-        });
-      }
+      acc = accumulateGrads(acc, vars.map((v) => grads[v.name]));
     }
     opt.step(vars, acc!);
     tf.dispose(acc!);

@@ -109,6 +109,20 @@ export function linearWarmupDecay(step: number, opts: { lr: number; warmupSteps:
   return lr * Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - warmupSteps));
 }
 
+/**
+ * Gradient accumulation over micro-batches: the first micro-batch's gradients are kept as they are;
+ * later ones are added element-wise and both inputs disposed. Returns the running sums.
+ */
+export function accumulateGrads(acc: tf.Tensor[] | null, grads: tf.Tensor[]): tf.Tensor[] {
+  if (!acc) return grads;
+  return acc.map((a, i) => {
+    const sum = tf.add(a, grads[i]);
+    a.dispose();
+    grads[i].dispose();
+    return sum;
+  });
+}
+
 type GradInput = tf.Tensor[] | Map<tf.Variable, tf.Tensor> | Record<string, tf.Tensor>;
 
 function gradList(grads: GradInput): tf.Tensor[] {

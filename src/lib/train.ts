@@ -16,7 +16,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from './fsutil';
-import { AdamW, clipByGlobalNorm, linearWarmupDecay } from './optim';
+import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay } from './optim';
 import { Progress } from './progress';
 import { mulberry32 } from './rng';
 
@@ -312,17 +312,7 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
         );
         lossSum += value.dataSync()[0] * tokens;
         value.dispose();
-        const g = vars.map((v) => grads[v.variable.name]);
-        if (!acc) acc = g;
-        else {
-          const prev: tf.Tensor[] = acc;
-          acc = prev.map((a, i) => {
-            const s = tf.add(a, g[i]);
-            a.dispose();
-            g[i].dispose();
-            return s;
-          });
-        }
+        acc = accumulateGrads(acc, vars.map((v) => grads[v.variable.name]));
       }
       let grads = acc!;
       let gradNorm: number | undefined;
