@@ -10,6 +10,7 @@ import { parseArgs } from './args';
 import { ensureBackend } from '../lib/backend';
 import { loadLanguageModel } from '../lib/gpt2';
 import { beamSearch, greedy, topP } from '../lib/generate';
+import { stopIds } from '../lib/tokenizer';
 
 const USAGE = `usage: clipcap lm --model <dir|hub id> --prompt TEXT [options]
   --model M            local model directory or hub id (gpt2, distilgpt2, owner/name)
@@ -56,8 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       const base = { maxNewTokens, eosId: tokenizer.eosId };
       if (a.values.beam !== undefined) {
-        const stop = tokenizer.encode('.');
-        ids = beamSearch(model, prefix, { ...base, beamSize: a.values.beam as number, stopIds: stop.length === 1 ? stop : [] })[0].ids;
+        ids = beamSearch(model, prefix, { ...base, beamSize: a.values.beam as number, stopIds: stopIds(tokenizer) })[0].ids;
       } else if (a.values['top-p'] !== undefined) {
         ids = topP(model, prefix, { ...base, topP: a.values['top-p'] as number, seed: (a.values.seed as number | undefined) ?? 0, temperature: a.values.temperature as number | undefined })[0];
       } else {

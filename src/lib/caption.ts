@@ -14,7 +14,7 @@ import { beamSearch, greedy } from './generate';
 import { artifactPaths, repoRoot } from './paths';
 import { loadRun, openEmbeddingsOfRun, type LoadedRun } from './run';
 import { cleanGenerated } from './text';
-import type { Tokenizer } from './tokenizer';
+import { stopIds } from './tokenizer';
 
 export interface DecodeConfig {
   /** Beam width; 1 = greedy. */
@@ -22,14 +22,13 @@ export interface DecodeConfig {
   maxNewTokens: number;
 }
 
-/** Token ids that end a caption besides EOS: the sentence's period. */
-export function stopIds(tok: Tokenizer): number[] {
-  const ids = tok.encode('.');
-  return ids.length === 1 ? ids : [];
-}
+export { stopIds } from './tokenizer';
 
-/** Caption a batch of (post-processed) image embeddings with a loaded run. */
-export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], opts: DecodeConfig): string[] {
+/**
+ * Caption a batch of (post-processed) image embeddings with a loaded run (greedy in chunks of 16, beam
+ * search one image at a time); `onChunk` hears how many images each chunk captioned (progress bars).
+ */
+export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], opts: DecodeConfig, onChunk?: (images: number) => void): string[] {
   if (embeddings.length === 0) return [];
   const { model, tokenizer } = run;
   const dim = run.config.encoder.dim;
@@ -51,6 +50,7 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
     } finally {
       prefix.dispose();
     }
+    onChunk?.(part.length);
   }
   return out;
 }

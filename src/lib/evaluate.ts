@@ -35,7 +35,7 @@ export interface SystemResult {
   scores: MetricScores;
   perImage: Map<string, MetricScores>;
   images: number;
-  /** Seconds to produce the captions (0 when reused from an earlier run). */
+  /** Seconds it took to produce the captions (when reused, the earlier run's time). */
   seconds: number;
   note: string;
   /** Bootstrap intervals over the evaluation photos (not for the human row). */
@@ -108,39 +108,33 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
   const metaFile = path.join(dir, `${t.name}.meta.json`);
   const want: Omit<CaptionMeta, 'seconds'> = { run: t.name, finishedAt: summary.finishedAt, decode: opts.decode, images: groups.length };
   let captions: Map<string, string> | null = null;
-  let seconds = 0;
+  let meta: CaptionMeta | null = null;
   if (!opts.force && fs.existsSync(resultsFile) && fs.existsSync(metaFile)) {
-    const meta = readJson<CaptionMeta>(metaFile);
-    if (JSON.stringify({ ...meta, seconds: undefined }) === JSON.stringify({ ...want, seconds: undefined })) {
+    const earlier = readJson<CaptionMeta>(metaFile);
+    if (JSON.stringify({ ...earlier, seconds: undefined }) === JSON.stringify({ ...want, seconds: undefined })) {
       captions = readResults(resultsFile);
-      seconds = 0;
+      meta = earlier;
     }
   }
-  if (!captions) {
+  if (!captions || !meta) {
     const run = await loadRun(runDir);
     try {
       const t0 = Date.now();
-      captions = new Map();
       const bar = new Progress({ total: groups.length, label: `captioning (${t.name})`, unit: 'img' });
-      const chunk = opts.decode.beam <= 1 ? 16 : 1;
-      for (let i = 0; i < groups.length; i += chunk) {
-        const part = groups.slice(i, i + chunk);
-        const caps = captionEmbeddings(
-          run,
-          part.map((g) => emb.get(g.image_id)!),
-          opts.decode,
-        );
-        part.forEach((g, j) => captions!.set(g.image_id, caps[j]));
-        bar.tick(part.length);
-      }
-      seconds = (Date.now() - t0) / 1000;
+      const caps = captionEmbeddings(
+        run,
+        groups.map((g) => emb.get(g.image_id)!),
+        opts.decode,
+        (n) => bar.tick(n),
+      );
+      captions = new Map(groups.map((g, i) => [g.image_id, caps[i]]));
+      meta = { ...want, seconds: (Date.now() - t0) / 1000 };
       writeResults(resultsFile, captions);
-      writeJsonAtomic(metaFile, { ...want, seconds } satisfies CaptionMeta);
+      writeJsonAtomic(metaFile, meta);
     } finally {
       run.dispose();
     }
   }
-  const meta = readJson<CaptionMeta>(metaFile);
   return {
     key: t.name,
     label: variantLabel(t),

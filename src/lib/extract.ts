@@ -22,6 +22,7 @@ import { createEncoder, encoderName, resolveClipModel, type EncoderExtras, type 
 import type { ImageEncoder } from './encoders/encoder';
 import { cacheDir } from './paths';
 import { Progress } from './progress';
+import { fnv1a } from './rng';
 
 export interface ExtractImage {
   image_id: string;
@@ -76,15 +77,8 @@ export interface ExtractResult {
   rows: number;
 }
 
-/** FNV-1a (32-bit) of a string: the shard an id belongs to is fnv1a(id) % count. */
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
-}
+// The shard an id belongs to is fnv1a(id) % count.
+export { fnv1a } from './rng';
 
 /** Parse a shard written as 'i/n' (0-based i). */
 export function parseShard(s: string): { index: number; count: number } {
@@ -304,9 +298,9 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
 
   // Skip what a previous run did, before loading any model.
   const skipSet = new Set<string>();
-  if (EmbeddingStore.exists(opts.storeDir)) {
-    const s = EmbeddingStore.open(opts.storeDir);
-    for (const im of all) if (s.has(im.image_id) || (!opts.retryRejects && s.isRejected(im.image_id))) skipSet.add(im.image_id);
+  const existing = EmbeddingStore.exists(opts.storeDir) ? EmbeddingStore.open(opts.storeDir) : null;
+  if (existing) {
+    for (const im of all) if (existing.has(im.image_id) || (!opts.retryRejects && existing.isRejected(im.image_id))) skipSet.add(im.image_id);
   }
   const todo = all.filter((im) => !skipSet.has(im.image_id));
   const batches: ExtractImage[][] = [];
@@ -372,7 +366,8 @@ export async function extractEmbeddings(opts: ExtractOptions): Promise<ExtractRe
     store?.close();
   }
   const seconds = (Date.now() - t0) / 1000;
-  const finalStore = EmbeddingStore.exists(opts.storeDir) ? EmbeddingStore.open(opts.storeDir) : null;
+  // The appending store holds every committed row in memory (close() releases only the file and lock).
+  const finalStore = store ?? existing;
   return {
     dataset,
     storeDir: opts.storeDir,

@@ -15,9 +15,10 @@
 // directory or a hub id (through `hub.resolveModelFile`).
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { buildDirAtomic, writeChunksAtomic, writeFileAtomic, writeJsonAtomic } from './fsutil';
+import { buildDirAtomic, writeFileAtomic, writeJsonAtomic } from './fsutil';
 import { resolveModelFile, resolveModelJson, type FetchOptions } from './hub';
-import { parseSafetensors, serializeSafetensors, toFloat32, type SafeTensorInput } from './safetensors';
+import { parseSafetensors, toFloat32 } from './safetensors';
+import { saveSafetensorsFile } from './weights';
 import { dropout, gatherRows, matMulNT, gptGelu, layerNorm, linear } from './gpt2-ops';
 import { loadTokenizer, optionalJson, RestrictedVocab, restrictTokenizer, type Tokenizer } from './tokenizer';
 
@@ -528,16 +529,9 @@ export async function loadGPT2(idOrDir: string, opts: LoadGPT2Options = {}): Pro
   }
 }
 
-/** The model's weights as safetensors inputs (HF names, no prefix). */
-export function gpt2Tensors(model: GPT2): Map<string, SafeTensorInput> {
-  const m = new Map<string, SafeTensorInput>();
-  for (const [name, v] of model.namedWeights()) m.set(name, { shape: v.shape.slice(), data: v.dataSync() as Float32Array });
-  return m;
-}
-
 /** Write `model.safetensors` of a model to a file atomically. */
 export function writeGPT2Safetensors(model: GPT2, file: string): void {
-  writeChunksAtomic(file, serializeSafetensors(gpt2Tensors(model), { format: 'pt' }));
+  saveSafetensorsFile(file, model.namedWeights(), { format: 'pt' });
 }
 
 /**

@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { GPT2Arch, LMPretrainConfig } from './config';
 import { writeJsonAtomic, readJson } from './fsutil';
 import { GPT2, lmLoss, loadLanguageModel, saveLanguageModel, type GPT2Config, type LanguageModel } from './gpt2';
+import { padBatch } from './clipcap';
 import { formatCaption } from './text';
 import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from './tokenizer';
 import { epochPermutation, runTraining, type LoopConfig, type RunOptions, type TrainSummary, type TrainTask } from './train';
@@ -44,25 +45,12 @@ export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: n
     tokenCount: (split, idx) => pick(split, idx).reduce((n, s) => n + s.length + 1, 0),
     lossSum: (split, idx, opts) => {
       const seqs = pick(split, idx);
-      const B = seqs.length;
-      const T = Math.max(...seqs.map((s) => s.length)) + 1;
-      const inp = new Int32Array(B * T);
-      const tgt = new Int32Array(B * T);
-      const mask = new Float32Array(B * T);
-      let count = 0;
-      seqs.forEach((s, b) => {
-        inp[b * T] = eosId;
-        for (let t = 0; t < s.length; t++) {
-          inp[b * T + t + 1] = s[t];
-          tgt[b * T + t] = s[t];
-          mask[b * T + t] = 1;
-        }
-        tgt[b * T + s.length] = eosId;
-        mask[b * T + s.length] = 1;
-        count += s.length + 1;
-      });
-      const { logits } = model.forward({ inputIds: tf.tensor2d(inp, [B, T], 'int32'), training: opts.training, dropoutSeed: opts.seed });
-      return tf.mul(lmLoss(logits, tf.tensor2d(tgt, [B, T], 'int32'), tf.tensor2d(mask, [B, T])), count) as tf.Scalar;
+      // input: EOS then the caption; target: the caption then EOS (same length, padded alike)
+      const inp = padBatch(seqs.map((s) => [eosId, ...s]));
+      inp.mask.dispose();
+      const tgt = padBatch(seqs.map((s) => [...s, eosId]));
+      const { logits } = model.forward({ inputIds: inp.ids, training: opts.training, dropoutSeed: opts.seed });
+      return tf.mul(lmLoss(logits, tgt.ids, tgt.mask), tgt.tokens) as tf.Scalar;
     },
     saveWeights: io.saveWeights,
     loadWeights: io.loadWeights,

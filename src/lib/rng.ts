@@ -3,13 +3,19 @@
 // Each decision draws from its own stream, named by a label, so that changing one size does not
 // reshuffle unrelated choices.
 
-/** 32-bit hash of a string (xmur3 finaliser over FNV-1a). */
-export function hashString(s: string): number {
+/** FNV-1a (32-bit) of a string. */
+export function fnv1a(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
+    h = Math.imul(h, 0x01000193) >>> 0;
   }
+  return h >>> 0;
+}
+
+/** 32-bit hash of a string (xmur3 finaliser over FNV-1a). */
+export function hashString(s: string): number {
+  let h = fnv1a(s);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -17,7 +17,7 @@ import { frameRows, type CaptionRow } from './data/schema';
 import { EmbeddingSet } from './embeddings';
 import { encoderName } from './encoders/index';
 import { readJson, writeJsonAtomic } from './fsutil';
-import { loadGPT2, loadLanguageModel, saveGPT2, type GPT2Config, type LanguageModel } from './gpt2';
+import { loadLanguageModel, saveGPT2, weightsFromSafetensors, type GPT2Config, type LanguageModel } from './gpt2';
 import { createMapper, defaultMapperConfig, type MapperConfig } from './mapper';
 import { artifactPaths, repoRoot } from './paths';
 import { formatCaption } from './text';
@@ -254,12 +254,13 @@ export async function loadRunWeights(model: ClipCapModel, dir: string): Promise<
     for (const t of sd.values()) t.dispose();
   }
   if (model.finetuneLM) {
-    const tuned = await loadGPT2(path.join(dir, 'lm'));
+    // Straight into the existing variables (no second GPT-2 on the heap); shapes checked against the model's config.
+    const file = path.join(dir, 'lm', 'model.safetensors');
+    const tuned = weightsFromSafetensors(new Uint8Array(fs.readFileSync(file)), model.lm.config, file);
     try {
-      const src = tuned.namedWeights();
-      for (const [name, v] of model.lm.namedWeights()) v.assign(src.get(name)!);
+      for (const [name, v] of model.lm.namedWeights()) v.assign(tuned.get(name)!);
     } finally {
-      tuned.dispose();
+      for (const t of tuned.values()) t.dispose();
     }
   }
 }

@@ -293,3 +293,9 @@ export class RestrictedTokenizer implements Tokenizer {
 export function restrictTokenizer(tok: Tokenizer, vocab: RestrictedVocab): RestrictedTokenizer {
   return new RestrictedTokenizer(tok, vocab);
 }
+
+/** Token ids that end a caption besides EOS: the sentence's period (when it is one token). */
+export function stopIds(tok: Tokenizer): number[] {
+  const ids = tok.encode('.');
+  return ids.length === 1 ? ids : [];
+}

@@ -221,7 +221,7 @@ export class ClipEncoder implements ImageEncoder<ClipPixels> {
       },
       pixels:
         'OpenAI CLIP preprocessing from the processor config: shorter side to size (floor for the longer side), sharp ' +
-        `${'kernel' in (plan.resize ?? {}) ? (plan.resize as { kernel?: string }).kernel : 'cubic'} (antialiased, like PIL), centre crop (torchvision offsets), rescale, normalise, CHW; ` +
+        `${plan.resize?.kernel ?? 'cubic'} (antialiased, like PIL), centre crop (torchvision offsets), rescale, normalise, CHW; ` +
         'not transformers.js 2.17 processor (it pads integer sizes instead of cropping)',
       ...(generatedMarker && fs.existsSync(generatedMarker) ? { randomWeights: JSON.parse(fs.readFileSync(generatedMarker, 'utf8')).spec } : {}),
     };
