@@ -15,10 +15,10 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import type { EncoderConfig } from '../src/lib/config';
-import { tableText } from '../src/lib/display';
-import { ensureRandomClip, VIT_B32_SPEC } from '../src/lib/encoders/tiny-clip';
-import { extractEmbeddings, type ExtractImage } from '../src/lib/extract';
-import { writeJsonAtomic } from '../src/lib/fsutil';
+import { tableText } from '../src/lib/notebook/display';
+import { ensureRandomClip, VIT_B32_SPEC } from '../src/lib/embed/encoders/tiny-clip';
+import { extractEmbeddings, type ExtractImage } from '../src/lib/embed/extract';
+import { writeJsonAtomic } from '../src/lib/util/files';
 import { mirrorDir, repoRoot } from '../src/lib/paths';
 
 export interface EncoderBenchOptions {

@@ -12,11 +12,11 @@
 import { spawnSync } from 'child_process';
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend, describeBackend } from '../src/lib/backend';
-import { GPT2, GPT2_SMALL, lmLoss } from '../src/lib/gpt2';
-import { greedy } from '../src/lib/generate';
-import { accumulateGrads, AdamW } from '../src/lib/optim';
-import { wasmPatchStatus } from '../src/lib/wasm-patches';
+import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
+import { GPT2, GPT2_SMALL, lmLoss } from '../src/lib/model/gpt2';
+import { greedy } from '../src/lib/model/generate';
+import { accumulateGrads, AdamW } from '../src/lib/train/optim';
+import { wasmPatchStatus } from '../src/lib/tfjs/wasm-patches';
 
 interface Opts {
   modes: string[];

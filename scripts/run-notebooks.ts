@@ -12,8 +12,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { resolveProfileName, isProfileName } from '../src/lib/config';
 import { artifactPaths, repoRoot } from '../src/lib/paths';
-import { writeJsonAtomic } from '../src/lib/fsutil';
-import { formatDuration } from '../src/lib/progress';
+import { writeJsonAtomic } from '../src/lib/util/files';
+import { formatDuration } from '../src/lib/util/progress';
 
 interface Args {
   profile?: string;

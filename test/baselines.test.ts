@@ -1,9 +1,9 @@
 // Baselines: nearest-neighbour consensus caption retrieval and the human leave-one-out score.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { nearestNeighbours, nearestNeighbourCaptions, ConsensusScorer, humanLeaveOneOut, tfjsSimilarity, jsSimilarity } from '../src/lib/baselines';
-import { ciderScoreOf, ciderVector, documentFrequencies, ngramCounts } from '../src/lib/metrics/cider';
-import { scoreCaptions, METRIC_NAMES, tokenizeCaption } from '../src/lib/metrics/index';
+import { nearestNeighbours, nearestNeighbourCaptions, ConsensusScorer, humanLeaveOneOut, tfjsSimilarity, jsSimilarity } from '../src/lib/eval/baselines';
+import { ciderScoreOf, ciderVector, documentFrequencies, ngramCounts } from '../src/lib/eval/metrics/cider';
+import { scoreCaptions, METRIC_NAMES, tokenizeCaption } from '../src/lib/eval/metrics/index';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;

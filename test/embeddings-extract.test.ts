@@ -5,9 +5,9 @@ import * as os from 'os';
 import * as path from 'path';
 import pl from 'nodejs-polars';
 import sharp from 'sharp';
-import { EmbeddingStore, mergeStores } from '../src/lib/embeddings';
-import { createEncoder } from '../src/lib/encoders';
-import { extractEmbeddings, fnv1a, imagesFromSubsets, parseShard, shardImages, uniqueImages } from '../src/lib/extract';
+import { EmbeddingStore, mergeStores } from '../src/lib/embed/store';
+import { createEncoder } from '../src/lib/embed/encoders/index';
+import { extractEmbeddings, fnv1a, imagesFromSubsets, parseShard, shardImages, uniqueImages } from '../src/lib/embed/extract';
 import type { EncoderConfig } from '../src/lib/config';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-extract-'));

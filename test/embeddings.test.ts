@@ -13,7 +13,7 @@ import {
   mergeStores,
   ROWS_FILE,
   type EncoderSignature,
-} from '../src/lib/embeddings';
+} from '../src/lib/embed/store';
 
 function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-emb-'));
@@ -92,7 +92,7 @@ test('a batch half-written by a killed writer is ignored and cut off; stale temp
 test('a writer killed with SIGKILL at random moments never corrupts the store, and a rerun completes it', async () => {
   const dir = tmp();
   const script = path.join(tmp(), 'writer.ts');
-  const lib = path.resolve(__dirname, '../src/lib/embeddings');
+  const lib = path.resolve(__dirname, '../src/lib/embed/store');
   fs.writeFileSync(
     script,
     `import { EmbeddingStore } from ${JSON.stringify(lib)};
@@ -202,7 +202,7 @@ test('ids that appear in two datasets are reported', () => {
 });
 
 test('nearest neighbours by cosine similarity, the query itself left out', async () => {
-  const { nearestNeighbours, cosine } = await import('../src/lib/embeddings');
+  const { nearestNeighbours, cosine } = await import('../src/lib/embed/store');
   const v = (...x: number[]) => Float32Array.from(x);
   assert.ok(Math.abs(cosine(v(1, 0), v(2, 0)) - 1) < 1e-9);
   assert.equal(cosine(v(0, 0), v(1, 0)), 0);

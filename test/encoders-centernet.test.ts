@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { CenterNetEncoder, fileIOHandler, humanModelsDir } from '../src/lib/encoders/centernet';
+import { CenterNetEncoder, fileIOHandler, humanModelsDir } from '../src/lib/embed/encoders/centernet';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-cn-'));
 

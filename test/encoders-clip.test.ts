@@ -5,9 +5,9 @@ import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import { startHubServer } from './helpers/hub-server';
-import { createEncoder, encoderName, ClipEncoder } from '../src/lib/encoders';
-import { clipPixelPlan, pixelValues } from '../src/lib/encoders/clip';
-import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, clipVisionReference, ensureRandomClip, randomClipWeights, TINY_CLIP_SPEC, GENERATED_MARKER } from '../src/lib/encoders/tiny-clip';
+import { createEncoder, encoderName, ClipEncoder } from '../src/lib/embed/encoders/index';
+import { clipPixelPlan, pixelValues } from '../src/lib/embed/encoders/clip';
+import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, clipVisionReference, ensureRandomClip, randomClipWeights, TINY_CLIP_SPEC, GENERATED_MARKER } from '../src/lib/embed/encoders/tiny-clip';
 import type { EncoderConfig } from '../src/lib/config';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-clip-'));

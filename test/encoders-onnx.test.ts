@@ -3,8 +3,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { attr, checkGraph, DataType, encodeVarint, GraphBuilder, modelProto, PbMessage } from '../src/lib/encoders/onnx-writer';
-import { quantizeInt8, quantizeUint8, gaussian } from '../src/lib/encoders/tiny-clip';
+import { attr, checkGraph, DataType, encodeVarint, GraphBuilder, modelProto, PbMessage } from '../src/lib/tfjs/onnx-writer';
+import { quantizeInt8, quantizeUint8, gaussian } from '../src/lib/embed/encoders/tiny-clip';
 
 // onnxruntime-node is what transformers.js runs models with; it is the judge of our files.
 // eslint-disable-next-line @typescript-eslint/no-var-requires

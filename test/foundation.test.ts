@@ -3,10 +3,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { selectBackend, parseBackendEnv, type BackendCandidate, type BackendName } from '../src/lib/backend';
+import { selectBackend, parseBackendEnv, type BackendCandidate, type BackendName } from '../src/lib/tfjs/backend';
 import { profileConfig, resolveProfileName, configRows, PROFILE_NAMES } from '../src/lib/config';
-import { Progress, formatDuration } from '../src/lib/progress';
-import { writeFileAtomic, writeJsonAtomic, readJson, cleanStaleTemps, buildDirAtomic } from '../src/lib/fsutil';
+import { Progress, formatDuration } from '../src/lib/util/progress';
+import { writeFileAtomic, writeJsonAtomic, readJson, cleanStaleTemps, buildDirAtomic } from '../src/lib/util/files';
 import { artifactPaths, mirrorDir, requireMirrorDir } from '../src/lib/paths';
 
 function fakes(available: BackendName[], log: string[]): BackendCandidate[] {

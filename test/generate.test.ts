@@ -4,9 +4,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from '../src/lib/backend';
-import { loadGPT2, type GPT2 } from '../src/lib/gpt2';
-import { greedy, beamSearch, topP, sampleTopP } from '../src/lib/generate';
+import { ensureBackend } from '../src/lib/tfjs/backend';
+import { loadGPT2, type GPT2 } from '../src/lib/model/gpt2';
+import { greedy, beamSearch, topP, sampleTopP } from '../src/lib/model/generate';
 import { TINY, writeTinyGPT2, normalSampler, type RawWeight } from './helpers/gpt2-fixture';
 import { refLogits, toRef } from './helpers/gpt2-reference';
 

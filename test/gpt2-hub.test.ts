@@ -6,11 +6,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from '../src/lib/backend';
-import { loadGPT2, loadLanguageModel, saveLanguageModel, GPT2, configFromHF } from '../src/lib/gpt2';
-import { greedy } from '../src/lib/generate';
-import { loadTokenizer, gpt2TokenizerFiles, RestrictedVocab, restrictTokenizer } from '../src/lib/tokenizer';
-import type { HubSettings } from '../src/lib/hub';
+import { ensureBackend } from '../src/lib/tfjs/backend';
+import { loadGPT2, loadLanguageModel, saveLanguageModel, GPT2, configFromHF } from '../src/lib/model/gpt2';
+import { greedy } from '../src/lib/model/generate';
+import { loadTokenizer, gpt2TokenizerFiles, RestrictedVocab, restrictTokenizer } from '../src/lib/model/tokenizer';
+import type { HubSettings } from '../src/lib/io/hub';
 import { startHubServer } from './helpers/hub-server';
 import { TINY_BYTES, writeTinyGPT2, hfConfigJson } from './helpers/gpt2-fixture';
 

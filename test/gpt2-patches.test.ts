@@ -1,11 +1,11 @@
-// The wasm backend patches (src/lib/wasm-patches.ts) against the stock kernels of the cpu backend.
+// The wasm backend patches (src/lib/tfjs/wasm-patches.ts) against the stock kernels of the cpu backend.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn } from 'child_process';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from '../src/lib/backend';
-import { setMatMulProvider, wasmPatchStatus } from '../src/lib/wasm-patches';
+import { ensureBackend } from '../src/lib/tfjs/backend';
+import { setMatMulProvider, wasmPatchStatus } from '../src/lib/tfjs/wasm-patches';
 import { normalSampler } from './helpers/gpt2-fixture';
 
 process.env.CLIPCAP_QUIET_BACKEND = '1';
@@ -119,8 +119,8 @@ test('Identity shares the buffer: clones keep their values when the original is 
 test('XNNPACK threads from outside node_modules (CLIPCAP_WASM_THREADS=2, in a child process)', async () => {
   const script = `
     const tf = require('@tensorflow/tfjs');
-    const { ensureBackend } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/backend'))});
-    const { wasmPatchStatus } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/wasm-patches'))});
+    const { ensureBackend } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/tfjs/backend'))});
+    const { wasmPatchStatus } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/tfjs/wasm-patches'))});
     ensureBackend({ quiet: true }).then(() => {
       const a = tf.tensor2d([[1, 2], [3, 4]]);
       const r = tf.matMul(a, a).dataSync();

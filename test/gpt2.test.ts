@@ -6,8 +6,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from '../src/lib/backend';
-import { GPT2, KVCache, configFromHF, configToHF, loadGPT2, saveGPT2, lmLoss, weightShapes, type GPT2Config } from '../src/lib/gpt2';
+import { ensureBackend } from '../src/lib/tfjs/backend';
+import { GPT2, KVCache, configFromHF, configToHF, loadGPT2, saveGPT2, lmLoss, weightShapes, type GPT2Config } from '../src/lib/model/gpt2';
 import { TINY, writeTinyGPT2, normalSampler, hfConfigJson, type TinyConfig } from './helpers/gpt2-fixture';
 import { refLogits, refLoss, toRef } from './helpers/gpt2-reference';
 
@@ -315,7 +315,7 @@ test('lmLoss ignores masked positions and any target there', async () => {
 test('training steps (forward, loss, backward, AdamW) keep tensor count and memory flat', async () => {
   await ensureBackend({ quiet: true });
   await tf.setBackend('wasm');
-  const { AdamW } = await import('../src/lib/optim');
+  const { AdamW } = await import('../src/lib/train/optim');
   const model = new GPT2(configFromHF(hfConfigJson(TINY)), undefined, { seed: 5 });
   const opt = new AdamW({ lr: 1e-3 });
   const ids = tf.tensor2d(IDS, undefined, 'int32');
@@ -339,7 +339,7 @@ test('training steps (forward, loss, backward, AdamW) keep tensor count and memo
 test('dropout: seeded masks (rate, scale, reproducible) and a gradient equal to the mask', async () => {
   await ensureBackend({ quiet: true });
   await tf.setBackend('wasm');
-  const { dropout } = await import('../src/lib/gpt2-ops');
+  const { dropout } = await import('../src/lib/tfjs/ops');
   const x = tf.ones([200, 100]);
   const y = dropout(x, 0.25, 7);
   const v = y.dataSync();

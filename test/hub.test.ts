@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { startHubServer } from './helpers/hub-server';
-import { cachePathForUrl, resolveModelFile, resolveModelJson, type HubSettings } from '../src/lib/hub';
+import { cachePathForUrl, resolveModelFile, resolveModelJson, type HubSettings } from '../src/lib/io/hub';
 
 function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-hub-'));

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { centreCrop, decodeImage, imageFacts, ImageDecodeError, shortestEdgeSize, toDecoded, type DecodedImage } from '../src/lib/encoders/image';
+import { centreCrop, decodeImage, imageFacts, ImageDecodeError, shortestEdgeSize, toDecoded, type DecodedImage } from '../src/lib/embed/encoders/image';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-image-'));
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { createMapper, defaultMapperConfig, MLPMapper, TransformerMapper } from '../src/lib/mapper';
+import { createMapper, defaultMapperConfig, MLPMapper, TransformerMapper } from '../src/lib/model/mapper';
 
 // Plain float64 reference of the original PyTorch modules, reading the PyTorch-layout state dict.
 type SD = Map<string, { shape: number[]; data: Float64Array }>;

@@ -1,9 +1,9 @@
 // Bootstrap intervals and paired comparisons over evaluation images.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { bleu, corpusBleu, bootstrapInterval, quantileSorted } from '../src/lib/metrics/index';
-import { differenceInterval, metricOnImages, scoreCaptions, scoreInterval, METRIC_NAMES } from '../src/lib/metrics/index';
-import { mulberry32 } from '../src/lib/rng';
+import { bleu, corpusBleu, bootstrapInterval, quantileSorted } from '../src/lib/eval/metrics/index';
+import { differenceInterval, metricOnImages, scoreCaptions, scoreInterval, METRIC_NAMES } from '../src/lib/eval/metrics/index';
+import { mulberry32 } from '../src/lib/util/rng';
 
 const WORDS = 'a man dog cat sits on the red bench table with two people street near car'.split(' ');
 

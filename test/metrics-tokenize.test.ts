@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { tokenizeCaption, tokenizeCaptions, ptbTokens, PUNCTUATIONS, tokenizeAll } from '../src/lib/metrics/index';
+import { tokenizeCaption, tokenizeCaptions, ptbTokens, PUNCTUATIONS, tokenizeAll } from '../src/lib/eval/metrics/index';
 
 const f = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'metrics', 'tokenize.json'), 'utf8')) as {
   captions: string[];

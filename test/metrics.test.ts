@@ -13,8 +13,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { bleu, ciderD, rougeL, lcsLength, scoreCaptions, METRIC_NAMES, MetricScores } from '../src/lib/metrics/index';
-import { pySplit, pySplitSpace } from '../src/lib/metrics/pysplit';
+import { bleu, ciderD, rougeL, lcsLength, scoreCaptions, METRIC_NAMES, MetricScores } from '../src/lib/eval/metrics/index';
+import { pySplit, pySplitSpace } from '../src/lib/eval/metrics/pysplit';
 
 const FIX = path.join(__dirname, 'fixtures', 'metrics');
 const load = (f: string) => JSON.parse(fs.readFileSync(path.join(FIX, f), 'utf8'));

@@ -26,6 +26,20 @@ test('src/lib imports resolve to files, as tslab requires (no directory imports,
   assert.deepEqual(problems, []);
 });
 
+test('no src/lib file shadows a bare import of its folder (tslab resolves bare ids beside the importing file first)', () => {
+  // tslab's require joins the importing file's folder with the id: `import * as fs from 'fs'` inside
+  // src/lib/x/fs.ts would load that file itself, and recurse until the stack overflows.
+  const problems: string[] = [];
+  for (const f of tsFiles(libDir)) {
+    const src = fs.readFileSync(f, 'utf8');
+    for (const m of src.matchAll(/(?:from|import|require)\s*\(?\s*'([^'.][^']*)'/g)) {
+      const shadow = path.join(path.dirname(f), m[1]);
+      if (fs.existsSync(shadow + '.ts') || fs.existsSync(shadow + '.js')) problems.push(`${path.relative(root, f)}: '${m[1]}' is also ${path.relative(root, shadow)}.ts`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
 test('notebooks use the tslab kernel, carry no outputs, import from ./lib, and start with a config cell', () => {
   const books = fs.readdirSync(path.join(root, 'notebooks')).filter((f) => f.endsWith('.ipynb'));
   assert.ok(books.length >= 1);

@@ -4,8 +4,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from '../src/lib/backend';
-import { AdamW, clipByGlobalNorm, globalNorm, linearWarmupDecay, storageView } from '../src/lib/optim';
+import { ensureBackend } from '../src/lib/tfjs/backend';
+import { AdamW, clipByGlobalNorm, globalNorm, linearWarmupDecay, storageView } from '../src/lib/train/optim';
 import { normalSampler } from './helpers/gpt2-fixture';
 
 process.env.CLIPCAP_QUIET_BACKEND = '1';

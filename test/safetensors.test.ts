@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { parseSafetensors, encodeSafetensors, writeSafetensors, toFloat32, toNumbers } from '../src/lib/safetensors';
+import { parseSafetensors, encodeSafetensors, writeSafetensors, toFloat32, toNumbers } from '../src/lib/io/safetensors';
 
 /** A safetensors file assembled by hand from the format description. */
 function handMade(header: Record<string, unknown>, data: number[]): Uint8Array {

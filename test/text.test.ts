@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { cleanGenerated, formatCaption } from '../src/lib/text';
+import { cleanGenerated, formatCaption } from '../src/lib/model/text';
 
 test('captions from every source are written one way', () => {
   assert.equal(formatCaption('A child in a pink dress is climbing up a set of stairs in an entry way .'), 'A child in a pink dress is climbing up a set of stairs in an entry way.');

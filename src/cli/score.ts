@@ -8,8 +8,8 @@
 // JSON object with the toolkit's keys Bleu_1..Bleu_4, ROUGE_L, CIDEr.
 import * as fs from 'fs';
 import { parseArgs } from './args';
-import { scoreCaptions, METRIC_NAMES } from '../lib/metrics/index';
-import { tableText } from '../lib/display';
+import { scoreCaptions, METRIC_NAMES } from '../lib/eval/metrics/index';
+import { tableText } from '../lib/notebook/display';
 
 const USAGE = `usage: clipcap score --results R.json --annotations A.json [--json]
   --results R.json       candidate captions, COCO results format: [{"image_id", "caption"}, ...]

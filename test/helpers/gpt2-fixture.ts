@@ -7,7 +7,7 @@
 // feed the same numbers to an independent reference implementation.
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeSafetensors, type SafeTensorInput } from '../../src/lib/safetensors';
+import { writeSafetensors, type SafeTensorInput } from '../../src/lib/io/safetensors';
 
 export interface TinyConfig {
   vocabSize: number;
@@ -21,15 +21,15 @@ export interface TinyConfig {
 export const TINY: TinyConfig = { vocabSize: 61, nPositions: 32, nEmbd: 16, nLayer: 2, nHead: 4, layerNormEpsilon: 1e-5 };
 
 /** mulberry32: a small seeded PRNG. */
-export { mulberry32 as rng } from '../../src/lib/rng';
-import { mulberry32 as rng } from '../../src/lib/rng';
+export { mulberry32 as rng } from '../../src/lib/util/rng';
+import { mulberry32 as rng } from '../../src/lib/util/rng';
 
 export function normalSampler(seed: number): () => number {
   const u = rng(seed);
   return () => Math.sqrt(-2 * Math.log(u() + 1e-12)) * Math.cos(2 * Math.PI * u());
 }
 
-/** Weight names and shapes, HF order, written independently of src/lib/gpt2.ts. */
+/** Weight names and shapes, HF order, written independently of src/lib/model/gpt2.ts. */
 export function hfShapes(c: TinyConfig): [string, number[]][] {
   const d = c.nEmbd;
   const out: [string, number[]][] = [

@@ -1,5 +1,5 @@
 // A float64, plain-array GPT-2 written from the paper / the Hugging Face modeling code, independent
-// of src/lib/gpt2.ts (no TensorFlow.js): the reference the model is checked against.
+// of src/lib/model/gpt2.ts (no TensorFlow.js): the reference the model is checked against.
 import type { RawWeight, TinyConfig } from './gpt2-fixture';
 
 export type RefWeights = Map<string, Float64Array>;

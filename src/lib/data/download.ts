@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as https from 'https';
 import * as path from 'path';
-import { Progress, type ProgressOptions } from '../progress';
+import { Progress, type ProgressOptions } from '../util/progress';
 
 export type Expect = 'jpeg' | 'png' | 'image' | 'zip' | 'json' | 'any';
 

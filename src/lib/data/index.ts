@@ -2,7 +2,7 @@
 // offline language-model corpus. See each module for details.
 export * from './schema';
 export * from './read';
-export * from '../rng';
+export * from '../util/rng';
 export * from './coco';
 export * from './karpathy';
 export * from './flickr';

@@ -10,8 +10,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import pl from 'nodejs-polars';
 import type { DataConfig } from '../config';
-import { buildDirAtomic, writeJsonAtomic } from '../fsutil';
-import { rngFor, shuffled } from '../rng';
+import { buildDirAtomic, writeJsonAtomic } from '../util/files';
+import { rngFor, shuffled } from '../util/rng';
 import {
   SUBSET_SPLITS,
   assertCaptionFrame,

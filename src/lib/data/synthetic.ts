@@ -5,8 +5,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
 import pl from 'nodejs-polars';
-import { buildDirAtomic, readJson, writeJsonAtomic, writeFileAtomic } from '../fsutil';
-import { rngFor, pick } from '../rng';
+import { buildDirAtomic, readJson, writeJsonAtomic, writeFileAtomic } from '../util/files';
+import { rngFor, pick } from '../util/rng';
 import { captionFrame, emptyColumns, pushRow } from './schema';
 
 export const SYNTHETIC_COLORS: Record<string, [number, number, number]> = {

@@ -7,7 +7,7 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import { Transform } from 'stream';
 import { pipeline } from 'stream/promises';
-import { tmpPathFor } from '../fsutil';
+import { tmpPathFor } from '../util/files';
 
 export interface ZipEntry {
   name: string;

@@ -3,18 +3,18 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import type { ProfileConfig } from './config';
-import { loadSubsets } from './data/build';
-import { groupImages, frameColumns } from './data/schema';
-import { imgTag, thumbnailDataUri, escapeHtml } from './display';
-import { centerL2, type CenterFile } from './embeddings';
-import { createEncoder, type ImageEncoder } from './encoders/index';
-import { readJson } from './fsutil';
-import { beamSearch, greedy } from './generate';
-import { artifactPaths, repoRoot } from './paths';
-import { loadRun, openEmbeddingsOfRun, type LoadedRun } from './run';
-import { cleanGenerated } from './text';
-import { stopIds } from './tokenizer';
+import type { ProfileConfig } from '../config';
+import { loadSubsets } from '../data/build';
+import { groupImages, frameColumns } from '../data/schema';
+import { imgTag, thumbnailDataUri, escapeHtml } from '../notebook/display';
+import { centerL2, type CenterFile } from '../embed/store';
+import { createEncoder, type ImageEncoder } from '../embed/encoders/index';
+import { readJson } from '../util/files';
+import { beamSearch, greedy } from '../model/generate';
+import { artifactPaths, repoRoot } from '../paths';
+import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../train/run';
+import { cleanGenerated } from '../model/text';
+import { stopIds } from '../model/tokenizer';
 
 export interface DecodeConfig {
   /** Beam width; 1 = greedy. */
@@ -22,7 +22,7 @@ export interface DecodeConfig {
   maxNewTokens: number;
 }
 
-export { stopIds } from './tokenizer';
+export { stopIds } from '../model/tokenizer';
 
 /**
  * Caption a batch of (post-processed) image embeddings with a loaded run (greedy in chunks of 16, beam

@@ -28,8 +28,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { modelProto, DataType, type NodeInit } from './encoders/onnx-writer';
-import { writeFileAtomic } from './fsutil';
+import { modelProto, DataType, type NodeInit } from './onnx-writer';
+import { writeFileAtomic } from '../util/files';
 
 type TensorInfo = { dataId: object; shape: number[]; dtype: string };
 interface WasmBackend {

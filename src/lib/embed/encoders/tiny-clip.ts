@@ -15,8 +15,8 @@
 // shapes (random weights) for the throughput benchmark.
 import * as fs from 'fs';
 import * as path from 'path';
-import { buildDirAtomic, writeChunksAtomic, writeJsonAtomic } from '../fsutil';
-import { attr, DataType, GraphBuilder, modelProto } from './onnx-writer';
+import { buildDirAtomic, writeChunksAtomic, writeJsonAtomic } from '../../util/files';
+import { attr, DataType, GraphBuilder, modelProto } from '../../tfjs/onnx-writer';
 
 export interface ClipVisionSpec {
   imageSize: number;

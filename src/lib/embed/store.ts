@@ -24,7 +24,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import pl from 'nodejs-polars';
-import { cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from './fsutil';
+import { cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
 
 export const STORE_FORMAT = 'clipcap-embeddings/1';
 export const ROWS_FILE = 'rows.f32';

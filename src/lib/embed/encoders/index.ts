@@ -8,9 +8,9 @@
 //                         into <artifacts>/models/<name>, or
 //                       - a hub id such as Xenova/clip-vit-base-patch32 (paper profile).
 import * as path from 'path';
-import type { EncoderConfig } from '../config';
-import type { HubSettings } from '../hub';
-import { isLocalModel } from '../hub';
+import type { EncoderConfig } from '../../config';
+import type { HubSettings } from '../../io/hub';
+import { isLocalModel } from '../../io/hub';
 import { CenterNetEncoder } from './centernet';
 import { ClipEncoder } from './clip';
 import type { ImageEncoder } from './encoder';

@@ -10,19 +10,19 @@
 //    embed batches; the parent is the store's only writer. CLIP workers get cores / workers
 //    onnxruntime threads each.
 //  - Shards: `shard: {index, count}` keeps the images whose id hashes to `index` (FNV-1a mod count),
-//    so that several machines can split a dataset; `mergeStores` (embeddings.ts) joins the results.
+//    so that several machines can split a dataset; `mergeStores` (store.ts) joins the results.
 import { fork, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import pl from 'nodejs-polars';
-import type { EncoderConfig } from './config';
-import { EmbeddingStore, type EncoderSignature, type RejectRecord, type StoreRow } from './embeddings';
+import type { EncoderConfig } from '../config';
+import { EmbeddingStore, type EncoderSignature, type RejectRecord, type StoreRow } from './store';
 import { createEncoder, encoderName, resolveClipModel, type EncoderExtras, type EncoderPaths } from './encoders/index';
 import type { ImageEncoder } from './encoders/encoder';
-import { cacheDir } from './paths';
-import { Progress } from './progress';
-import { fnv1a } from './rng';
+import { cacheDir } from '../paths';
+import { Progress } from '../util/progress';
+import { fnv1a } from '../util/rng';
 
 export interface ExtractImage {
   image_id: string;
@@ -32,7 +32,7 @@ export interface ExtractImage {
 export interface ExtractOptions {
   encoder: EncoderConfig & EncoderExtras;
   images: readonly ExtractImage[];
-  /** The store: <artifacts>/embeddings/<encoder>/<dataset> (see storeDir in embeddings.ts). */
+  /** The store: <artifacts>/embeddings/<encoder>/<dataset> (see storeDir in store.ts). */
   storeDir: string;
   /** Dataset name recorded in the store (default: the store folder's name). */
   dataset?: string;
@@ -78,7 +78,7 @@ export interface ExtractResult {
 }
 
 // The shard an id belongs to is fnv1a(id) % count.
-export { fnv1a } from './rng';
+export { fnv1a } from '../util/rng';
 
 /** Parse a shard written as 'i/n' (0-based i). */
 export function parseShard(s: string): { index: number; count: number } {
@@ -214,7 +214,7 @@ function startWorker(init: WorkerInit): Promise<{ child: ChildProcess; signature
     execArgv: ['--import', tsxImportUrl()],
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    // The wasm backend's matMuls run in onnxruntime (wasm-patches.ts): give each worker its share of the cores.
+    // The wasm backend's matMuls run in onnxruntime (tfjs/wasm-patches.ts): give each worker its share of the cores.
     env: {
       ...process.env,
       CLIPCAP_QUIET_BACKEND: '1',

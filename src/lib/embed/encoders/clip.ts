@@ -1,7 +1,7 @@
 // CLIP image encoder through transformers.js: CLIPVisionModelWithProjection + AutoProcessor, the
 // 512-d `image_embeds` of ViT-B/32 (raw, not normalised, as ClipCap's parse_coco.py stores them).
 //
-// The model is a hub id (default Xenova/clip-vit-base-patch32, fetched through src/lib/hub.ts's
+// The model is a hub id (default Xenova/clip-vit-base-patch32, fetched through src/lib/io/hub.ts's
 // settings and atomic cache) or a local directory in the same layout. Images are decoded with our
 // sharp policy (EXIF orientation, grayscale/CMYK/alpha to RGB: see image.ts).
 //
@@ -18,8 +18,8 @@
 // transformers.js does not expose: we wrap InferenceSession.create while the model loads).
 import * as fs from 'fs';
 import * as path from 'path';
-import { configureHub, hubSettingsFromEnv, isLocalModel, loadTransformers, type HubSettings } from '../hub';
-import type { Postprocess } from '../embeddings';
+import { configureHub, hubSettingsFromEnv, isLocalModel, loadTransformers, type HubSettings } from '../../io/hub';
+import type { Postprocess } from '../store';
 import { embedWith, type ImageEncoder } from './encoder';
 import { centreCrop, DECODE_POLICY, toDecoded, type DecodedImage, type ImageInput, type ResizeSpec, type ShortestEdgeSpec } from './image';
 

@@ -9,21 +9,21 @@
 //   summary.json  final losses and timings
 import * as fs from 'fs';
 import * as path from 'path';
-import { ensureBackend } from './backend';
-import { ClipCapModel, captionTokens, clipCapTask, type CaptionExample } from './clipcap';
-import type { ProfileConfig, TrainConfig } from './config';
-import { loadSubsets } from './data/build';
-import { frameRows, type CaptionRow } from './data/schema';
-import { EmbeddingSet } from './embeddings';
-import { encoderName } from './encoders/index';
-import { readJson, writeJsonAtomic } from './fsutil';
-import { loadLanguageModel, saveGPT2, weightsFromSafetensors, type GPT2Config, type LanguageModel } from './gpt2';
-import { createMapper, defaultMapperConfig, type MapperConfig } from './mapper';
-import { artifactPaths, repoRoot } from './paths';
-import { formatCaption } from './text';
-import type { Tokenizer } from './tokenizer';
-import { runTraining, type LoopConfig, type RunOptions, type TrainSummary } from './train';
-import { loadSafetensorsTensors, saveSafetensorsFile } from './weights';
+import { ensureBackend } from '../tfjs/backend';
+import { ClipCapModel, captionTokens, clipCapTask, type CaptionExample } from '../model/clipcap';
+import type { ProfileConfig, TrainConfig } from '../config';
+import { loadSubsets } from '../data/build';
+import { frameRows, type CaptionRow } from '../data/schema';
+import { EmbeddingSet } from '../embed/store';
+import { encoderName } from '../embed/encoders/index';
+import { readJson, writeJsonAtomic } from '../util/files';
+import { loadLanguageModel, saveGPT2, weightsFromSafetensors, type GPT2Config, type LanguageModel } from '../model/gpt2';
+import { createMapper, defaultMapperConfig, type MapperConfig } from '../model/mapper';
+import { artifactPaths, repoRoot } from '../paths';
+import { formatCaption } from '../model/text';
+import type { Tokenizer } from '../model/tokenizer';
+import { runTraining, type LoopConfig, type RunOptions, type TrainSummary } from './loop';
+import { loadSafetensorsTensors, saveSafetensorsFile } from '../io/weights';
 
 export interface RunConfig {
   format: 'clipcap-run/1';

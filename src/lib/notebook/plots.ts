@@ -2,7 +2,7 @@
 import * as path from 'path';
 import sharp from 'sharp';
 import type { TopLevelSpec } from 'vega-lite';
-import { writeFileAtomic } from './fsutil';
+import { writeFileAtomic } from '../util/files';
 
 /** Render a vega-lite spec to an SVG string. */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {

@@ -12,9 +12,9 @@
 // default data/cache), HF_HUB_OFFLINE=1 / TRANSFORMERS_OFFLINE=1 (cache and local files only).
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeFileAtomic } from './fsutil';
-import { cacheDir } from './paths';
-import { Progress } from './progress';
+import { writeFileAtomic } from '../util/files';
+import { cacheDir } from '../paths';
+import { Progress } from '../util/progress';
 
 // transformers.js is an ES module; load it lazily from CommonJS.
 type TransformersModule = typeof import('@xenova/transformers');

@@ -5,8 +5,8 @@
 // `infer(prepared[])` runs the network on a batch. `embed()` does both. Each encoder describes its
 // preprocessing (decoding policy, resize, normalisation, model files) in `preprocessing`, which the
 // embedding store records in its metadata, and declares any post-processing of its raw output
-// (`postprocess`, applied when embeddings are read: see src/lib/embeddings.ts).
-import type { Postprocess } from '../embeddings';
+// (`postprocess`, applied when embeddings are read: see src/lib/embed/store.ts).
+import type { Postprocess } from '../store';
 import type { ImageInput } from './image';
 
 export type { ImageInput } from './image';

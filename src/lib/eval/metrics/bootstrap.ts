@@ -8,7 +8,7 @@
 //
 // CIDEr-D's document frequencies stay those of the full evaluation set (they are not recomputed per
 // resample), so its interval reflects which images were drawn, not a re-estimated idf.
-import { mulberry32 } from '../rng';
+import { mulberry32 } from '../../util/rng';
 
 export interface Interval {
   /** The statistic on the original images. */

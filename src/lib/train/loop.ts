@@ -15,10 +15,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from './fsutil';
+import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
 import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay } from './optim';
-import { Progress } from './progress';
-import { mulberry32 } from './rng';
+import { Progress } from '../util/progress';
+import { mulberry32 } from '../util/rng';
 
 export interface LoopConfig {
   epochs: number;

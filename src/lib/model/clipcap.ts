@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { GPT2, lmLoss } from './gpt2';
 import type { Mapper } from './mapper';
-import type { TrainableVar, TrainTask } from './train';
+import type { TrainableVar, TrainTask } from '../train/loop';
 
 /** One training example: an image embedding and one of its captions as token ids (EOS appended). */
 export interface CaptionExample {

@@ -5,7 +5,7 @@
 // (offsets relative to the end of the header), then the raw little-endian tensor bytes.
 // Reading returns views into the given buffer (no copy); `toFloat32` converts F64/F32/F16/BF16 and
 // the integer types. Writing streams the chunks to disk atomically (`fsutil.writeChunksAtomic`).
-import { writeChunksAtomic } from './fsutil';
+import { writeChunksAtomic } from '../util/files';
 
 export type SafeDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 

@@ -10,18 +10,18 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from './backend';
+import { ensureBackend } from '../tfjs/backend';
 import { nearestNeighbourCaptions, humanLeaveOneOut, tfjsSimilarity } from './baselines';
 import { captionEmbeddings, type DecodeConfig } from './caption';
-import type { ProfileConfig, TrainConfig } from './config';
-import { loadSubsets } from './data/build';
-import { frameColumns, groupImages, type ImageGroup } from './data/schema';
-import { readJson, writeJsonAtomic } from './fsutil';
+import type { ProfileConfig, TrainConfig } from '../config';
+import { loadSubsets } from '../data/build';
+import { frameColumns, groupImages, type ImageGroup } from '../data/schema';
+import { readJson, writeJsonAtomic } from '../util/files';
 import { differenceInterval, scoreCaptions, scoreInterval, METRIC_NAMES, type CaptionScores, type Interval, type MetricName, type MetricScores } from './metrics/index';
-import { artifactPaths } from './paths';
-import { Progress } from './progress';
-import { variantLabel } from './report';
-import { loadRun, openEmbeddings, type RunSummary } from './run';
+import { artifactPaths } from '../paths';
+import { Progress } from '../util/progress';
+import { variantLabel } from '../notebook/report';
+import { loadRun, openEmbeddings, type RunSummary } from '../train/run';
 
 export type SystemKind = 'clipcap' | 'baseline' | 'human';
 

@@ -2,16 +2,16 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { ProfileConfig } from './config';
-import type { ImageGroup } from './data/schema';
+import type { ProfileConfig } from '../config';
+import type { ImageGroup } from '../data/schema';
 import { escapeHtml, tableMarkdown } from './display';
-import type { Evaluation } from './evaluate';
-import { readJson, writeFileAtomic } from './fsutil';
-import { METRIC_NAMES, type Interval } from './metrics/index';
-import { artifactPaths, mirrorDir } from './paths';
+import type { Evaluation } from '../eval/evaluate';
+import { readJson, writeFileAtomic } from '../util/files';
+import { METRIC_NAMES, type Interval } from '../eval/metrics/index';
+import { artifactPaths, mirrorDir } from '../paths';
 import { smooth, type EpochLoss, type StepLoss } from './plots';
-import type { RunConfig, RunSummary } from './run';
-import { readEpochLog, readStepLog } from './train';
+import type { RunConfig, RunSummary } from '../train/run';
+import { readEpochLog, readStepLog } from '../train/loop';
 
 /** Rows describing a finished (or interrupted) run. */
 export function describeRun(config: RunConfig, summary: RunSummary): Record<string, unknown>[] {

@@ -8,14 +8,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import type { GPT2Arch, LMPretrainConfig } from './config';
-import { writeJsonAtomic, readJson } from './fsutil';
-import { GPT2, lmLoss, loadLanguageModel, saveLanguageModel, type GPT2Config, type LanguageModel } from './gpt2';
-import { padBatch } from './clipcap';
-import { formatCaption } from './text';
-import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from './tokenizer';
-import { epochPermutation, runTraining, type LoopConfig, type RunOptions, type TrainSummary, type TrainTask } from './train';
-import { saveSafetensorsFile, loadSafetensorsInto } from './weights';
+import type { GPT2Arch, LMPretrainConfig } from '../config';
+import { writeJsonAtomic, readJson } from '../util/files';
+import { GPT2, lmLoss, loadLanguageModel, saveLanguageModel, type GPT2Config, type LanguageModel } from '../model/gpt2';
+import { padBatch } from '../model/clipcap';
+import { formatCaption } from '../model/text';
+import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from '../model/tokenizer';
+import { epochPermutation, runTraining, type LoopConfig, type RunOptions, type TrainSummary, type TrainTask } from './loop';
+import { saveSafetensorsFile, loadSafetensorsInto } from '../io/weights';
 
 export interface PretrainResult {
   /** Directory of the trained model (HF layout + tokenizer files + vocab_map.json). */

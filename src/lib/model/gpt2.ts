@@ -7,19 +7,19 @@
 // (`wte.weight`, `h.0.attn.c_attn.weight`, ...), with the Conv1D `[in, out]` layout, so that
 // `x @ W + b` is a plain (untransposed) matMul. The residual stream is kept 2-D (`[B*T, d]`) so that
 // every projection is a single 2-D matMul (the fast path of the wasm backend). LayerNorm, GELU,
-// dropout, linear layers and the loss have hand-written gradients (src/lib/gpt2-ops.ts); speed on the
-// wasm backend comes from src/lib/wasm-patches.ts (installed by ensureBackend). Generation:
-// src/lib/generate.ts.
+// dropout, linear layers and the loss have hand-written gradients (src/lib/tfjs/ops.ts); speed on the
+// wasm backend comes from src/lib/tfjs/wasm-patches.ts (installed by ensureBackend). Generation:
+// src/lib/model/generate.ts.
 //
 // Loading and saving use `config.json` + `model.safetensors` in the Hugging Face layout, from a local
 // directory or a hub id (through `hub.resolveModelFile`).
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { buildDirAtomic, writeFileAtomic, writeJsonAtomic } from './fsutil';
-import { resolveModelFile, resolveModelJson, type FetchOptions } from './hub';
-import { parseSafetensors, toFloat32 } from './safetensors';
-import { saveSafetensorsFile } from './weights';
-import { dropout, gatherRows, matMulNT, gptGelu, layerNorm, linear } from './gpt2-ops';
+import { buildDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/files';
+import { resolveModelFile, resolveModelJson, type FetchOptions } from '../io/hub';
+import { parseSafetensors, toFloat32 } from '../io/safetensors';
+import { saveSafetensorsFile } from '../io/weights';
+import { dropout, gatherRows, matMulNT, gptGelu, layerNorm, linear } from '../tfjs/ops';
 import { loadTokenizer, optionalJson, RestrictedVocab, restrictTokenizer, type Tokenizer } from './tokenizer';
 
 export interface GPT2Config {

@@ -9,7 +9,7 @@
 // Weights are saved under the original PyTorch parameter names and layouts (Linear weight [out, in]),
 // so that checkpoints read like the original's state_dict.
 import * as tf from '@tensorflow/tfjs';
-import { mulberry32 as rng } from './rng';
+import { mulberry32 as rng } from '../util/rng';
 
 export interface MapperConfig {
   kind: 'mlp' | 'transformer';

@@ -13,7 +13,7 @@
 // safetensors file with saveState/loadState), so a resumed run continues bit-for-bit.
 import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
-import { parseSafetensors, toFloat32, writeSafetensors, type SafeTensorInput } from './safetensors';
+import { parseSafetensors, toFloat32, writeSafetensors, type SafeTensorInput } from '../io/safetensors';
 
 export interface AdamWOptions {
   /** Learning rate, or a schedule of the step index (0-based, before the update). */

@@ -4,7 +4,7 @@
 //    image captioning"): for a query photo, the k training photos whose embeddings (from the same image
 //    encoder) are most cosine-similar; their captions form a candidate pool, and the answer is the pool's
 //    *consensus caption*: the caption with the highest mean similarity to the other captions of the pool.
-//    Similarity is CIDEr-D exactly as the COCO toolkit computes it (src/lib/metrics/cider.ts): a caption's
+//    Similarity is CIDEr-D exactly as the COCO toolkit computes it (src/lib/eval/metrics/cider.ts): a caption's
 //    consensus score is its CIDEr-D with the rest of the pool as its references, with document frequencies
 //    over the whole training caption set (one document per training photo, like the toolkit's per-image
 //    reference sets). Devlin et al. tried BLEU and CIDEr for this step; CIDEr-D is chosen here because its

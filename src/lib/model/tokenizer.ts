@@ -13,7 +13,7 @@
 // carry it as `vocab_map.json`.
 import * as fs from 'fs';
 import * as path from 'path';
-import { isLocalModel, loadTransformers, resolveModelFile, type FetchOptions } from './hub';
+import { isLocalModel, loadTransformers, resolveModelFile, type FetchOptions } from '../io/hub';
 
 export interface Tokenizer {
   encode(text: string): number[];

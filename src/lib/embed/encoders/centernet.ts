@@ -11,8 +11,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { ensureBackend } from '../backend';
-import type { Postprocess } from '../embeddings';
+import { ensureBackend } from '../../tfjs/backend';
+import type { Postprocess } from '../store';
 import { embedWith, type ImageEncoder } from './encoder';
 import { DECODE_POLICY, toDecoded, type DecodedImage, type ImageInput, type ResizeSpec } from './image';
 

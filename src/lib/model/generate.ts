@@ -10,7 +10,7 @@
 // EOS token.
 import * as tf from '@tensorflow/tfjs';
 import type { GPT2, KVCache } from './gpt2';
-import { mulberry32 } from './rng';
+import { mulberry32 } from '../util/rng';
 
 export interface DecodeOptions {
   maxNewTokens: number;
