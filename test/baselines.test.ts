@@ -155,3 +155,18 @@ test('humanLeaveOneOut: mean over the 5 rotations of the corpus metrics, photos 
   assert.ok(Math.abs(hr.scores.ROUGE_L - 1) < 1e-12);
   assert.throws(() => humanLeaveOneOut(new Map([[1, ['a', 'b']]])), /no photo has 5 reference captions \(1 photos have fewer\)/);
 });
+
+test('nearest neighbours by cosine similarity, the query itself left out (the view of notebook 02)', () => {
+  const v = (...x: number[]) => Float32Array.from(x);
+  const cands = new Map([
+    ['q', v(1, 0)],
+    ['near', v(1, 0.1)],
+    ['far', v(-1, 0)],
+    ['mid', v(1, 1)],
+  ]);
+  const got = nearestNeighbours(cands, new Map([['q', v(1, 0)]]), { k: 2 }).get('q')!;
+  assert.deepEqual(got.map((n) => n.id), ['near', 'mid']);
+  assert.ok(Math.abs(got[1].similarity - Math.SQRT1_2) < 1e-6);
+  // a zero vector has similarity 0 with everything
+  assert.equal(nearestNeighbours(new Map([['a', v(1, 0)]]), new Map([['z', v(0, 0)]]), { k: 1 }).get('z')![0].similarity, 0);
+});

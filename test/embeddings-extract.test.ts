@@ -7,7 +7,8 @@ import pl from 'nodejs-polars';
 import sharp from 'sharp';
 import { EmbeddingStore, mergeStores } from '../src/lib/embed/store';
 import { createEncoder } from '../src/lib/embed/encoders/index';
-import { extractEmbeddings, fnv1a, imagesFromSubsets, parseShard, shardImages, uniqueImages } from '../src/lib/embed/extract';
+import { fnv1a } from '../src/lib/util/rng';
+import { extractEmbeddings, imagesFromSubsets, parseShard, shardImages, uniqueImages } from '../src/lib/embed/extract';
 import type { EncoderConfig } from '../src/lib/config';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-extract-'));

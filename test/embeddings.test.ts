@@ -201,16 +201,3 @@ test('ids that appear in two datasets are reported', () => {
   assert.throws(() => EmbeddingSet.open(path.join(root, 'none')), /no embedding stores/);
 });
 
-test('nearest neighbours by cosine similarity, the query itself left out', async () => {
-  const { nearestNeighbours, cosine } = await import('../src/lib/embed/store');
-  const v = (...x: number[]) => Float32Array.from(x);
-  assert.ok(Math.abs(cosine(v(1, 0), v(2, 0)) - 1) < 1e-9);
-  assert.equal(cosine(v(0, 0), v(1, 0)), 0);
-  const cands = [
-    { id: 'q', vector: v(1, 0) },
-    { id: 'near', vector: v(1, 0.1) },
-    { id: 'far', vector: v(-1, 0) },
-    { id: 'mid', vector: v(1, 1) },
-  ];
-  assert.deepEqual(nearestNeighbours({ id: 'q', vector: v(1, 0) }, cands, 2).map((n) => n.id), ['near', 'mid']);
-});

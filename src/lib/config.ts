@@ -329,6 +329,11 @@ export async function resolveProfile(env: NodeJS.ProcessEnv = process.env): Prom
   return profileConfig(await resolveProfileName(env));
 }
 
+/** Human label of a variant, e.g. "MLP + fine-tuned GPT-2". */
+export function variantLabel(t: { mapper: string; finetuneLM: boolean }): string {
+  return `${t.mapper === 'mlp' ? 'MLP' : 'Transformer'} + ${t.finetuneLM ? 'fine-tuned' : 'frozen'} GPT-2`;
+}
+
 /** Flatten a config object into [key, value] rows for display (nested keys joined with '.'). */
 export function configRows(obj: object, prefix = ''): [string, string][] {
   const rows: [string, string][] = [];

@@ -91,6 +91,31 @@ export function artifactPaths(profile: string, root: string = repoRoot()): Artif
   };
 }
 
+/** A file-system-safe version of a name (hub ids contain '/'). */
+export function safeName(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/** The folder of one encoder's stores (and its center.json) under a profile's embeddings folder. */
+export function encoderDir(embeddingsRoot: string, encoderName: string): string {
+  return path.join(embeddingsRoot, safeName(encoderName));
+}
+
+/** The store directory of one (encoder, dataset) under a profile's embeddings folder. */
+export function storeDir(embeddingsRoot: string, encoderName: string, dataset: string): string {
+  return path.join(encoderDir(embeddingsRoot, encoderName), safeName(dataset));
+}
+
+/** The directory of a ClipCap training run (notebooks 03, 04) of a profile. */
+export function runDirectory(profile: string, name: string, root: string = repoRoot()): string {
+  return path.join(artifactPaths(profile, root).runs, safeName(name));
+}
+
+/** Where the offline/smoke profile's pretrained caption LM lives (notebook 02b). */
+export function pretrainedLMDir(profile: string, root: string = repoRoot()): string {
+  return path.join(artifactPaths(profile, root).lm, 'model');
+}
+
 /** Shared cache for downloads (hub models, COCO files): $CLIPCAP_CACHE or data/cache. */
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.CLIPCAP_CACHE ? path.resolve(env.CLIPCAP_CACHE) : path.join(repoRoot(), 'data', 'cache');

@@ -2,7 +2,6 @@
 // offline language-model corpus. See each module for details.
 export * from './schema';
 export * from './read';
-export * from '../util/rng';
 export * from './coco';
 export * from './karpathy';
 export * from './flickr';

@@ -77,8 +77,6 @@ export interface ExtractResult {
   rows: number;
 }
 
-// The shard an id belongs to is fnv1a(id) % count.
-export { fnv1a } from '../util/rng';
 
 /** Parse a shard written as 'i/n' (0-based i). */
 export function parseShard(s: string): { index: number; count: number } {

@@ -25,6 +25,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import pl from 'nodejs-polars';
 import { cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
+import type { Postprocess, PostprocessPart } from './encoders/encoder';
 
 export const STORE_FORMAT = 'clipcap-embeddings/1';
 export const ROWS_FILE = 'rows.f32';
@@ -33,21 +34,6 @@ export const META_FILE = 'meta.json';
 export const REJECTS_FILE = 'rejects.json';
 export const LOCK_FILE = 'writer.lock';
 export const CENTER_FILE = 'center.json';
-
-/** A part of the raw vector that is centred and normalised on its own. */
-export interface PostprocessPart {
-  name: string;
-  length: number;
-}
-
-/** What turns a stored raw row into the embedding the models see. */
-export type Postprocess =
-  | { kind: 'none' }
-  | {
-      /** Each part: subtract its mean over the training images (center.json), then L2-normalise it. */
-      kind: 'center-l2';
-      parts: PostprocessPart[];
-    };
 
 /** Who produced the rows; must match when a store is reopened for appending. */
 export interface EncoderSignature {
@@ -630,45 +616,4 @@ export class EmbeddingSet {
     this.center = center;
     return center;
   }
-}
-
-/** The store directory of one (encoder, dataset) under a profile's embeddings folder. */
-export function storeDir(embeddingsRoot: string, encoderName: string, dataset: string): string {
-  return path.join(embeddingsRoot, safeName(encoderName), safeName(dataset));
-}
-
-/** A file-system-safe version of a name (hub ids contain '/'). */
-export function safeName(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]+/g, '_');
-}
-
-/** Cosine similarity of two vectors. Pure. */
-export function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
-}
-
-/** The k most cosine-similar candidates of a query (the query's own id left out), best first. Pure. */
-export function nearestNeighbours(
-  query: { id: string; vector: Float32Array },
-  candidates: readonly { id: string; vector: Float32Array }[],
-  k: number,
-): { id: string; similarity: number }[] {
-  return candidates
-    .filter((c) => c.id !== query.id)
-    .map((c) => ({ id: c.id, similarity: cosine(query.vector, c.vector) }))
-    .sort((a, b) => b.similarity - a.similarity || (a.id < b.id ? -1 : 1))
-    .slice(0, k);
-}
-
-/** The folder of one encoder's stores (and its center.json) under a profile's embeddings folder. */
-export function encoderDir(embeddingsRoot: string, encoderName: string): string {
-  return path.join(embeddingsRoot, safeName(encoderName));
 }

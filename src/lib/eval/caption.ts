@@ -3,16 +3,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import type { ProfileConfig } from '../config';
-import { loadSubsets } from '../data/build';
-import { groupImages, frameColumns } from '../data/schema';
-import { imgTag, thumbnailDataUri, escapeHtml } from '../notebook/display';
 import { centerL2, type CenterFile } from '../embed/store';
 import { createEncoder, type ImageEncoder } from '../embed/encoders/index';
 import { readJson } from '../util/files';
 import { beamSearch, greedy } from '../model/generate';
 import { artifactPaths, repoRoot } from '../paths';
-import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../train/run';
+import { loadRun, type LoadedRun } from '../train/run';
 import { cleanGenerated } from '../model/text';
 import { stopIds } from '../model/tokenizer';
 
@@ -22,7 +18,6 @@ export interface DecodeConfig {
   maxNewTokens: number;
 }
 
-export { stopIds } from '../model/tokenizer';
 
 /**
  * Caption a batch of (post-processed) image embeddings with a loaded run (greedy in chunks of 16, beam
@@ -96,28 +91,5 @@ export class Captioner {
   async dispose(): Promise<void> {
     await this.encoder.dispose();
     this.run.dispose();
-  }
-}
-
-/** A few photos of a split with their references and this run's captions (HTML rows for a table). */
-export async function captionSamples(
-  profile: ProfileConfig,
-  runDir: string,
-  opts: { split: 'train' | 'val' | 'eval'; count: number; beam?: number },
-): Promise<Record<string, unknown>[]> {
-  const run = await loadRun(runDir);
-  try {
-    const emb = openEmbeddingsOfRun(run.config);
-    const groups = groupImages(frameColumns(loadSubsets(profile)[opts.split]))
-      .filter((g) => emb.has(g.image_id))
-      .slice(0, opts.count);
-    const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), { beam: opts.beam ?? profile.eval.beam, maxNewTokens: profile.eval.maxNewTokens });
-    const rows: Record<string, unknown>[] = [];
-    for (const [i, g] of groups.entries()) {
-      rows.push({ photo: imgTag(await thumbnailDataUri(g.file, 160), 160), 'generated caption': caps[i], 'a reference': g.captions[0] ?? '', image: escapeHtml(g.image_id) });
-    }
-    return rows;
-  } finally {
-    run.dispose();
   }
 }

@@ -13,14 +13,13 @@ import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../tfjs/backend';
 import { nearestNeighbourCaptions, humanLeaveOneOut, tfjsSimilarity } from './baselines';
 import { captionEmbeddings, type DecodeConfig } from './caption';
-import type { ProfileConfig, TrainConfig } from '../config';
+import { variantLabel, type ProfileConfig, type TrainConfig } from '../config';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages, type ImageGroup } from '../data/schema';
 import { readJson, writeJsonAtomic } from '../util/files';
 import { differenceInterval, scoreCaptions, scoreInterval, METRIC_NAMES, type CaptionScores, type Interval, type MetricName, type MetricScores } from './metrics/index';
-import { artifactPaths } from '../paths';
+import { artifactPaths, runDirectory } from '../paths';
 import { Progress } from '../util/progress';
-import { variantLabel } from '../notebook/report';
 import { loadRun, openEmbeddings, type RunSummary } from '../train/run';
 
 export type SystemKind = 'clipcap' | 'baseline' | 'human';
@@ -100,7 +99,7 @@ interface CaptionMeta {
 
 /** Caption the evaluation photos with one trained variant (reusing valid earlier captions). */
 async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: ImageGroup[], emb: Map<string, Float32Array>, opts: EvaluationOptions, dir: string): Promise<SystemResult | null> {
-  const runDir = path.join(artifactPaths(profile.name).runs, t.name);
+  const runDir = runDirectory(profile.name, t.name);
   const summaryFile = path.join(runDir, 'summary.json');
   if (!fs.existsSync(summaryFile)) return null;
   const summary = readJson<RunSummary>(summaryFile);

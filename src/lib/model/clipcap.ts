@@ -4,37 +4,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { GPT2, lmLoss } from './gpt2';
 import type { Mapper } from './mapper';
-import type { TrainableVar, TrainTask } from '../train/loop';
-
-/** One training example: an image embedding and one of its captions as token ids (EOS appended). */
-export interface CaptionExample {
-  imageId: string;
-  embedding: Float32Array;
-  tokens: number[];
-}
-
-/** Token ids of a caption for training: the caption's ids, cut to maxTokens - 1, then EOS. */
-export function captionTokens(ids: number[], eosId: number, maxTokens: number): number[] {
-  if (maxTokens < 2) throw new Error(`maxCaptionTokens must be at least 2, got ${maxTokens}`);
-  return [...ids.slice(0, maxTokens - 1), eosId];
-}
-
-/** Pad token lists to the longest one: ids (pad 0) and mask (1 = caption token) as [B, T]. */
-export function padBatch(lists: number[][]): { ids: tf.Tensor2D; mask: tf.Tensor2D; tokens: number } {
-  const B = lists.length;
-  const T = Math.max(1, ...lists.map((l) => l.length));
-  const ids = new Int32Array(B * T);
-  const mask = new Float32Array(B * T);
-  let tokens = 0;
-  lists.forEach((l, b) => {
-    for (let t = 0; t < l.length; t++) {
-      ids[b * T + t] = l[t];
-      mask[b * T + t] = 1;
-    }
-    tokens += l.length;
-  });
-  return { ids: tf.tensor2d(ids, [B, T], 'int32'), mask: tf.tensor2d(mask, [B, T]), tokens };
-}
 
 export class ClipCapModel {
   constructor(
@@ -85,46 +54,11 @@ export class ClipCapModel {
     });
   }
 
-  trainable(): TrainableVar[] {
+  /** The variables training updates, with stable names: the mapper's, and GPT-2's when fine-tuned. */
+  trainable(): { name: string; variable: tf.Variable }[] {
     const names = this.mapper.parameterNames();
-    const vars: TrainableVar[] = this.mapper.variables().map((v, i) => ({ name: `mapper.${names[i]}`, variable: v }));
+    const vars: { name: string; variable: tf.Variable }[] = this.mapper.variables().map((v, i) => ({ name: `mapper.${names[i]}`, variable: v }));
     if (this.finetuneLM) for (const [n, v] of this.lm.namedWeights()) vars.push({ name: `lm.${n}`, variable: v });
     return vars;
   }
-}
-
-/** Stack the embeddings of some examples into a [B, dim] tensor. */
-export function embeddingBatch(examples: CaptionExample[]): tf.Tensor2D {
-  const dim = examples[0].embedding.length;
-  const data = new Float32Array(examples.length * dim);
-  examples.forEach((e, i) => {
-    if (e.embedding.length !== dim) throw new Error(`embedding of ${e.imageId} has ${e.embedding.length} values, expected ${dim}`);
-    data.set(e.embedding, i * dim);
-  });
-  return tf.tensor2d(data, [examples.length, dim]);
-}
-
-/** A TrainTask over caption examples, for runTraining. */
-export function clipCapTask(
-  model: ClipCapModel,
-  train: CaptionExample[],
-  val: CaptionExample[],
-  io: { saveWeights: (dir: string) => Promise<void>; loadWeights: (dir: string) => Promise<void> },
-): TrainTask {
-  const pick = (split: 'train' | 'val', idx: number[]) => idx.map((i) => (split === 'train' ? train : val)[i]);
-  return {
-    numTrain: train.length,
-    numVal: val.length,
-    trainable: () => model.trainable(),
-    lengthOf: (i) => train[i].tokens.length,
-    tokenCount: (split, idx) => pick(split, idx).reduce((n, e) => n + e.tokens.length, 0),
-    lossSum: (split, idx, opts) => {
-      // Called inside the training loop's tidy scopes, which dispose these inputs.
-      const ex = pick(split, idx);
-      const { ids, mask } = padBatch(ex.map((e) => e.tokens));
-      return model.lossSum(embeddingBatch(ex), ids, mask, opts);
-    },
-    saveWeights: io.saveWeights,
-    loadWeights: io.loadWeights,
-  };
 }

@@ -93,11 +93,6 @@ export function showSvg(svg: string): void {
   if (d) d.svg(svg);
 }
 
-export function showPng(png: Uint8Array): void {
-  const d = tslabDisplay();
-  if (d) d.png(png);
-}
-
 /** A small JPEG thumbnail of an image file (EXIF orientation applied) as a data: URI for HTML. */
 export async function thumbnailDataUri(file: string, size = 160): Promise<string> {
   const buf = await sharp(file).rotate().resize(size, size, { fit: 'inside' }).jpeg({ quality: 80 }).toBuffer();

@@ -2,13 +2,13 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { ProfileConfig } from '../config';
+import { variantLabel, type ProfileConfig } from '../config';
 import type { ImageGroup } from '../data/schema';
 import { escapeHtml, tableMarkdown } from './display';
 import type { Evaluation } from '../eval/evaluate';
 import { readJson, writeFileAtomic } from '../util/files';
 import { METRIC_NAMES, type Interval } from '../eval/metrics/index';
-import { artifactPaths, mirrorDir } from '../paths';
+import { artifactPaths, mirrorDir, pretrainedLMDir, runDirectory } from '../paths';
 import { smooth, type EpochLoss, type StepLoss } from './plots';
 import type { RunConfig, RunSummary } from '../train/run';
 import { readEpochLog, readStepLog } from '../train/loop';
@@ -38,16 +38,11 @@ export interface VariantLosses {
   epochs: EpochLoss[];
 }
 
-/** Human label of a variant. */
-export function variantLabel(t: { mapper: string; finetuneLM: boolean }): string {
-  return `${t.mapper === 'mlp' ? 'MLP' : 'Transformer'} + ${t.finetuneLM ? 'fine-tuned' : 'frozen'} GPT-2`;
-}
-
 /** The loss logs of both variants of a profile (variants without a run are left out). */
 export function loadVariantLosses(profile: ProfileConfig): VariantLosses[] {
   const out: VariantLosses[] = [];
   for (const t of [profile.mlp, profile.transformer]) {
-    const runDir = path.join(artifactPaths(profile.name).runs, t.name);
+    const runDir = runDirectory(profile.name, t.name);
     if (!fs.existsSync(path.join(runDir, 'steps.jsonl'))) continue;
     const label = variantLabel(t);
     out.push({
@@ -202,7 +197,7 @@ export function renderReport(inp: ReportInputs): string {
   const paths = artifactPaths(profile.name);
   const relToReport = (p: string) => path.relative(path.dirname(paths.report), p).split(path.sep).join('/');
   const runs = [profile.mlp, profile.transformer].map((t) => {
-    const dir = path.join(paths.runs, t.name);
+    const dir = runDirectory(profile.name, t.name);
     const cfg = fs.existsSync(path.join(dir, 'config.json')) ? readJson<RunConfig>(path.join(dir, 'config.json')) : null;
     const sum = fs.existsSync(path.join(dir, 'summary.json')) ? readJson<RunSummary>(path.join(dir, 'summary.json')) : null;
     return { t, dir, cfg, sum };
@@ -403,10 +398,22 @@ export function renderReport(inp: ReportInputs): string {
 }
 
 /** Write REPORT.md (or data/smoke/REPORT.md) atomically; returns its path. */
-export function writeReport(inp: ReportInputs): string {
-  const file = artifactPaths(inp.profile.name).report;
-  writeFileAtomic(file, renderReport(inp));
-  return file;
+/**
+ * Write REPORT.md (smoke: data/smoke/REPORT.md). The notebook timings, the loss figure of notebook 05
+ * and the LM pretraining summary of notebook 02b are read from the profile's artifacts unless given.
+ */
+export function writeReport(inp: Omit<ReportInputs, 'timings' | 'lossFigure' | 'lmPretrain'> & Partial<ReportInputs>): string {
+  const paths = artifactPaths(inp.profile.name);
+  const lossFigure = path.join(paths.figures, 'loss.png');
+  const pretrainFile = path.join(pretrainedLMDir(inp.profile.name), 'pretrain.json');
+  const full: ReportInputs = {
+    timings: readTimings(inp.profile.name),
+    lossFigure: fs.existsSync(lossFigure) ? lossFigure : undefined,
+    lmPretrain: inp.profile.lm.source !== 'hub' && fs.existsSync(pretrainFile) ? readJson(pretrainFile) : null,
+    ...inp,
+  };
+  writeFileAtomic(paths.report, renderReport(full));
+  return paths.report;
 }
 
 /** Notebook wall times recorded by scripts/run-notebooks.ts, if any. */

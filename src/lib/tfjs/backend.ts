@@ -77,13 +77,6 @@ export async function selectBackend(candidates: readonly BackendCandidate[], for
   throw new Error(`no TensorFlow.js backend could be loaded: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`);
 }
 
-/** Hooks run after a backend is active (e.g. wasm kernel and gradient patches). */
-const afterActivate: ((choice: BackendChoice) => void | Promise<void>)[] = [];
-export function onBackendReady(hook: (choice: BackendChoice) => void | Promise<void>): void {
-  afterActivate.push(hook);
-  if (current) void hook(current);
-}
-
 function wasmDistDir(): string {
   return path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
 }
@@ -139,7 +132,6 @@ export function ensureBackend(opts: { env?: NodeJS.ProcessEnv; quiet?: boolean }
       const choice = await selectBackend(defaultCandidates(), parseBackendEnv(env.CLIPCAP_BACKEND));
       await tf.ready();
       if (choice.name === 'wasm') installWasmPatches(env); // matMul via onnxruntime, Identity, UnsortedSegmentSum
-      for (const hook of afterActivate) await hook(choice);
       current = choice;
       if (!opts.quiet && !env.CLIPCAP_QUIET_BACKEND) console.log(describeBackend(choice));
       return choice;
@@ -155,9 +147,4 @@ export function describeBackend(choice: BackendChoice): string {
   const skipped = choice.skipped.length ? ` (skipped: ${choice.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')})` : '';
   const patches = choice.name === 'wasm' ? `; ${describeWasmPatches()}` : '';
   return `[clipcap] TensorFlow.js backend: ${choice.name}${skipped}${patches}`;
-}
-
-/** The backend chosen so far in this process, or null. */
-export function currentBackend(): BackendChoice | null {
-  return current;
 }

@@ -1,5 +1,5 @@
 // Patches for TensorFlow.js's wasm backend in Node, applied at run time from outside node_modules
-// (see ../shared/notes/tfjs-wasm-in-node.md for the facts behind them):
+// (see docs/tfjs-wasm-in-node.md for the facts behind them):
 //
 //  1. MatMul through onnxruntime (MLAS, native AVX2 kernels, multi-threaded). The wasm backend's
 //     BatchMatMul uses XNNPACK (128-bit SIMD, one thread) only without transposes and at batch 1, and

@@ -16,7 +16,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
-import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay } from './optim';
+import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay, type NamedVariable } from './optim';
 import { Progress } from '../util/progress';
 import { mulberry32 } from '../util/rng';
 
@@ -44,17 +44,12 @@ export interface LoopConfig {
   bucketByLength?: boolean;
 }
 
-export interface TrainableVar {
-  name: string;
-  variable: tf.Variable;
-}
-
 /** What the loop trains. Examples are addressed by index; the task turns indices into tensors. */
 export interface TrainTask {
   readonly numTrain: number;
   readonly numVal: number;
   /** Trainable variables with stable names (optimizer state is keyed by them). */
-  trainable(): TrainableVar[];
+  trainable(): NamedVariable[];
   /** Sequence length of training example i (for bucketByLength). */
   lengthOf?(i: number): number;
   /** Number of target tokens of these examples (the loss is averaged over them). */

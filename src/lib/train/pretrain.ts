@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { GPT2Arch, LMPretrainConfig } from '../config';
 import { writeJsonAtomic, readJson } from '../util/files';
 import { GPT2, lmLoss, loadLanguageModel, saveLanguageModel, type GPT2Config, type LanguageModel } from '../model/gpt2';
-import { padBatch } from '../model/clipcap';
+import { padBatch } from './examples';
 import { formatCaption } from '../model/text';
 import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from '../model/tokenizer';
 import { epochPermutation, runTraining, type LoopConfig, type RunOptions, type TrainSummary, type TrainTask } from './loop';

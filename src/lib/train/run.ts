@@ -10,17 +10,17 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ensureBackend } from '../tfjs/backend';
-import { ClipCapModel, captionTokens, clipCapTask, type CaptionExample } from '../model/clipcap';
+import { ClipCapModel } from '../model/clipcap';
+import { buildExamples, clipCapTask } from './examples';
 import type { ProfileConfig, TrainConfig } from '../config';
 import { loadSubsets } from '../data/build';
-import { frameRows, type CaptionRow } from '../data/schema';
+import { frameRows } from '../data/schema';
 import { EmbeddingSet } from '../embed/store';
 import { encoderName } from '../embed/encoders/index';
 import { readJson, writeJsonAtomic } from '../util/files';
 import { loadLanguageModel, saveGPT2, weightsFromSafetensors, type GPT2Config, type LanguageModel } from '../model/gpt2';
 import { createMapper, defaultMapperConfig, type MapperConfig } from '../model/mapper';
-import { artifactPaths, repoRoot } from '../paths';
-import { formatCaption } from '../model/text';
+import { artifactPaths, encoderDir, pretrainedLMDir, repoRoot, runDirectory } from '../paths';
 import type { Tokenizer } from '../model/tokenizer';
 import { runTraining, type LoopConfig, type RunOptions, type TrainSummary } from './loop';
 import { loadSafetensorsTensors, saveSafetensorsFile } from '../io/weights';
@@ -45,14 +45,9 @@ export interface RunSummary extends TrainSummary {
   finishedAt: string;
 }
 
-/** Where the offline/smoke profile's pretrained caption LM lives. */
-export function pretrainedLMDir(profile: ProfileConfig): string {
-  return path.join(artifactPaths(profile.name).lm, 'model');
-}
-
 /** The language model of a profile: a hub id / directory, or the locally pretrained one. */
 export function lmSource(profile: ProfileConfig): string {
-  return profile.lm.source === 'hub' ? profile.lm.modelId : pretrainedLMDir(profile);
+  return profile.lm.source === 'hub' ? profile.lm.modelId : pretrainedLMDir(profile.name);
 }
 
 function rel(p: string): string {
@@ -66,38 +61,12 @@ function abs(p: string): string {
 
 /** The embedding set of a profile's encoder (all its datasets). */
 export function openEmbeddings(profile: ProfileConfig): EmbeddingSet {
-  return EmbeddingSet.open(path.join(artifactPaths(profile.name).embeddings, encoderNameDir(profile)));
+  return EmbeddingSet.open(encoderDir(artifactPaths(profile.name).embeddings, encoderName(profile.encoder)));
 }
 
 /** The embedding set a run was trained on. */
 export function openEmbeddingsOfRun(config: RunConfig): EmbeddingSet {
   return EmbeddingSet.open(abs(config.encoder.embeddingsDir));
-}
-
-function encoderNameDir(profile: ProfileConfig): string {
-  return encoderName(profile.encoder).replace(/[^A-Za-z0-9._-]+/g, '_');
-}
-
-/** Caption rows -> training examples (rows whose image has no embedding are skipped and counted). */
-export function buildExamples(rows: CaptionRow[], emb: EmbeddingSet, tok: Tokenizer, maxTokens: number): { examples: CaptionExample[]; skipped: number } {
-  const examples: CaptionExample[] = [];
-  let skipped = 0;
-  const cache = new Map<string, Float32Array>();
-  for (const r of rows) {
-    if (!emb.has(r.image_id)) {
-      skipped++;
-      continue;
-    }
-    const text = formatCaption(r.caption);
-    if (!text) continue;
-    let e = cache.get(r.image_id);
-    if (!e) {
-      e = emb.get(r.image_id);
-      cache.set(r.image_id, e);
-    }
-    examples.push({ imageId: r.image_id, embedding: e, tokens: captionTokens(tok.encode(text), tok.eosId, maxTokens) });
-  }
-  return { examples, skipped };
 }
 
 /** The mapper configuration of a variant for an encoder and language model. */
@@ -144,7 +113,7 @@ async function loadLM(profile: ProfileConfig): Promise<LanguageModel> {
 export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVariantResult> {
   const backend = await ensureBackend();
   const { profile, train } = opts;
-  const runDir = path.join(artifactPaths(profile.name).runs, train.name);
+  const runDir = runDirectory(profile.name, train.name);
   const finalDir = path.join(runDir, 'final');
   const summaryFile = path.join(runDir, 'summary.json');
 

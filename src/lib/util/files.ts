@@ -92,8 +92,3 @@ export function cleanStaleTemps(dir: string): number {
   }
   return n;
 }
-
-export function ensureDir(dir: string): string {
-  fs.mkdirSync(dir, { recursive: true });
-  return dir;
-}

@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../../tfjs/backend';
-import type { Postprocess } from '../store';
+import type { Postprocess } from './encoder';
 import { embedWith, type ImageEncoder } from './encoder';
 import { DECODE_POLICY, toDecoded, type DecodedImage, type ImageInput, type ResizeSpec } from './image';
 

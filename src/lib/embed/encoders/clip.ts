@@ -19,7 +19,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { configureHub, hubSettingsFromEnv, isLocalModel, loadTransformers, type HubSettings } from '../../io/hub';
-import type { Postprocess } from '../store';
+import type { Postprocess } from './encoder';
 import { embedWith, type ImageEncoder } from './encoder';
 import { centreCrop, DECODE_POLICY, toDecoded, type DecodedImage, type ImageInput, type ResizeSpec, type ShortestEdgeSpec } from './image';
 

@@ -6,8 +6,22 @@
 // preprocessing (decoding policy, resize, normalisation, model files) in `preprocessing`, which the
 // embedding store records in its metadata, and declares any post-processing of its raw output
 // (`postprocess`, applied when embeddings are read: see src/lib/embed/store.ts).
-import type { Postprocess } from '../store';
 import type { ImageInput } from './image';
+
+/** A part of the raw vector that is centred and normalised on its own. */
+export interface PostprocessPart {
+  name: string;
+  length: number;
+}
+
+/** What turns a stored raw row into the embedding the models see. */
+export type Postprocess =
+  | { kind: 'none' }
+  | {
+      /** Each part: subtract its mean over the training images (center.json), then L2-normalise it. */
+      kind: 'center-l2';
+      parts: PostprocessPart[];
+    };
 
 export type { ImageInput } from './image';
 

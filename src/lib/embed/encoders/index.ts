@@ -12,7 +12,7 @@ import type { EncoderConfig } from '../../config';
 import type { HubSettings } from '../../io/hub';
 import { isLocalModel } from '../../io/hub';
 import { CenterNetEncoder } from './centernet';
-import { ClipEncoder } from './clip';
+import { ClipEncoder, clipEncoderName } from './clip';
 import type { ImageEncoder } from './encoder';
 import { ensureRandomClip, TINY_CLIP_SPEC, VIT_B32_SPEC, type ClipVisionSpec } from './tiny-clip';
 
@@ -72,7 +72,5 @@ export async function createEncoder(cfg: EncoderConfig & EncoderExtras, paths: E
 export function encoderName(cfg: EncoderConfig): string {
   if (cfg.kind === 'centernet') return 'centernet';
   if (GENERATED_CLIP_MODELS[cfg.modelId]) return `${cfg.modelId}${cfg.quantized ? '-quantized' : ''}`;
-  // keep in step with clipEncoderName
-  const base = path.basename(cfg.modelId.replace(/[\\/]+$/, ''));
-  return `${/clip/i.test(base) ? base : `clip-${base}`}${cfg.quantized ? '-quantized' : ''}`;
+  return clipEncoderName(cfg.modelId, cfg.quantized);
 }

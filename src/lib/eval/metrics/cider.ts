@@ -12,7 +12,7 @@
 // term frequencies where the n-gram index is 1), i.e. max(0, words - 1), and delta uses that length. It
 // equals the word-count difference unless one caption is empty, in which case the similarity is 0 anyway.
 import { pySplit } from './pysplit';
-import { mean } from './rouge';
+import { mean } from './mean';
 
 export const CIDER_N = 4;
 export const CIDER_SIGMA = 6.0;

@@ -5,6 +5,7 @@
 // when either maximum is 0. The corpus score is the mean over images.
 // Tokens come from Python's `s.split(" ")`, so an empty caption is one empty token (as in the toolkit).
 import { pySplitSpace } from './pysplit';
+import { mean } from './mean';
 
 export const ROUGE_BETA = 1.2;
 
@@ -50,11 +51,4 @@ export function rougeL(gts: string[][], res: string[], beta = ROUGE_BETA): Rouge
   if (gts.length !== res.length) throw new Error(`rougeL: ${gts.length} reference sets but ${res.length} candidates`);
   const perImage = res.map((c, i) => rougeLSingle(c, gts[i], beta));
   return { corpus: mean(perImage), perImage };
-}
-
-export function mean(xs: ArrayLike<number>): number {
-  if (xs.length === 0) return NaN; // numpy's mean of an empty array
-  let s = 0;
-  for (let i = 0; i < xs.length; i++) s += xs[i];
-  return s / xs.length;
 }

@@ -1,0 +1,140 @@
+// Table rows the notebooks show: sample photos of the subsets (01), the embedding stores and a
+// nearest-neighbour sanity view (02), captions of a trained run (03, 04). Photos are thumbnails;
+// a photo that cannot be read is shown as a note naming the file, never as a failed cell.
+import * as path from 'path';
+import type { ProfileConfig } from '../config';
+import { loadSubsets } from '../data/build';
+import { frameColumns, groupImages, SUBSET_SPLITS, type ImageGroup } from '../data/schema';
+import type { Subsets } from '../data/subset';
+import { EmbeddingStore, type EmbeddingSet } from '../embed/store';
+import type { ExtractResult } from '../embed/extract';
+import { captionEmbeddings } from '../eval/caption';
+import type { Evaluation } from '../eval/evaluate';
+import { loadRun, openEmbeddingsOfRun } from '../train/run';
+import { nearestNeighbours } from '../eval/baselines';
+import { escapeHtml, imgTag, thumbnailDataUri } from './display';
+
+type Row = Record<string, unknown>;
+
+/** An <img> of a photo, or a note naming the file and what is wrong with it. */
+export async function photoCell(file: string, size: number): Promise<string> {
+  try {
+    return imgTag(await thumbnailDataUri(file, size), size);
+  } catch (e) {
+    return `<i>unreadable photo ${escapeHtml(path.basename(file))}: ${escapeHtml((e as Error).message.split('\n')[0])}</i>`;
+  }
+}
+
+/** A few photos of each subset with their captions: one photo of each source first, then the next ones. */
+export async function subsetSampleRows(subsets: Subsets, perSplit: number, size = 200): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const split of SUBSET_SPLITS) {
+    const groups = groupImages(frameColumns(subsets[split]));
+    const bySource = new Map<string, ImageGroup[]>();
+    for (const g of groups) bySource.set(g.source, [...(bySource.get(g.source) ?? []), g]);
+    const picks: ImageGroup[] = [];
+    for (let i = 0; picks.length < perSplit && i < groups.length; i++) {
+      for (const list of bySource.values()) if (list[i] && picks.length < perSplit) picks.push(list[i]);
+    }
+    for (const g of picks) {
+      rows.push({
+        split,
+        photo: await photoCell(g.file, size),
+        captions: g.captions.map((c) => escapeHtml(c)).join('<br/>'),
+        source: `${g.source}<br/>${escapeHtml(g.image_id)}`,
+      });
+    }
+  }
+  return rows;
+}
+
+/** One row per embedding store: its size, rejects, and the speed of this and all extraction runs. */
+export function storeRows(results: readonly ExtractResult[]): Row[] {
+  return results.map((r) => {
+    const store = EmbeddingStore.open(r.storeDir);
+    const runs = store.meta.runs.filter((x) => x.embedded > 0);
+    const secs = runs.reduce((a, x) => a + x.seconds, 0);
+    const done = runs.reduce((a, x) => a + x.embedded + x.rejected, 0);
+    return {
+      dataset: r.dataset,
+      photos: r.images,
+      stored: store.size,
+      rejected: store.rejects().length,
+      'this run: embedded': r.embedded,
+      'this run: s': Number(r.seconds.toFixed(1)),
+      'extraction: s': Number(secs.toFixed(1)),
+      'extraction: images/s': secs > 0 ? Number((done / secs).toFixed(2)) : '',
+      workers: runs.length ? runs[runs.length - 1].workers : '',
+      dim: store.dim,
+    };
+  });
+}
+
+/** The photos the stores rejected (unreadable files), with the reason. */
+export function rejectRows(results: readonly ExtractResult[]): Row[] {
+  return results.flatMap((r) => EmbeddingStore.open(r.storeDir).rejects().map((x) => ({ dataset: r.dataset, ...x })));
+}
+
+/**
+ * A sanity view of the embeddings: `queries` photos (evaluation photos when there are enough),
+ * each with its `neighbours` most cosine-similar photos among all embedded ones.
+ */
+export async function neighbourRows(
+  set: EmbeddingSet,
+  photos: readonly { image_id: string; file: string; split: string }[],
+  queries: number,
+  neighbours: number,
+  size = 140,
+): Promise<Row[]> {
+  const all = photos.filter((x) => set.has(x.image_id));
+  const fileOf = new Map(all.map((x) => [x.image_id, x.file]));
+  const evalPhotos = all.filter((x) => x.split === 'eval');
+  const pool = evalPhotos.length >= queries ? evalPhotos : all;
+  const step = Math.max(1, Math.floor(pool.length / queries));
+  const picks = Array.from({ length: Math.min(queries, pool.length) }, (_, i) => pool[i * step]);
+  const candidates = new Map(all.map((x) => [x.image_id, set.get(x.image_id)]));
+  const found = nearestNeighbours(candidates, new Map(picks.map((q) => [q.image_id, set.get(q.image_id)])), { k: neighbours });
+  const rows: Row[] = [];
+  for (const q of picks) {
+    const cells: Row = { query: (await photoCell(q.file, size)) + `<br/>${escapeHtml(q.image_id)}` };
+    for (const [i, n] of (found.get(q.image_id) ?? []).entries()) {
+      cells[`#${i + 1}`] = (await photoCell(fileOf.get(n.id)!, size)) + `<br/>${escapeHtml(set.datasetOf(n.id) ?? '')} · cos ${n.similarity.toFixed(3)}`;
+    }
+    rows.push(cells);
+  }
+  return rows;
+}
+
+/** A few photos of a split with their references and this run's captions (HTML rows for a table). */
+export async function captionSampleRows(
+  profile: ProfileConfig,
+  runDir: string,
+  opts: { split: 'train' | 'val' | 'eval'; count: number; beam?: number },
+): Promise<Row[]> {
+  const run = await loadRun(runDir);
+  try {
+    const emb = openEmbeddingsOfRun(run.config);
+    const groups = groupImages(frameColumns(loadSubsets(profile)[opts.split]))
+      .filter((g) => emb.has(g.image_id))
+      .slice(0, opts.count);
+    const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), { beam: opts.beam ?? profile.eval.beam, maxNewTokens: profile.eval.maxNewTokens });
+    const rows: Row[] = [];
+    for (const [i, g] of groups.entries()) {
+      rows.push({ photo: await photoCell(g.file, 160), 'generated caption': caps[i], 'a reference': g.captions[0] ?? '', image: escapeHtml(g.image_id) });
+    }
+    return rows;
+  } finally {
+    run.dispose();
+  }
+}
+
+/** The first `count` evaluation photos: photo, a reference, and each system's caption (humans left out). */
+export async function evalSampleRows(evaluation: Evaluation, count: number, size = 160): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const g of evaluation.evalImages.slice(0, count)) {
+    const row: Row = { photo: await photoCell(g.file, size), 'ground truth': g.captions[0] };
+    for (const s of evaluation.systems) if (s.kind !== 'human') row[s.label] = s.captions.get(g.image_id) ?? '';
+    rows.push(row);
+  }
+  return rows;
+}
