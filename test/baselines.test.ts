@@ -1,7 +1,9 @@
 // Baselines: nearest-neighbour consensus caption retrieval and the human leave-one-out score.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { nearestNeighbours, nearestNeighbourCaptions, ConsensusScorer, humanLeaveOneOut, tfjsSimilarity, jsSimilarity } from '../src/lib/eval/baselines';
+import { nearestNeighbours, tfjsSimilarity, jsSimilarity } from '../src/lib/eval/knn';
+import { nearestNeighbourCaptions, humanLeaveOneOut } from '../src/lib/eval/baselines';
+import { ConsensusScorer } from '../src/lib/eval/metrics/consensus';
 import { ciderScoreOf, ciderVector, documentFrequencies, ngramCounts } from '../src/lib/eval/metrics/cider';
 import { scoreCaptions, METRIC_NAMES, tokenizeCaption } from '../src/lib/eval/metrics/index';
 

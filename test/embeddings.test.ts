@@ -4,16 +4,8 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {
-  centerL2,
-  EmbeddingSet,
-  EmbeddingStore,
-  fitPartMeans,
-  INDEX_FILE,
-  mergeStores,
-  ROWS_FILE,
-  type EncoderSignature,
-} from '../src/lib/embed/store';
+import { centerL2, EmbeddingSet, fitPartMeans } from '../src/lib/embed/embedding-set';
+import { EmbeddingStore, INDEX_FILE, mergeStores, ROWS_FILE, type EncoderSignature } from '../src/lib/embed/store';
 
 function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-emb-'));

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from './args';
 import { ensureBackend } from '../lib/tfjs/backend';
-import { loadLanguageModel } from '../lib/model/gpt2';
+import { loadLanguageModel } from '../lib/model/gpt2-hf';
 import { beamSearch, greedy, topP } from '../lib/model/generate';
 import { stopIds } from '../lib/model/tokenizer';
 

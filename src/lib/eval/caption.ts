@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { centerL2, type CenterFile } from '../embed/store';
+import { centerL2, type CenterFile } from '../embed/embedding-set';
 import { createEncoder, type ImageEncoder } from '../embed/encoders/index';
 import { readJson } from '../util/files';
 import { beamSearch, greedy } from '../model/generate';

@@ -2,7 +2,8 @@
 // embeddings, into GPT-2. Only the caption tokens are scored (cross-entropy); the prefix positions
 // and the padding after the caption never contribute. GPT-2 is fine-tuned or frozen.
 import * as tf from '@tensorflow/tfjs';
-import { GPT2, lmLoss } from './gpt2';
+import { GPT2 } from './gpt2';
+import { lmLoss } from '../tfjs/ops';
 import type { Mapper } from './mapper';
 
 export class ClipCapModel {

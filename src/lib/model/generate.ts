@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { GPT2, KVCache } from './gpt2';
 import { mulberry32 } from '../util/rng';
 
-export interface DecodeOptions {
+export interface GenerateOptions {
   maxNewTokens: number;
   eosId: number;
   stopIds?: number[];
@@ -30,7 +30,7 @@ function checkPrefix(model: GPT2, prefix: tf.Tensor3D): void {
  * The shared decoding loop: `pick` turns each row's last-position logits (float32, [B][V] flat)
  * into the next token of every row.
  */
-function decodeLoop(model: GPT2, prefix: tf.Tensor3D, opts: DecodeOptions, pick: (logits: Float32Array, B: number, V: number) => number[]): number[][] {
+function decodeLoop(model: GPT2, prefix: tf.Tensor3D, opts: GenerateOptions, pick: (logits: Float32Array, B: number, V: number) => number[]): number[][] {
   checkPrefix(model, prefix);
   const B = prefix.shape[0];
   const V = model.config.vocabSize;
@@ -87,11 +87,11 @@ function argmaxRow(logits: Float32Array, off: number, V: number): number {
 }
 
 /** Greedy decoding of a batch of prefixes `[B, P, d]`. */
-export function greedy(model: GPT2, prefix: tf.Tensor3D, opts: DecodeOptions): number[][] {
+export function greedy(model: GPT2, prefix: tf.Tensor3D, opts: GenerateOptions): number[][] {
   return decodeLoop(model, prefix, opts, (logits, B, V) => Array.from({ length: B }, (_, b) => argmaxRow(logits, b * V, V)));
 }
 
-export interface BeamOptions extends DecodeOptions {
+export interface BeamOptions extends GenerateOptions {
   /** Number of beams (default 5, as ClipCap). */
   beamSize?: number;
   /** Logits are divided by this (default 1). */
@@ -241,7 +241,7 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
     .map((x) => x.beam);
 }
 
-export interface TopPOptions extends DecodeOptions {
+export interface TopPOptions extends GenerateOptions {
   topP: number;
   temperature?: number;
   seed: number;

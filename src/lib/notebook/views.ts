@@ -6,12 +6,13 @@ import type { ProfileConfig } from '../config';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages, SUBSET_SPLITS, type ImageGroup } from '../data/schema';
 import type { Subsets } from '../data/subset';
-import { EmbeddingStore, type EmbeddingSet } from '../embed/store';
+import { EmbeddingStore } from '../embed/store';
+import { type EmbeddingSet } from '../embed/embedding-set';
 import type { ExtractResult } from '../embed/extract';
 import { captionEmbeddings } from '../eval/caption';
 import type { Evaluation } from '../eval/evaluate';
 import { loadRun, openEmbeddingsOfRun } from '../train/run';
-import { nearestNeighbours } from '../eval/baselines';
+import { nearestNeighbours } from '../eval/knn';
 import { escapeHtml, imgTag, thumbnailDataUri } from './display';
 
 type Row = Record<string, unknown>;

@@ -2,7 +2,7 @@
 // the TrainTask the training loop runs (train/loop.ts). Shared with the LM pretraining (padBatch).
 import * as tf from '@tensorflow/tfjs';
 import type { CaptionRow } from '../data/schema';
-import type { EmbeddingSet } from '../embed/store';
+import type { EmbeddingSet } from '../embed/embedding-set';
 import type { ClipCapModel } from '../model/clipcap';
 import { formatCaption } from '../model/text';
 import type { Tokenizer } from '../model/tokenizer';

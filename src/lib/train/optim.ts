@@ -2,7 +2,7 @@
 // warm-up / linear decay schedule of transformers (`get_linear_schedule_with_warmup`), and global-norm
 // gradient clipping (`torch.nn.utils.clip_grad_norm_`).
 //
-// Memory: the moments live outside the backend (the wasm heap is capped at 4 GiB), in the memory of a
+// Memory (the kernel: tfjs/adamw-kernel.ts; storage access: tfjs/storage.ts): the moments live outside the backend (the wasm heap is capped at 4 GiB), in the memory of a
 // small WebAssembly SIMD kernel that runs the fused update, one parameter at a time (plain
 // JavaScript when WebAssembly SIMD is unavailable): on the wasm and cpu
 // backends it reads parameter and gradient in the backend's own memory and writes the new parameter
@@ -14,6 +14,8 @@
 import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { parseSafetensors, toFloat32, writeSafetensors, type SafeTensorInput } from '../io/safetensors';
+import { AdamKernel, type MomentSlot, type StepScalars } from '../tfjs/adamw-kernel';
+import { freshStorage, storageView } from '../tfjs/storage';
 
 export interface AdamWOptions {
   /** Learning rate, or a schedule of the step index (0-based, before the update). */
@@ -39,68 +41,7 @@ export interface AdamWState {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Direct access to tensor storage on the CPU backends (no copies).
-
-interface WasmLike {
-  dataIdMap: { get(id: object): { memoryOffset: number; refCount: number } | undefined };
-  wasm: { HEAPU8: Uint8Array };
-  refCount(id: object): number;
-}
-interface CpuLike {
-  data: { get(id: object): { values?: unknown; refCount: number } | undefined };
-  refCount(id: object): number;
-}
-
-function currentBackend(): { name: string; backend: unknown } {
-  const engine = tf.engine() as unknown as { backend: unknown; backendName: string };
-  return { name: engine.backendName, backend: engine.backend };
-}
-
-/**
- * A Float32Array over the tensor's own storage (wasm heap or cpu array) when the backend allows it,
- * else null. The view is valid until the next backend allocation (the wasm heap may grow).
- * `forWrite` also requires that no other tensor shares the storage.
- */
-export function storageView(t: tf.Tensor, forWrite = false): Float32Array | null {
-  if (t.dtype !== 'float32' || t.isDisposed) return null;
-  const { name, backend } = currentBackend();
-  const dataId = t.dataId as object;
-  if (name === 'wasm') {
-    const b = backend as WasmLike;
-    const d = b.dataIdMap.get(dataId);
-    if (!d || d.memoryOffset == null) return null;
-    if (forWrite && b.refCount(dataId) !== 1) return null;
-    return new Float32Array(b.wasm.HEAPU8.buffer, d.memoryOffset, t.size);
-  }
-  if (name === 'cpu') {
-    const b = backend as CpuLike;
-    const d = b.data.get(dataId);
-    if (!d || !(d.values instanceof Float32Array) || d.values.length !== t.size) return null;
-    if (forWrite && b.refCount(dataId) !== 1) return null;
-    return d.values;
-  }
-  return null;
-}
-
-/**
- * A new, uninitialised float32 tensor of the variable's shape on the wasm or cpu backend, with a
- * function giving a writable view of its storage; null on other backends.
- */
-function freshStorage(like: tf.Tensor): { tensor: tf.Tensor; view: () => Float32Array } | null {
-  const { name, backend } = currentBackend();
-  if (name !== 'wasm' && name !== 'cpu') return null;
-  const engine = tf.engine() as unknown as { makeTensorFromTensorInfo(info: { dataId: object; shape: number[]; dtype: string }): tf.Tensor };
-  if (name === 'wasm') {
-    const info = (backend as { makeOutput(shape: number[], dtype: string): { dataId: object; shape: number[]; dtype: string } }).makeOutput(like.shape, 'float32');
-    const tensor = engine.makeTensorFromTensorInfo(info);
-    return { tensor, view: () => storageView(tensor)! };
-  }
-  const values = new Float32Array(like.size);
-  const tensor = tf.tensor(values, like.shape, 'float32');
-  return { tensor, view: () => storageView(tensor) ?? values };
-}
-
-// ---------------------------------------------------------------------------------------------
+// Schedule, gradient accumulation and clipping.
 
 /** transformers' get_linear_schedule_with_warmup: 0 -> lr over warmupSteps, then linearly to 0 at totalSteps. */
 export function linearWarmupDecay(step: number, opts: { lr: number; warmupSteps: number; totalSteps: number }): number {
@@ -161,156 +102,6 @@ export function clipByGlobalNorm<G extends GradInput>(grads: G, maxNorm: number)
 }
 
 
-// ---------------------------------------------------------------------------------------------
-// The fused update as a small hand-assembled WebAssembly SIMD function (f32x4; JavaScript's scalar
-// double sqrt and division made the update ~3x slower). The moments live in this module's own
-// memory (not the tfjs heap); parameter and gradient are copied in by cache-sized chunks, the new
-// parameter copied out. Float32 arithmetic in PyTorch's order:
-//   m = m*b1 + g*(1-b1); v = v*b2 + (g*(1-b2))*g; q = p*decay - (m / (sqrt(v)/sqrt(bc2) + eps)) * step
-
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-function adamWasmBytes(): Uint8Array {
-  const vec = (b: number[]) => [...leb(b.length), ...b];
-  const section = (id: number, b: number[]) => [id, ...vec(b)];
-  const simd = (op: number) => [0xfd, ...leb(op)];
-  const [I32, F32, V128] = [0x7f, 0x7d, 0x7b];
-  const get = (i: number) => [0x20, i];
-  const set = (i: number) => [0x21, i];
-  const tee = (i: number) => [0x22, i];
-  const load = [...simd(0x00), 4, 0];
-  const store = [...simd(0x0b), 4, 0];
-  const [splat, sqrt, add, sub, mul, div] = [simd(0x13), simd(0xe3), simd(0xe4), simd(0xe5), simd(0xe6), simd(0xe7)];
-  // params: 0 p, 1 g, 2 m, 3 v, 4 q (byte offsets), 5 groups of 4; 6 b1, 7 1-b1, 8 b2, 9 1-b2, 10 eps, 11 decay, 12 step, 13 sqrt(bc2)
-  // locals: 14 i, 15 end; 16.. splats B1 OMB1 B2 OMB2 EPS DECAY STEP SQ (16-23); 24 G, 25 M, 26 V
-  const at = (base: number) => [...get(base), ...get(14), 0x6a];
-  const splats: number[] = [];
-  for (let k = 0; k < 8; k++) splats.push(...get(6 + k), ...splat, ...set(16 + k));
-  const body = [
-    ...get(5), 0x41, 4, 0x74, ...set(15), // end = groups << 4
-    ...splats,
-    0x02, 0x40, 0x03, 0x40,
-    ...get(14), ...get(15), 0x4f, 0x0d, 1, // if (i >= end) break
-    ...at(1), ...load, ...set(24),
-    ...at(2), ...at(2), ...load, ...get(16), ...mul, ...get(24), ...get(17), ...mul, ...add, ...tee(25), ...store,
-    ...at(3), ...at(3), ...load, ...get(18), ...mul, ...get(24), ...get(19), ...mul, ...get(24), ...mul, ...add, ...tee(26), ...store,
-    ...at(4), ...at(0), ...load, ...get(21), ...mul, ...get(25), ...get(26), ...sqrt, ...get(23), ...div, ...get(20), ...add, ...div, ...get(22), ...mul, ...sub, ...store,
-    ...get(14), 0x41, 16, 0x6a, ...set(14),
-    0x0c, 0, 0x0b, 0x0b, 0x0b,
-  ];
-  const func = [2, 2, I32, 11, V128, ...body];
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-    ...section(1, [1, 0x60, ...vec([I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32, F32]), 0]),
-    ...section(3, [1, 0]),
-    ...section(5, [1, 0, 1]),
-    ...section(7, [2, ...vec([...Buffer.from('mem')]), 2, 0, ...vec([...Buffer.from('adamw')]), 0, 0]),
-    ...section(10, [1, ...vec(func)]),
-  ]);
-}
-
-/** Hyperparameters of one update, as the kernel takes them. */
-interface StepScalars {
-  b1: number;
-  omb1: number;
-  b2: number;
-  omb2: number;
-  eps: number;
-  decay: number;
-  step: number;
-  sqrtBc2: number;
-}
-
-/** Where one parameter's moments live. */
-interface MomentSlot {
-  size: number;
-  /** Byte offsets in the kernel memory (SIMD) ... */
-  mOff: number;
-  vOff: number;
-  /** ... or plain arrays (fallback). */
-  m?: Float32Array;
-  v?: Float32Array;
-}
-
-const CHUNK = 16384; // floats per copy-in chunk (3 x 64 KiB stay in cache)
-
-/** Moments storage and the update loop: wasm SIMD when available, plain JavaScript otherwise. */
-class AdamKernel {
-  private readonly mem: { buffer: ArrayBuffer; grow(pages: number): number } | null = null;
-  private readonly fn: ((...a: number[]) => void) | null = null;
-  private top = 3 * CHUNK * 4; // scratch P, G, Q first
-  constructor(useSimd = true) {
-    if (!useSimd) return;
-    try {
-      // (no DOM lib in this project's TypeScript settings: the WebAssembly API typed by hand)
-      const WA = (globalThis as unknown as { WebAssembly: { Module: new (b: Uint8Array) => object; Instance: new (m: object, i: object) => { exports: Record<string, unknown> } } }).WebAssembly;
-      const inst = new WA.Instance(new WA.Module(adamWasmBytes()), {});
-      this.mem = inst.exports.mem as unknown as { buffer: ArrayBuffer; grow(pages: number): number };
-      this.fn = inst.exports.adamw as unknown as (...a: number[]) => void;
-      this.ensure(this.top);
-    } catch {
-      this.mem = null;
-      this.fn = null;
-    }
-  }
-  get simd(): boolean {
-    return this.fn !== null;
-  }
-  private ensure(bytes: number): void {
-    const have = this.mem!.buffer.byteLength;
-    if (bytes > have) this.mem!.grow(Math.ceil((bytes - have) / 65536));
-  }
-  alloc(size: number): MomentSlot {
-    if (!this.fn) return { size, mOff: 0, vOff: 0, m: new Float32Array(size), v: new Float32Array(size) };
-    const bytes = Math.ceil(size / 4) * 16; // whole f32x4 groups
-    const slot = { size, mOff: this.top, vOff: this.top + bytes };
-    this.top += 2 * bytes;
-    this.ensure(this.top); // fresh pages are zero
-    return slot;
-  }
-  /** Copies of the moments (or views for write when `write`). */
-  views(slot: MomentSlot): { m: Float32Array; v: Float32Array } {
-    if (slot.m && slot.v) return { m: slot.m, v: slot.v };
-    return { m: new Float32Array(this.mem!.buffer, slot.mOff, slot.size), v: new Float32Array(this.mem!.buffer, slot.vOff, slot.size) };
-  }
-  run(p: Float32Array, g: Float32Array, slot: MomentSlot, q: Float32Array, scalars: StepScalars): void {
-    const n = p.length;
-    const f32 = Math.fround;
-    const k = Object.fromEntries(Object.entries(scalars).map(([key, x]) => [key, f32(x)])) as unknown as StepScalars;
-    if (!this.fn) {
-      const { m, v } = this.views(slot);
-      for (let i = 0; i < n; i++) {
-        const gi = g[i];
-        const mi = Math.fround(Math.fround(m[i] * k.b1) + Math.fround(gi * k.omb1));
-        const vi = Math.fround(Math.fround(v[i] * k.b2) + Math.fround(Math.fround(gi * k.omb2) * gi));
-        m[i] = mi;
-        v[i] = vi;
-        const denom = Math.fround(Math.fround(Math.fround(Math.sqrt(vi)) / k.sqrtBc2) + k.eps);
-        q[i] = Math.fround(p[i] * k.decay) - Math.fround(Math.fround(mi / denom) * k.step); // stored as f32
-      }
-      return;
-    }
-    const F = new Float32Array(this.mem!.buffer);
-    const [P, G, Q] = [0, CHUNK, 2 * CHUNK];
-    for (let s = 0; s < n; s += CHUNK) {
-      const len = Math.min(CHUNK, n - s);
-      F.set(p.subarray(s, s + len), P);
-      F.set(g.subarray(s, s + len), G);
-      this.fn(P * 4, G * 4, slot.mOff + s * 4, slot.vOff + s * 4, Q * 4, Math.ceil(len / 4), k.b1, k.omb1, k.b2, k.omb2, k.eps, k.decay, k.step, k.sqrtBc2);
-      q.set(F.subarray(Q, Q + len), s);
-    }
-  }
-}
-
 /** AdamW with moments outside the backend; see the module comment. */
 export class AdamW {
   readonly beta1: number;
@@ -342,32 +133,12 @@ export class AdamW {
   }
 
   /**
-   * One update. Either `step(variables, grads[, lr])` with parallel arrays, or
-   * `step(Map<variable, grad> | {variableName: grad}[, lr])`. `lr` overrides the configured rate.
-   * Gradients are not disposed.
+   * One update of `vars` with their gradients `grads` (parallel arrays). `lr` overrides the
+   * configured rate. Gradients are not disposed.
    */
-  step(vars: tf.Variable[], grads: tf.Tensor[], lr?: number): void;
-  step(grads: Map<tf.Variable, tf.Tensor> | Record<string, tf.Tensor>, lr?: number): void;
-  step(a: tf.Variable[] | Map<tf.Variable, tf.Tensor> | Record<string, tf.Tensor>, b?: tf.Tensor[] | number, c?: number): void {
-    let pairs: [tf.Variable, tf.Tensor][];
-    let lr: number | undefined;
-    if (Array.isArray(a)) {
-      const grads = b as tf.Tensor[];
-      if (!Array.isArray(grads) || grads.length !== a.length) throw new Error('AdamW.step: variables and gradients differ in number');
-      pairs = a.map((v, i) => [v, grads[i]]);
-      lr = c;
-    } else if (a instanceof Map) {
-      pairs = [...a];
-      lr = b as number | undefined;
-    } else {
-      const registry = tf.engine().registeredVariables as Record<string, tf.Variable>;
-      pairs = Object.entries(a).map(([name, g]) => {
-        const v = registry[name];
-        if (!v) throw new Error(`AdamW.step: no variable named ${name}`);
-        return [v, g];
-      });
-      lr = b as number | undefined;
-    }
+  step(vars: tf.Variable[], grads: tf.Tensor[], lr?: number): void {
+    if (grads.length !== vars.length) throw new Error('AdamW.step: variables and gradients differ in number');
+    const pairs: [tf.Variable, tf.Tensor][] = vars.map((v, i) => [v, grads[i]]);
     const rate = lr ?? this.currentLr();
     this.t += 1;
     const bc1 = 1 - this.beta1 ** this.t;

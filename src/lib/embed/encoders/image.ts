@@ -47,7 +47,7 @@ export interface ShortestEdgeSpec {
   kernel?: ResizeSpec['kernel'];
 }
 
-export interface DecodeOptions {
+export interface ImageDecodeOptions {
   /** Resize after orientation and colour conversion. */
   resize?: ResizeSpec | ShortestEdgeSpec;
   /** Colour that alpha is flattened onto and letterbox padding (default white). */
@@ -85,7 +85,7 @@ function describe(input: string | Uint8Array): string {
 }
 
 /** Decode an image file (or its bytes) to upright 8-bit RGB, optionally resized. */
-export async function decodeImage(input: string | Uint8Array, opts: DecodeOptions = {}): Promise<DecodedImage> {
+export async function decodeImage(input: string | Uint8Array, opts: ImageDecodeOptions = {}): Promise<DecodedImage> {
   const background = opts.background ?? WHITE;
   try {
     let img = sharp(input, { failOn: 'truncated', pages: 1 })
@@ -145,7 +145,7 @@ export function centreCrop(img: DecodedImage, width: number, height: number): De
 }
 
 /** Decode any ImageInput (decoded images pass through, or are resized when `opts.resize` is set). */
-export async function toDecoded(input: ImageInput, opts: DecodeOptions = {}): Promise<DecodedImage> {
+export async function toDecoded(input: ImageInput, opts: ImageDecodeOptions = {}): Promise<DecodedImage> {
   if (!isDecodedImage(input)) return decodeImage(input, opts);
   if (!opts.resize) return input;
   const r: ResizeSpec =
