@@ -15,7 +15,7 @@ import {
 } from '../src/lib/data';
 import { makeMirror, tmpRoot } from './helpers/data-fixtures';
 
-test('corpus: all mirror caption sources, evaluation photos kept out by id and by text, deduplicated, counted', async () => {
+test('corpus: training captions and text corpora; validation, test and evaluation photos kept out by id and by text, deduplicated, counted', async () => {
   const m = await makeMirror({ val: 4, train: 2, flickr: 3 });
   const evalId = m.cocoIds.val[0];
   // An evaluation set: one COCO photo, one Flickr8k photo; plus a caption text that also appears elsewhere.
@@ -31,20 +31,24 @@ test('corpus: all mirror caption sources, evaluation photos kept out by id and b
   assert.deepEqual(Object.keys(by), ['coco-val2017', 'coco-mini', 'flickr8k', 'flickr30k']);
   // coco-val2017: 4 val photos + 3 extra, 5 captions each; the eval photo's 5 dropped by id
   assert.deepEqual(by['coco-val2017'], { source: 'coco-val2017', read: 35, evalImage: 5, evalText: 0, duplicate: 0, kept: 30 });
-  // coco-mini repeats the val photos' captions (trailing space aside): duplicates
-  assert.deepEqual(by['coco-mini'], { source: 'coco-mini', read: 30, evalImage: 5, evalText: 0, duplicate: 15, kept: 10 });
-  // flickr8k: 3 + 2 caption-only photos; one eval photo by id
-  assert.deepEqual(by['flickr8k'], { source: 'flickr8k', read: 25, evalImage: 5, evalText: 0, duplicate: 0, kept: 20 });
+  // coco-mini: its train2017 photos only (2 x 5)
+  assert.deepEqual(by['coco-mini'], { source: 'coco-mini', read: 10, evalImage: 0, evalText: 0, duplicate: 0, kept: 10 });
+  // flickr8k: the standard train split only (1 photo; the 2 dev photos, the test and the unsplit photo are not read)
+  assert.deepEqual(by['flickr8k'], { source: 'flickr8k', read: 5, evalImage: 0, evalText: 0, duplicate: 0, kept: 5 });
   // flickr30k: "Someone on a horse ." equals an eval caption once normalised; one caption repeats flickr8k
   assert.deepEqual(by['flickr30k'], { source: 'flickr30k', read: 4, evalImage: 0, evalText: 1, duplicate: 1, kept: 2 });
-  assert.equal(c.records.length, 30 + 10 + 20 + 2);
+  assert.equal(c.records.length, 30 + 10 + 5 + 2);
   const texts = c.records.map((r) => normaliseCaption(r.text));
   assert.equal(new Set(texts).size, texts.length, 'no duplicates');
   for (const e of frameColumns(evalDf).caption) assert.ok(!texts.includes(normaliseCaption(e)), e);
   assert.ok(!c.records.some((r) => r.text.includes(m.flickrWithPhoto[2])));
   assert.ok(c.records.some((r) => r.text === 'A cat sleeps .' && r.source === 'flickr30k'));
   assert.equal(c.inputs.length, 5);
-  assert.deepEqual(c.excluded, { images: 2, captions: 6 });
+  // no caption of a dev or test photo of the standard split
+  const heldOut = [...m.flickrWithPhoto.slice(1), ...m.flickrNoPhoto];
+  assert.ok(!c.records.some((r) => heldOut.some((h) => r.text.includes(h))));
+  // kept out: the 2 eval photos and the 3 dev / test photos (one of them also an eval photo here); 6 + 15 captions
+  assert.deepEqual(c.excluded, { images: 4, captions: 21 });
 
   // text-corpus is optional
   fs.rmSync(path.join(m.root, 'text-corpus'), { recursive: true });
@@ -57,7 +61,7 @@ test('corpus: all mirror caption sources, evaluation photos kept out by id and b
   assert.throws(() => buildCaptionCorpus({ mirror: m.root, exclude: ex }), /captions_val2017\.json: annotations\[0\]: image_id 5 is not in "images"/);
 });
 
-test('corpus for a profile: offline keeps its eval subset out; smoke uses train + val captions; no subsets is a clear error', async () => {
+test('corpus for a profile: offline keeps its val and eval subsets out; smoke uses its train captions; no subsets is a clear error', async () => {
   const m = await makeMirror({ val: 6, train: 2, flickr: 3 });
   const root = tmpRoot();
   const env = { CLIPCAP_DATA_DIR: m.root };
@@ -70,7 +74,10 @@ test('corpus for a profile: offline keeps its eval subset out; smoke uses train 
   assert.equal(evalCaps.size, 15);
   assert.ok(c.records.every((r) => !evalCaps.has(normaliseCaption(r.text))));
   assert.equal(c.counts.find((x) => x.source === 'coco-val2017')!.evalImage, 15);
-  assert.equal(c.excluded.images, 3);
+  // 3 eval photos (COCO val2017), the 2 dev photos (the val subset) and the test photo without a file
+  assert.equal(c.excluded.images, 6);
+  const valCaps = frameColumns(s.val).caption.map(normaliseCaption);
+  assert.ok(valCaps.length > 0 && c.records.every((r) => !valCaps.includes(normaliseCaption(r.text))));
   // every train caption is in the corpus
   const texts = new Set(c.records.map((r) => normaliseCaption(r.text)));
   for (const t of frameColumns(s.train).caption) assert.ok(texts.has(normaliseCaption(t)), t);
@@ -80,12 +87,9 @@ test('corpus for a profile: offline keeps its eval subset out; smoke uses train 
   const sc = captionCorpusForProfile(smoke, { root });
   assert.deepEqual(
     sc.counts.map((x) => [x.source, x.read]),
-    [
-      ['smoke-train', ss.train.height],
-      ['smoke-val', ss.val.height],
-    ],
+    [['smoke-train', ss.train.height]],
   );
   const smokeEval = new Set(frameColumns(ss.eval).caption.map(normaliseCaption));
   assert.ok(sc.records.every((r) => !smokeEval.has(normaliseCaption(r.text))));
-  assert.equal(sc.excluded.images, smoke.data.evalImages);
+  assert.equal(sc.excluded.images, smoke.data.evalImages + new Set(frameColumns(ss.val).image_id).size);
 });

@@ -93,7 +93,7 @@ test('the split depends on the seed and the rows, not on their order', () => {
 
 function offlineCfg(over: Partial<ProfileConfig['data']> = {}): ProfileConfig {
   const cfg = profileConfig('offline');
-  Object.assign(cfg.data, { evalImages: 5, valFraction: 0.25 }, over);
+  Object.assign(cfg.data, over);
   return cfg;
 }
 
@@ -101,8 +101,8 @@ function sha(f: string): string {
   return require('crypto').createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 }
 
-test('offline subsets from a mirror: eval from coco-mini val2017, the rest to train/val, parquet + manifest, reproducible', async () => {
-  const m = await makeMirror({ val: 8, train: 4, flickr: 10 });
+test('offline subsets, the Flickr8k benchmark: train on the standard train split (+ COCO train2017), val = dev, eval = test + COCO val2017; parquet + manifest, reproducible', async () => {
+  const m = await makeMirror({ val: 8, train: 4, flickr: 10, testPhotos: 2 });
   const root = tmpRoot();
   const env = { CLIPCAP_DATA_DIR: m.root };
   const r = await buildSubsets(offlineCfg(), { root, env });
@@ -110,22 +110,21 @@ test('offline subsets from a mirror: eval from coco-mini val2017, the rest to tr
   assert.equal(r.dir, dir);
   assert.deepEqual(fs.readdirSync(dir).sort(), ['eval.parquet', 'manifest.json', 'train.parquet', 'val.parquet']);
   assertDisjoint(r);
-  const evalIds = ids(r.eval);
-  assert.equal(evalIds.size, 5);
-  for (const id of evalIds) assert.ok(m.cocoIds.val.map(String).includes(id), `${id} is not a val2017 photo`);
-  // every other photo with captions is in train or val; the caption-only flickr images are not
-  const tv = new Set([...ids(r.train), ...ids(r.val)]);
-  assert.equal(tv.size, 8 + 4 + 10 - 5);
-  for (const s of m.flickrWithPhoto) assert.ok(tv.has(s));
-  for (const s of m.flickrNoPhoto) assert.ok(!tv.has(s));
+  const wp = m.flickrWithPhoto;
+  // eval: every COCO val2017 photo and every Flickr8k test photo that has a file (evalImages 0 = all)
+  assert.deepEqual([...ids(r.eval)].sort(), [...m.cocoIds.val.map(String), wp[8], wp[9]].sort());
+  assert.deepEqual([...ids(r.val)].sort(), [wp[6], wp[7]].sort());
+  assert.deepEqual([...ids(r.train)].sort(), [...wp.slice(0, 6), ...m.cocoIds.train.map(String)].sort());
+  for (const s of m.flickrNoPhoto) assert.ok(!ids(allSubsets(r)).has(s));
   for (const f of new Set(frameColumns(allSubsets(r)).file)) assert.ok(fs.existsSync(f), f);
-  // val: round(7 coco * 0.25) + round(10 flickr * 0.25)
-  assert.equal(ids(r.val).size, Math.round(7 * 0.25) + Math.round(10 * 0.25));
+  // the mirror has only flickr8k-mini: the manifest says the results are not the benchmark
+  assert.match(r.manifest.notes?.join(' ') ?? '', /no full Flickr8k .* using flickr8k-mini .* NOT comparable/);
+  const nEval = 8 + 2;
 
   const man = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
-  assert.deepEqual(man.sizes, { train: { images: ids(r.train).size, captions: r.train.height }, val: { images: ids(r.val).size, captions: r.val.height }, eval: { images: 5, captions: 25 } });
+  assert.deepEqual(man.sizes, { train: { images: ids(r.train).size, captions: r.train.height }, val: { images: ids(r.val).size, captions: r.val.height }, eval: { images: nEval, captions: 5 * nEval } });
   assert.equal(man.seed, 42);
-  assert.equal(man.config.evalImages, 5);
+  assert.equal(man.config.evalImages, 0);
   assert.deepEqual(man.counts, countBySplitSource(allSubsets(r)));
   assert.equal(man.files.train.sha256, sha(path.join(dir, 'train.parquet')));
 
@@ -141,6 +140,13 @@ test('offline subsets from a mirror: eval from coco-mini val2017, the rest to tr
   // another seed: other files
   await buildSubsets(offlineCfg({ seed: 1 }), { root, env });
   assert.notEqual(sha(path.join(dir, 'eval.parquet')), before['eval.parquet']);
+
+  // the full Flickr8k folder: used as it is, no note; its rows are source flickr8k
+  const full = await makeMirror({ val: 3, train: 2, flickr: 10, testPhotos: 2, flickrDir: 'flickr8k' });
+  const f = await buildSubsets(offlineCfg(), { root, env: { CLIPCAP_DATA_DIR: full.root } });
+  assert.equal(f.manifest.notes, undefined);
+  assert.deepEqual([...new Set(frameColumns(f.eval).source)].sort(), ['coco-mini', 'flickr8k']);
+  assert.equal(ids(f.eval).size, 3 + 2);
 });
 
 test('bad inputs: unknown profile, missing mirror, malformed captions, too many eval images; old subsets survive, nothing half-written', async () => {
@@ -152,7 +158,7 @@ test('bad inputs: unknown profile, missing mirror, malformed captions, too many 
   await assert.rejects(buildSubsets(offlineCfg(), { root, env: { CLIPCAP_DATA_DIR: path.join(m.root, 'missing') } }), /CLIPCAP_DATA_DIR=.*missing does not exist; point it at the folder holding coco-mini\//);
   assert.deepEqual(listFiles(path.join(root, 'data')), []);
   const emptyDir = tmpDir('empty');
-  await assert.rejects(buildSubsets(offlineCfg(), { root, env: { CLIPCAP_DATA_DIR: emptyDir } }), /lacks coco-mini\/captions\.json, coco-mini\/images, flickr8k-mini\/captions\.txt, flickr8k-mini\/images: set CLIPCAP_DATA_DIR/);
+  await assert.rejects(buildSubsets(offlineCfg(), { root, env: { CLIPCAP_DATA_DIR: emptyDir } }), /lacks coco-mini\/captions\.json, coco-mini\/images, flickr8k\/captions\.txt, flickr8k\/images: set CLIPCAP_DATA_DIR/);
 
   const env = { CLIPCAP_DATA_DIR: m.root };
   await buildSubsets(offlineCfg(), { root, env });

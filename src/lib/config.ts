@@ -2,10 +2,11 @@
 //
 //  - paper:   real CLIP ViT-B/32 and GPT-2 from the Hugging Face hub, COCO 2014 with the Karpathy
 //             split, sized like the seed study, with the original ClipCap hyperparameters.
-//  - offline: real photos from a local mirror (../shared/data or CLIPCAP_DATA_DIR), a real pretrained
-//             stand-in image encoder shipped in npm, and a small GPT-2 pretrained here on caption text.
-//             The default when the hub is unreachable. Sized to run notebooks 01-06 in under an hour
-//             on two CPU cores.
+//  - offline: the Flickr8k benchmark (standard train / dev / test split) from a local mirror
+//             (../shared/data or CLIPCAP_DATA_DIR), plus coco-mini's COCO photos as a second
+//             evaluation set; a real pretrained stand-in image encoder shipped in npm, and a small
+//             GPT-2 pretrained here on caption text. The default when the hub is unreachable. Sized to
+//             run notebooks 01-06 in at most 90 minutes on two CPU cores.
 //  - smoke:   tiny generated fixtures so that every notebook runs top to bottom in CI in minutes.
 //
 // A notebook's first cell calls `resolveProfile()` and then edits the fields it shows inline.
@@ -23,10 +24,10 @@ export interface DataConfig {
   trainCaptions: number;
   /** Target number of validation captions (paper: 12,505). */
   valCaptions: number;
-  /** Number of evaluation images (paper: 193). They come from photos with 5 references. */
+  /** Number of evaluation images (paper: 193; 0 = every photo of the evaluation pool). They come from photos with 5 references. */
   evalImages: number;
-  /** Mirror datasets used for train/val (offline profile). */
-  datasets: ('coco-mini' | 'flickr8k-mini')[];
+  /** Mirror datasets (offline profile): flickr8k (the benchmark; flickr8k-mini when only that is present) and coco-mini. */
+  datasets: ('coco-mini' | 'flickr8k' | 'flickr8k-mini')[];
   /** Synthetic fixture size (smoke profile). */
   synthetic: { images: number; size: number };
   /**
@@ -216,16 +217,18 @@ function offline(): ProfileConfig {
   return {
     name: 'offline',
     description:
-      'real photos from the local mirror, the CenterNet stand-in encoder (npm @vladmandic/human), a small GPT-2 pretrained here on caption text',
+      'the Flickr8k benchmark (standard split) and coco-mini from the local mirror, the CenterNet stand-in encoder (npm @vladmandic/human), a small GPT-2 pretrained here on caption text',
     data: {
       source: 'mirror',
       seed: 42,
       trainCaptions: 0,
       valCaptions: 0,
-      // 100 of coco-mini's 186 val2017 photos (5 references each; the seed's 193 would leave only
-      // 123 COCO photos for train/val, and the mirror's COCO photos are the only in-domain training data).
-      evalImages: 100,
-      datasets: ['coco-mini', 'flickr8k-mini'],
+      // The Flickr8k benchmark: the standard split's 6,000 train photos (and coco-mini's 130 train2017
+      // photos) to train, its 1,000 dev photos to validate, every test photo and every coco-mini
+      // val2017 photo to evaluate (0 = all of the evaluation pool). Falls back to flickr8k-mini,
+      // loudly, when the mirror lacks the full Flickr8k.
+      evalImages: 0,
+      datasets: ['flickr8k', 'coco-mini'],
       synthetic: { images: 0, size: 0 },
       valFraction: 0.1,
       evalMinCaptions: 5,

@@ -46,12 +46,12 @@ export function requireMirrorDir(env: NodeJS.ProcessEnv = process.env): string {
   const dir = mirrorDir(env);
   if (!dir) {
     throw new Error(
-      'no local data mirror: set CLIPCAP_DATA_DIR to a folder holding coco-mini/ and flickr8k-mini/ ' +
+      'no local data mirror: set CLIPCAP_DATA_DIR to a folder holding coco-mini/ and flickr8k/ (or flickr8k-mini/) ' +
         `(see data/README.md), or place it at ${path.resolve(repoRoot(), '..', 'shared', 'data')}`,
     );
   }
   if (!fs.existsSync(dir)) {
-    throw new Error(`CLIPCAP_DATA_DIR=${dir} does not exist; point it at the folder holding coco-mini/ and flickr8k-mini/`);
+    throw new Error(`CLIPCAP_DATA_DIR=${dir} does not exist; point it at the folder holding coco-mini/ and flickr8k/ (or flickr8k-mini/)`);
   }
   return dir;
 }

@@ -50,7 +50,13 @@ export interface FixtureMirror {
  * captions each), captions_val2017.json with those val photos plus 3 more, flickr8k-mini with
  * `flickr` photos plus 2 caption-only images, text-corpus with two Flickr30k files.
  */
-export async function makeMirror(opts: { val?: number; train?: number; flickr?: number } = {}): Promise<FixtureMirror> {
+/**
+ * A local data mirror in the shared/data layout. Flickr8k split files: by default all photos but two
+ * in train, two in dev, and the test photo has no file (the layout of flickr8k-mini); with
+ * `testPhotos: t` the last t photos are test photos with files. `flickrDir: 'flickr8k'` writes the
+ * full set's folder instead of flickr8k-mini/.
+ */
+export async function makeMirror(opts: { val?: number; train?: number; flickr?: number; testPhotos?: number; flickrDir?: 'flickr8k' | 'flickr8k-mini' } = {}): Promise<FixtureMirror> {
   const root = tmpDir('mirror');
   const nVal = opts.val ?? 8;
   const nTrain = opts.train ?? 4;
@@ -87,7 +93,7 @@ export async function makeMirror(opts: { val?: number; train?: number; flickr?: 
   for (const id of extra) for (let k = 0; k < 5; k++) anns.push({ image_id: id, id: annId++, caption: `val2017 extra ${id} says ${k}.` });
   fs.writeFileSync(path.join(cm, 'captions_val2017.json'), JSON.stringify({ info: {}, licenses: [], images: v17imgs, type: 'captions', annotations: anns }));
 
-  const fk = path.join(root, 'flickr8k-mini');
+  const fk = path.join(root, opts.flickrDir ?? 'flickr8k-mini');
   fs.mkdirSync(path.join(fk, 'images'), { recursive: true });
   const withPhoto = Array.from({ length: nFlickr }, (_, i) => `${100000 + i}_abc${i}`);
   const noPhoto = ['999001_zz', '999002_zz'];
@@ -97,10 +103,12 @@ export async function makeMirror(opts: { val?: number; train?: number; flickr?: 
   }
   fs.writeFileSync(path.join(fk, 'captions.txt'), lines.join('\n') + '\n');
   for (const stem of withPhoto) fs.writeFileSync(path.join(fk, 'images', `${stem}.jpg`), await jpeg(200, 100, 30));
-  const names = [...withPhoto, ...noPhoto].map((s) => `${s}.jpg`);
-  fs.writeFileSync(path.join(fk, 'Flickr_8k.trainImages.txt'), names.slice(0, -4).join('\n') + '\n');
-  fs.writeFileSync(path.join(fk, 'Flickr_8k.devImages.txt'), names.slice(-4, -2).join('\n') + '\n');
-  fs.writeFileSync(path.join(fk, 'Flickr_8k.testImages.txt'), names.slice(-2, -1).join('\n') + '\n'); // the last one: in no split
+  const t = opts.testPhotos ?? 0;
+  const names = [...withPhoto.slice(0, nFlickr - t), ...noPhoto.slice(0, 1), ...withPhoto.slice(nFlickr - t), ...noPhoto.slice(1)].map((s) => `${s}.jpg`);
+  // train: all but the last 4 + t names; dev: the next 2; test: the rest but the last, which is in no split
+  fs.writeFileSync(path.join(fk, 'Flickr_8k.trainImages.txt'), names.slice(0, -4 - t).join('\n') + '\n');
+  fs.writeFileSync(path.join(fk, 'Flickr_8k.devImages.txt'), names.slice(-4 - t, -2 - t).join('\n') + '\n');
+  fs.writeFileSync(path.join(fk, 'Flickr_8k.testImages.txt'), names.slice(-2 - t, -1).join('\n') + '\n');
 
   const tc = path.join(root, 'text-corpus');
   fs.mkdirSync(tc, { recursive: true });

@@ -9,7 +9,7 @@ import * as path from 'path';
 import pl from 'nodejs-polars';
 import { profileConfig, type ProfileConfig } from '../config';
 import { artifactPaths, mirrorDir, requireMirrorDir } from '../paths';
-import { checkMirror, loadMirrorDataset, type MirrorDataset } from './mirror';
+import { checkMirror, loadMirrorDataset, resolveMirrorDatasets } from './mirror';
 import { generateSynthetic } from './synthetic';
 import { splitByImage, writeSubsets, readSubsets, type Subsets, type SubsetManifest } from './subset';
 import { concatFrames } from './schema';
@@ -44,27 +44,27 @@ function resolveCfg(cfg: ProfileConfig | string): ProfileConfig {
 }
 
 /** The caption rows a profile's subsets are drawn from, and the files they came from. */
-export async function loadProfileSource(cfg: ProfileConfig, opts: BuildOptions = {}): Promise<{ df: pl.DataFrame; inputs: string[] }> {
+export async function loadProfileSource(cfg: ProfileConfig, opts: BuildOptions = {}): Promise<{ df: pl.DataFrame; inputs: string[]; notes: string[] }> {
   const env = opts.env ?? process.env;
   const d = cfg.data;
   if (d.source === 'synthetic') {
     const dir = path.join(artifactPaths(cfg.name, opts.root).root, 'synthetic');
     const df = await generateSynthetic({ dir, images: d.synthetic.images, size: d.synthetic.size, seed: d.seed });
-    return { df, inputs: [path.join(dir, 'captions.json')] };
+    return { df, inputs: [path.join(dir, 'captions.json')], notes: [] };
   }
   if (d.source === 'mirror') {
     if (opts.mirror === null) throw new Error('the offline profile needs a local data mirror: set CLIPCAP_DATA_DIR (see data/README.md)');
     const root = opts.mirror ?? requireMirrorDir(env);
-    const datasets = d.datasets as MirrorDataset[];
-    if (datasets.length === 0) throw new Error('data.datasets is empty: list the mirror datasets to use (coco-mini, flickr8k-mini)');
+    if (d.datasets.length === 0) throw new Error('data.datasets is empty: list the mirror datasets to use (flickr8k, coco-mini)');
+    const { datasets, notes } = resolveMirrorDatasets(root, d.datasets);
     const layout = checkMirror(root, datasets);
     const frames = datasets.map((n) => loadMirrorDataset(layout, n));
-    const inputs = datasets.map((n) => (n === 'coco-mini' ? layout.cocoMini.captions : layout.flickr8kMini.captions));
-    return { df: concatFrames(frames), inputs };
+    const inputs = datasets.map((n) => (n === 'coco-mini' ? layout.cocoMini.captions : n === 'flickr8k' ? layout.flickr8k.captions : layout.flickr8kMini.captions));
+    return { df: concatFrames(frames), inputs, notes };
   }
   if (d.source === 'coco-karpathy') {
     const { df, inputs } = await prepareKarpathyCoco(cfg, { env, cache: opts.cache, mirror: mirrorFor(opts, env), log: opts.log });
-    return { df, inputs };
+    return { df, inputs, notes: [] };
   }
   throw new Error(`unknown data.source "${String(d.source)}": use coco-karpathy, mirror or synthetic`);
 }
@@ -82,7 +82,15 @@ export function splitForProfile(cfg: ProfileConfig, df: pl.DataFrame): Subsets {
     });
   }
   if (d.source === 'mirror') {
-    return splitByImage(df, { ...base, evalPool: (g) => g.source === 'coco-mini' && g.split === 'val2017', val: { fraction: d.valFraction } });
+    // The Flickr8k benchmark: train on the standard train photos (and coco-mini's train2017 photos),
+    // validate on dev, evaluate on test and, as a second set, on coco-mini's val2017 photos.
+    const flickr = (g: { source: string }) => g.source === 'flickr8k' || g.source === 'flickr8k-mini';
+    return splitByImage(df, {
+      ...base,
+      evalPool: (g) => (flickr(g) && g.split === 'test') || (g.source === 'coco-mini' && g.split === 'val2017'),
+      trainPool: (g) => (flickr(g) && g.split === 'train') || (g.source === 'coco-mini' && g.split === 'train2017'),
+      val: { pool: (g) => flickr(g) && g.split === 'val' },
+    });
   }
   return splitByImage(df, { ...base, val: { fraction: d.valFraction } });
 }
@@ -94,13 +102,14 @@ export function splitForProfile(cfg: ProfileConfig, df: pl.DataFrame): Subsets {
 export async function buildSubsets(cfgOrName: ProfileConfig | string, opts: BuildOptions = {}): Promise<BuildResult> {
   const t0 = Date.now();
   const cfg = resolveCfg(cfgOrName);
-  const { df, inputs } = await loadProfileSource(cfg, opts);
+  const { df, inputs, notes } = await loadProfileSource(cfg, opts);
+  for (const n of notes) console.warn(`[data] NOTE: ${n}`);
   let subsets = splitForProfile(cfg, df);
   if (cfg.data.source === 'coco-karpathy') {
     subsets = await fetchSubsetPhotos(cfg, subsets, { env: opts.env ?? process.env, cache: opts.cache, mirror: mirrorFor(opts, opts.env ?? process.env), log: opts.log });
   }
   const dir = artifactPaths(cfg.name, opts.root).subsets;
-  const manifest = await writeSubsets(dir, subsets, { profile: cfg.name, config: cfg.data, inputs });
+  const manifest = await writeSubsets(dir, subsets, { profile: cfg.name, config: cfg.data, inputs, notes });
   return { ...subsets, dir, manifest, seconds: (Date.now() - t0) / 1000 };
 }
 

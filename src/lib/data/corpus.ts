@@ -1,14 +1,16 @@
-// Caption text for pretraining the offline profile's small GPT-2: every caption of the local mirror
-// except those of the evaluation photos.
+// Caption text for pretraining the offline profile's small GPT-2: the captions of the training photos
+// and the text-only caption corpora of the local mirror, never a caption of a validation (Flickr8k
+// dev), test or evaluation photo.
 //
 // Sources (in this order; the first copy of a caption wins when deduplicating):
-//   coco-val2017  coco-mini/captions_val2017.json (official COCO format, 5k val2017 images)
-//   coco-mini     coco-mini/captions.json
-//   flickr8k      flickr8k-mini/captions.txt (all 8,091 Flickr8k images, photos or not)
+//   coco-val2017  coco-mini/captions_val2017.json (official COCO format, 4,903 val2017 images)
+//   coco-mini     coco-mini/captions.json, its train2017 photos
+//   flickr8k      flickr8k/captions.txt (else flickr8k-mini's copy): the photos of the standard train
+//                 split only (6,000 photos, photos present or not)
 //   flickr30k     text-corpus/flickr30k_ann_{test,val}.json (optional)
-// Kept out: every caption of an evaluation photo, by image id (COCO ids against the COCO files,
-// Flickr photo ids against the Flickr files), and every caption whose normalised text equals one of
-// the evaluation captions (normaliseCaption: lower case, letters and digits). Duplicates (same
+// Kept out: every caption of a validation or evaluation photo, by image id (COCO ids against the COCO
+// files, Flickr photo ids against the Flickr files), and every caption whose normalised text equals
+// one of their captions (normaliseCaption: lower case, letters and digits). Duplicates (same
 // normalised text) are kept once.
 import * as fs from 'fs';
 import * as path from 'path';
@@ -17,7 +19,7 @@ import type { ProfileConfig } from '../config';
 import { mirrorDir, requireMirrorDir } from '../paths';
 import { loadCocoCaptions, loadCocoMini } from './coco';
 import { loadFlickr8k, loadFlickr30kCaptions } from './flickr';
-import { checkMirror } from './mirror';
+import { checkMirror, resolveMirrorDatasets } from './mirror';
 import { frameColumns, normaliseCaption, concatFrames } from './schema';
 import { loadSubsets } from './build';
 
@@ -119,42 +121,51 @@ export function assembleCorpus(parts: CorpusPart[], exclude: CorpusExclusions): 
 
 /** The offline corpus from a mirror folder, keeping `exclude` out. */
 export function buildCaptionCorpus(opts: { mirror: string; exclude: CorpusExclusions }): CaptionCorpus {
-  const m = checkMirror(opts.mirror, ['coco-mini', 'flickr8k-mini']);
+  const { datasets } = resolveMirrorDatasets(opts.mirror, ['coco-mini', 'flickr8k']);
+  const m = checkMirror(opts.mirror, datasets);
+  const f8k = datasets.includes('flickr8k') ? m.flickr8k : m.flickr8kMini;
+  const onlySplit = (df: pl.DataFrame, split: string) => df.filter(pl.col('split').eq(pl.lit(split)));
   const parts: CorpusPart[] = [];
   const inputs: string[] = [];
   if (fs.existsSync(m.cocoMini.val2017)) {
     parts.push({ source: 'coco-val2017', df: loadCocoCaptions(m.cocoMini.val2017, { imagesDir: m.cocoMini.images, source: 'coco2017' }), ids: 'coco' });
     inputs.push(m.cocoMini.val2017);
   }
-  parts.push({ source: 'coco-mini', df: loadCocoMini(m.cocoMini.dir, { imagesDir: m.cocoMini.images }), ids: 'coco' });
+  parts.push({ source: 'coco-mini', df: onlySplit(loadCocoMini(m.cocoMini.dir, { imagesDir: m.cocoMini.images }), 'train2017'), ids: 'coco' });
   inputs.push(m.cocoMini.captions);
-  parts.push({ source: 'flickr8k', df: loadFlickr8k(m.flickr8kMini.dir, { source: 'flickr8k', imagesDir: m.flickr8kMini.images }), ids: 'flickr' });
-  inputs.push(m.flickr8kMini.captions);
+  const flickr8k = loadFlickr8k(f8k.dir, { source: datasets.includes('flickr8k') ? 'flickr8k' : 'flickr8k-mini', imagesDir: f8k.images });
+  // Every dev and test photo of the standard split is kept out, its photo on disk or not.
+  const heldOut = exclusionsFrom(flickr8k.filter(pl.col('split').eq(pl.lit('val')).or(pl.col('split').eq(pl.lit('test')))));
+  const exclude: CorpusExclusions = {
+    images: new Set([...opts.exclude.images, ...heldOut.images]),
+    cocoIds: opts.exclude.cocoIds,
+    flickrIds: new Set([...opts.exclude.flickrIds, ...heldOut.flickrIds]),
+    captions: new Set([...opts.exclude.captions, ...heldOut.captions]),
+  };
+  parts.push({ source: 'flickr8k', df: onlySplit(flickr8k, 'train'), ids: 'flickr' });
+  inputs.push(f8k.captions);
   const f30 = m.textCorpus.flickr30k.filter((f) => fs.existsSync(f));
   if (f30.length) {
     parts.push({ source: 'flickr30k', df: concatFrames(f30.map((f) => loadFlickr30kCaptions(f, { imagesDir: path.join(m.textCorpus.dir, 'images') }))), ids: 'flickr' });
     inputs.push(...f30);
   }
-  const { records, counts } = assembleCorpus(parts, opts.exclude);
-  return { records, counts, inputs, excluded: { images: opts.exclude.images.size, captions: opts.exclude.captions.size } };
+  const { records, counts } = assembleCorpus(parts, exclude);
+  return { records, counts, inputs, excluded: { images: exclude.images.size, captions: exclude.captions.size } };
 }
 
 /**
- * The language-model corpus of a profile, with its evaluation subset (from notebook 01) kept out:
- * offline: the mirror's caption text (buildCaptionCorpus); smoke and paper: the train and val
+ * The language-model corpus of a profile, with its validation and evaluation subsets (from notebook
+ * 01) kept out: offline: the mirror's caption text (buildCaptionCorpus); smoke and paper: the train
  * captions of the subsets.
  */
 export function captionCorpusForProfile(cfg: ProfileConfig, opts: { root?: string; env?: NodeJS.ProcessEnv; mirror?: string } = {}): CaptionCorpus {
   const subsets = loadSubsets(cfg, opts.root);
-  const exclude = exclusionsFrom(subsets.eval);
+  const exclude = exclusionsFrom(concatFrames([subsets.eval, subsets.val]));
   if (cfg.data.source === 'mirror') {
     const env = opts.env ?? process.env;
     return buildCaptionCorpus({ mirror: opts.mirror ?? mirrorDir(env) ?? requireMirrorDir(env), exclude });
   }
-  const parts: CorpusPart[] = [
-    { source: `${cfg.name}-train`, df: subsets.train, ids: 'none' },
-    { source: `${cfg.name}-val`, df: subsets.val, ids: 'none' },
-  ];
+  const parts: CorpusPart[] = [{ source: `${cfg.name}-train`, df: subsets.train, ids: 'none' }];
   const { records, counts } = assembleCorpus(parts, exclude);
   return { records, counts, inputs: [subsets.dir], excluded: { images: exclude.images.size, captions: exclude.captions.size } };
 }

@@ -73,12 +73,14 @@ export function splitByImage(df: pl.DataFrame, spec: SplitSpec): Subsets {
   const groups = groupImages(frameColumns(df)).sort(byKey);
   const evalPool = spec.evalPool ?? (() => true);
   const candidates = groups.filter((g) => evalPool(g) && g.captions.length >= spec.evalMinCaptions);
+  if (!(Number.isInteger(spec.evalImages) && spec.evalImages >= 0)) throw new Error(`data.evalImages must be a whole number >= 0 (0 = every photo of the evaluation pool), got ${spec.evalImages}`);
   if (candidates.length < spec.evalImages) {
     throw new Error(
       `only ${candidates.length} images can be evaluation images (with >= ${spec.evalMinCaptions} captions), the config asks for ${spec.evalImages}; lower data.evalImages`,
     );
   }
-  const evalSet = shuffled(candidates, rngFor(spec.seed, 'eval')).slice(0, spec.evalImages);
+  const drawn = shuffled(candidates, rngFor(spec.seed, 'eval'));
+  const evalSet = spec.evalImages > 0 ? drawn.slice(0, spec.evalImages) : drawn;
   const taken = new Set(evalSet.map((g) => g.image_id));
   const rest = groups.filter((g) => !taken.has(g.image_id));
   const trainPool = spec.trainPool ?? (() => true);
@@ -144,6 +146,8 @@ export interface SubsetManifest {
   config: DataConfig;
   /** Input files read (captions, annotations). */
   inputs: string[];
+  /** What the reader of the results must know about the data (e.g. a fallback to a smaller set). */
+  notes?: string[];
   files: Record<SubsetSplit, { file: string; rows: number; sha256: string }>;
 }
 
@@ -167,7 +171,7 @@ function sha256(file: string): string {
 export async function writeSubsets(
   dir: string,
   subsets: Subsets,
-  meta: { profile: string; config: DataConfig; inputs: string[] },
+  meta: { profile: string; config: DataConfig; inputs: string[]; notes?: string[] },
 ): Promise<SubsetManifest> {
   assertDisjoint(subsets);
   let manifest: SubsetManifest | null = null;
@@ -187,6 +191,7 @@ export async function writeSubsets(
       counts: countBySplitSource(concatFrames(SUBSET_SPLITS.map((s) => subsets[s]))),
       config: meta.config,
       inputs: meta.inputs,
+      ...(meta.notes?.length ? { notes: meta.notes } : {}),
       files,
     };
     writeJsonAtomic(path.join(tmp, 'manifest.json'), manifest);
