@@ -5,7 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ClipCapModel } from '../src/lib/model/clipcap';
-import { clipCapTask, padBatch, captionTokens, type CaptionExample } from '../src/lib/train/examples';
+import { clipCapTask, padBatch, captionTokens, shuffledEmbeddings, type CaptionExample } from '../src/lib/train/examples';
 import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
 import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
 import { linearWarmupDecay } from '../src/lib/train/optim';
@@ -108,6 +108,10 @@ test('a tiny run: loss falls well below its start (MLP + fine-tuned GPT-2)', asy
   const epochs = readEpochLog(dir);
   assert.equal(epochs.length, 10);
   assert.ok(epochs[9].valLoss! < epochs[0].valLoss! * 0.5);
+  // the model uses the image: with every caption conditioned on another photo, the val loss is far higher
+  for (const e of epochs) assert.ok(Number.isFinite(e.valLossShuffled!), `epoch ${e.epoch}: ${e.valLossShuffled}`);
+  assert.ok(epochs[9].valLossShuffled! > epochs[9].valLoss! * 1.3, `gap ${epochs[9].valLoss} -> ${epochs[9].valLossShuffled}`);
+  assert.equal(s.finalValLossShuffled, epochs[9].valLossShuffled);
   const changed = [...m.lm.namedWeights()].filter(([k, v]) => before.get(k)!.some((x, i) => x !== v.dataSync()[i])).length;
   assert.ok(changed > 0, 'a fine-tuned GPT-2 must change');
   m.mapper.dispose();
@@ -203,4 +207,19 @@ test('length bucketing: every example once per epoch, similar lengths per batch,
   assert.equal(d.length, 125);
   assert.ok(d.every((b) => b.length === 8));
   assert.deepEqual(batchIndices(n, cfg, 130, len).indices, epochBatches(n, cfg, 1, len)[5]);
+});
+
+test('shuffled images: every example gets another photo\'s embedding, a permutation, the same for the same seed', () => {
+  const ex = toyExamples(10, 0); // 4 photos, 2-3 captions each
+  const sh = shuffledEmbeddings(ex, 1);
+  assert.equal(sh.length, ex.length);
+  const idOf = new Map(ex.map((e) => [e.embedding, e.imageId]));
+  sh.forEach((v, i) => assert.notEqual(idOf.get(v), ex[i].imageId, `example ${i} kept its own photo`));
+  // a permutation of the examples' embeddings (each used once)
+  const count = (list: Float32Array[]) => [...new Set(ex.map((e) => e.embedding))].map((v) => list.filter((x) => x === v).length);
+  assert.deepEqual(count(sh), count(ex.map((e) => e.embedding)));
+  assert.deepEqual(shuffledEmbeddings(ex, 1), sh);
+  // one photo only: nothing to swap with, every example keeps its own
+  const one = toyExamples(3, 0).map((e) => ({ ...e, imageId: 'same' }));
+  assert.equal(shuffledEmbeddings(one, 1).length, 3);
 });

@@ -65,13 +65,15 @@ export interface StepLoss {
 export interface EpochLoss {
   variant: string;
   epoch: number;
-  split: 'train' | 'val';
+  /** 'val shuffled': the val loss with every caption conditioned on another photo (the image-use measure). */
+  split: 'train' | 'val' | 'val shuffled';
   loss: number;
 }
 
 /**
  * The loss figure of the seed study: left, train loss per step (smoothed, raw faint) for each variant;
- * right, train and validation loss per epoch.
+ * middle, train and validation loss per epoch; right (when measured), the validation loss with the
+ * true images against shuffled ones: the gap is how much each variant uses the image.
  */
 export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { smoothing?: number; title?: string } = {}): TopLevelSpec {
   const smoothing = opts.smoothing ?? 0.9;
@@ -90,6 +92,25 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
     rows.forEach((r, i) => stepRows.push({ variant, step: r.step, loss: r.loss, smoothed: sm[i] }));
   }
   const color = { field: 'variant', type: 'nominal', title: 'variant', legend: { labelLimit: 320, symbolOpacity: 1, symbolType: 'stroke' } } as const;
+  const epochAxis = { field: 'epoch', type: 'quantitative', axis: { tickMinStep: 1, format: 'd' } } as const;
+  const shuffled = epochs.filter((e) => e.split === 'val shuffled');
+  const gapPanel = shuffled.length
+    ? [
+        {
+          title: 'val loss: true images (solid) vs shuffled (dotted)',
+          width: 300,
+          height: 260,
+          data: { values: epochs.filter((e) => e.split !== 'train') as unknown as Record<string, unknown>[] },
+          mark: { type: 'line', point: true },
+          encoding: {
+            x: epochAxis,
+            y: { field: 'loss', type: 'quantitative', title: 'cross-entropy', scale: { zero: false } },
+            color,
+            strokeDash: { field: 'split', type: 'nominal', sort: ['val', 'val shuffled'], scale: { range: [[1, 0], [2, 3]] }, legend: null },
+          },
+        },
+      ]
+    : [];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: opts.title ?? 'ClipCap training loss',
@@ -112,15 +133,16 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
         title: 'loss per epoch (solid: train, dashed: val)',
         width: 300,
         height: 260,
-        data: { values: epochs as unknown as Record<string, unknown>[] },
+        data: { values: epochs.filter((e) => e.split !== 'val shuffled') as unknown as Record<string, unknown>[] },
         mark: { type: 'line', point: true },
         encoding: {
-          x: { field: 'epoch', type: 'quantitative', axis: { tickMinStep: 1, format: 'd' } },
+          x: epochAxis,
           y: { field: 'loss', type: 'quantitative', title: 'cross-entropy', scale: { zero: false } },
           color,
           strokeDash: { field: 'split', type: 'nominal', title: 'split', sort: ['train', 'val'], legend: null }, // the panel title says solid = train, dashed = val
         },
       },
+      ...gapPanel,
     ],
   } as TopLevelSpec;
 }

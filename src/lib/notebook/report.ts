@@ -24,6 +24,9 @@ export function describeRun(config: RunConfig, summary: RunSummary): Record<stri
     { item: 'steps', value: `${summary.steps}${summary.completed ? '' : ' (not finished)'}${summary.resumedFromStep ? `, resumed from step ${summary.resumedFromStep}` : ''}` },
     { item: 'final train loss', value: summary.finalTrainLoss ?? '' },
     { item: 'final val loss', value: summary.finalValLoss ?? '' },
+    ...(summary.finalValLossShuffled != null && summary.finalValLoss != null
+      ? [{ item: 'final val loss, shuffled images (gap)', value: `${summary.finalValLossShuffled.toFixed(4)} (+${(summary.finalValLossShuffled - summary.finalValLoss).toFixed(4)} nats/token)` }]
+      : []),
     { item: 'training time (s)', value: summary.trainSeconds },
     { item: 'tokens/s', value: summary.tokensPerSecond },
     { item: 'backend', value: config.backend },
@@ -53,6 +56,7 @@ export function loadVariantLosses(profile: ProfileConfig): VariantLosses[] {
       epochs: readEpochLog(runDir).flatMap((e) => [
         { variant: label, epoch: e.epoch + 1, split: 'train' as const, loss: e.trainLoss },
         ...(e.valLoss === null ? [] : [{ variant: label, epoch: e.epoch + 1, split: 'val' as const, loss: e.valLoss }]),
+        ...(e.valLossShuffled == null ? [] : [{ variant: label, epoch: e.epoch + 1, split: 'val shuffled' as const, loss: e.valLossShuffled }]),
       ]),
     });
   }
@@ -71,6 +75,9 @@ export interface ConvergenceStats {
   stepsToWithin10pct: number;
   firstEpochVal: number | null;
   finalVal: number | null;
+  /** The last epoch's val loss with shuffled images, and the gap to the true images (nats per token). */
+  finalValShuffled: number | null;
+  imageGap: number | null;
 }
 
 /** How fast each variant converges and where it ends (from the step and epoch logs). */
@@ -84,6 +91,9 @@ export function convergenceStats(v: VariantLosses, smoothing = 0.9): Convergence
   const final = n ? losses[n - 1] : NaN;
   const within = losses.findIndex((l) => l <= final * 1.1);
   const vals = v.epochs.filter((e) => e.split === 'val');
+  const shuffled = v.epochs.filter((e) => e.split === 'val shuffled');
+  const lastShuffled = shuffled.length ? shuffled[shuffled.length - 1] : null;
+  const lastVal = vals.length ? vals[vals.length - 1] : null;
   return {
     variant: v.label,
     steps: n,
@@ -93,7 +103,9 @@ export function convergenceStats(v: VariantLosses, smoothing = 0.9): Convergence
     final,
     stepsToWithin10pct: within < 0 ? n : within + 1,
     firstEpochVal: vals.length ? vals[0].loss : null,
-    finalVal: vals.length ? vals[vals.length - 1].loss : null,
+    finalVal: lastVal ? lastVal.loss : null,
+    finalValShuffled: lastShuffled ? lastShuffled.loss : null,
+    imageGap: lastShuffled && lastVal && lastShuffled.epoch === lastVal.epoch ? lastShuffled.loss - lastVal.loss : null,
   };
 }
 
@@ -299,10 +311,18 @@ export function renderReport(inp: ReportInputs): string {
           'steps to within 10% of final': s.stepsToWithin10pct,
           'val loss, epoch 1': fmt(s.firstEpochVal),
           'val loss, last epoch': fmt(s.finalVal),
+          'val loss, shuffled images': fmt(s.finalValShuffled),
+          'image-use gap': fmt(s.imageGap),
         })),
       ),
       '',
     );
+    if (stats.some((s) => s.imageGap !== null)) {
+      L.push(
+        '**Does the model use the image?** The image-use gap is the validation loss (nats per token) with every caption conditioned on another photo\'s embedding (a seeded derangement over the validation photos, same captions) minus the loss with its own photo. A captioner that ignores the image has a gap of 0; the gap per epoch is in the right panel of the figure.',
+        '',
+      );
+    }
   }
   if (finding) L.push(finding.text, '');
 

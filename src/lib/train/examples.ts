@@ -6,7 +6,7 @@ import type { EmbeddingSet } from '../embed/embedding-set';
 import type { ClipCapModel } from '../model/clipcap';
 import { formatCaption } from '../model/text';
 import type { Tokenizer } from '../model/tokenizer';
-import type { TrainTask } from './loop';
+import { epochPermutation, type TrainTask } from './loop';
 /** One training example: an image embedding and one of its captions as token ids (EOS appended). */
 export interface CaptionExample {
   imageId: string;
@@ -70,6 +70,28 @@ export function embeddingBatch(examples: CaptionExample[]): tf.Tensor2D {
   return tf.tensor2d(data, [examples.length, dim]);
 }
 
+/**
+ * For each example, the embedding of another photo: a seeded permutation of the examples, repaired
+ * so that no example keeps a photo of its own (the image-use measure of TrainTask.lossSum). Needs
+ * at least two distinct photos; with one, every example keeps its own.
+ */
+export function shuffledEmbeddings(examples: readonly CaptionExample[], seed: number): Float32Array[] {
+  const n = examples.length;
+  const perm = epochPermutation(n, seed, 0);
+  for (let i = 0; i < n; i++) {
+    if (examples[perm[i]].imageId !== examples[i].imageId) continue;
+    // swap with the first later (or earlier) slot whose photo differs from both
+    for (let k = 1; k < n; k++) {
+      const j = (i + k) % n;
+      if (examples[perm[j]].imageId !== examples[i].imageId && examples[perm[i]].imageId !== examples[j].imageId) {
+        [perm[i], perm[j]] = [perm[j], perm[i]];
+        break;
+      }
+    }
+  }
+  return perm.map((p) => examples[p].embedding);
+}
+
 /** A TrainTask over caption examples, for runTraining. */
 export function clipCapTask(
   model: ClipCapModel,
@@ -78,7 +100,9 @@ export function clipCapTask(
   io: { saveWeights: (dir: string) => Promise<void>; loadWeights: (dir: string) => Promise<void> },
 ): TrainTask {
   const pick = (split: 'train' | 'val', idx: number[]) => idx.map((i) => (split === 'train' ? train : val)[i]);
+  const shuffled: Record<'train' | 'val', Float32Array[] | null> = { train: null, val: null };
   return {
+    imageConditioned: true,
     numTrain: train.length,
     numVal: val.length,
     trainable: () => model.trainable(),
@@ -86,9 +110,13 @@ export function clipCapTask(
     tokenCount: (split, idx) => pick(split, idx).reduce((n, e) => n + e.tokens.length, 0),
     lossSum: (split, idx, opts) => {
       // Called inside the training loop's tidy scopes, which dispose these inputs.
-      const ex = pick(split, idx);
+      let ex = pick(split, idx);
+      if (opts.shuffledImages) {
+        const other = (shuffled[split] ??= shuffledEmbeddings(split === 'train' ? train : val, 1));
+        ex = ex.map((e, k) => ({ ...e, embedding: other[idx[k]] }));
+      }
       const { ids, mask } = padBatch(ex.map((e) => e.tokens));
-      return model.lossSum(embeddingBatch(ex), ids, mask, opts);
+      return model.lossSum(embeddingBatch(ex), ids, mask, { training: opts.training, seed: opts.seed });
     },
     saveWeights: io.saveWeights,
     loadWeights: io.loadWeights,

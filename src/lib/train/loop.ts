@@ -54,8 +54,13 @@ export interface TrainTask {
   lengthOf?(i: number): number;
   /** Number of target tokens of these examples (the loss is averaged over them). */
   tokenCount(split: 'train' | 'val', indices: number[]): number;
-  /** Sum of the token cross-entropies of these examples. */
-  lossSum(split: 'train' | 'val', indices: number[], opts: { training: boolean; seed: number }): tf.Scalar;
+  /**
+   * Sum of the token cross-entropies of these examples. `shuffledImages` (tasks with
+   * `imageConditioned`): each example is conditioned on another photo's embedding, same caption.
+   */
+  lossSum(split: 'train' | 'val', indices: number[], opts: { training: boolean; seed: number; shuffledImages?: boolean }): tf.Scalar;
+  /** The model is conditioned on an image (ClipCap): the loop also measures the shuffled-image val loss. */
+  readonly imageConditioned?: boolean;
   /** Save / load the weights needed to reproduce the model into / from a directory. */
   saveWeights(dir: string): Promise<void>;
   loadWeights(dir: string): Promise<void>;
@@ -75,6 +80,11 @@ export interface EpochLog {
   epoch: number;
   trainLoss: number;
   valLoss: number | null;
+  /**
+   * Image-conditioned tasks: the val loss with every caption conditioned on another photo's embedding.
+   * valLossShuffled - valLoss (nats per token) is how much the model uses the image.
+   */
+  valLossShuffled?: number | null;
   steps: number;
   seconds: number;
 }
@@ -84,6 +94,8 @@ export interface TrainSummary {
   epochs: number;
   finalTrainLoss: number | null;
   finalValLoss: number | null;
+  /** Image-conditioned tasks: the final val loss with shuffled images (see EpochLog). */
+  finalValLossShuffled?: number | null;
   /** Seconds spent training (all sessions of a resumed run added up). */
   trainSeconds: number;
   tokensPerSecond: number;
@@ -199,15 +211,15 @@ export function readEpochLog(runDir: string): EpochLog[] {
   return readJsonl<EpochLog>(path.join(runDir, 'epochs.jsonl'));
 }
 
-/** Mean loss over the validation set (token-weighted), no dropout. */
-export function evaluateLoss(task: TrainTask, split: 'train' | 'val', batchSize: number, indices?: number[]): number | null {
+/** Mean loss over the validation set (token-weighted), no dropout; `shuffledImages`: see TrainTask.lossSum. */
+export function evaluateLoss(task: TrainTask, split: 'train' | 'val', batchSize: number, indices?: number[], opts: { shuffledImages?: boolean } = {}): number | null {
   const n = split === 'val' ? task.numVal : task.numTrain;
   const all = indices ?? Array.from({ length: n }, (_, i) => i);
   if (all.length === 0) return null;
   let sum = 0;
   let count = 0;
   for (const c of chunks(all, batchSize)) {
-    const s = tf.tidy(() => task.lossSum(split, c, { training: false, seed: 0 }));
+    const s = tf.tidy(() => task.lossSum(split, c, { training: false, seed: 0, shuffledImages: opts.shuffledImages }));
     sum += s.dataSync()[0];
     s.dispose();
     count += task.tokenCount(split, c);
@@ -265,6 +277,7 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
       epochs: ep.length,
       finalTrainLoss: last ? last.trainLoss : null,
       finalValLoss: last ? last.valLoss : null,
+      ...(task.imageConditioned ? { finalValLossShuffled: last?.valLossShuffled ?? null } : {}),
       trainSeconds: state.trainSeconds,
       tokensPerSecond: state.trainSeconds > 0 ? state.trainTokens / state.trainSeconds : 0,
       resumedFromStep: resumedFrom,
@@ -338,8 +351,10 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
 
       const epochEnd = state.step % spe === 0;
       if (epochEnd) {
-        const valLoss = evaluateLoss(task, 'val', Math.max(cfg.microBatchSize || cfg.batchSize, 1));
-        const e: EpochLog = { epoch, trainLoss: state.epochTrainSum / state.epochTrainTokens, valLoss, steps: state.step, seconds: state.trainSeconds };
+        const evalBatch = Math.max(cfg.microBatchSize || cfg.batchSize, 1);
+        const valLoss = evaluateLoss(task, 'val', evalBatch);
+        const shuffled = task.imageConditioned ? { valLossShuffled: evaluateLoss(task, 'val', evalBatch, undefined, { shuffledImages: true }) } : {};
+        const e: EpochLog = { epoch, trainLoss: state.epochTrainSum / state.epochTrainTokens, valLoss, ...shuffled, steps: state.step, seconds: state.trainSeconds };
         fs.writeSync(epochsFile, JSON.stringify(e) + '\n');
         fs.fsyncSync(epochsFile);
         opts.onEpoch?.(e);
