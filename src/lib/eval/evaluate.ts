@@ -1,7 +1,9 @@
-// Evaluation of a profile: captions for every evaluation photo from each trained variant (beam search
-// by default), the baselines (nearest-neighbour caption retrieval with the same encoder, and the human
-// leave-one-out row where photos have 5 references), all scored with the COCO caption toolkit's
-// metrics (src/lib/metrics). Files under data/<profile>/eval/:
+// Evaluation of a profile, per evaluation set (the evaluation photos grouped by their source: the
+// offline profile has Flickr8k test and COCO val2017): captions for every evaluation photo from each
+// trained variant (beam search by default), the baselines (nearest-neighbour caption retrieval with
+// the same encoder, and the human leave-one-out row where photos have 5 references), all scored with
+// the COCO caption toolkit's metrics (src/lib/eval/metrics), and the diversity of each system's
+// captions. Files under data/<profile>/eval/<set>/:
 //   annotations.json        the evaluation references in the COCO captions format
 //   <system>.results.json   each system's captions in the COCO results format [{image_id, caption}]
 //   <system>.meta.json      how they were made (run, decoding, time), used to reuse them on a rerun
@@ -19,7 +21,9 @@ import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages, type ImageGroup } from '../data/schema';
 import { readJson, writeJsonAtomic } from '../util/files';
 import { differenceInterval, scoreCaptions, scoreInterval, METRIC_NAMES, type CaptionScores, type Interval, type MetricName, type MetricScores } from './metrics/index';
-import { artifactPaths, runDirectory } from '../paths';
+import { artifactPaths, runDirectory, safeName } from '../paths';
+import { captionDiversity, type Diversity } from './diversity';
+import type { EmbeddingSet } from '../embed/embedding-set';
 import { Progress } from '../util/progress';
 import { loadRun, openEmbeddings, type RunSummary } from '../train/run';
 
@@ -40,6 +44,8 @@ export interface SystemResult {
   note: string;
   /** Bootstrap intervals over the evaluation photos (not for the human row). */
   intervals: Partial<Record<MetricName, Interval>>;
+  /** Distinct captions and vocabulary (not for the human row). */
+  diversity?: Diversity;
 }
 
 /** The metrics that get bootstrap intervals and paired comparisons. */
@@ -63,14 +69,52 @@ export interface EvaluationOptions {
   force?: boolean;
 }
 
+/** One evaluation set of a profile. */
 export interface Evaluation {
   profile: string;
+  /** File-safe key of the set (the folder under data/<profile>/eval/), e.g. 'flickr8k-test'. */
+  key: string;
+  /** Human name of the set, e.g. 'Flickr8k test'. */
+  label: string;
   evalImages: ImageGroup[];
   refs: Map<string, string[]>;
   systems: SystemResult[];
   /** Each ClipCap variant against the other and against the retrieval baseline. */
   comparisons: Comparison[];
   dir: string;
+}
+
+/** Every evaluation set of a profile; the first is the main one (the benchmark). */
+export interface ProfileEvaluation {
+  profile: string;
+  sets: Evaluation[];
+}
+
+/** The evaluation set of a photo, by its source: key, label, and order (the benchmark first). */
+export function evalSetOf(source: string): { key: string; label: string; order: number } {
+  switch (source) {
+    case 'flickr8k':
+      return { key: 'flickr8k-test', label: 'Flickr8k test', order: 0 };
+    case 'flickr8k-mini':
+      return { key: 'flickr8k-mini-test', label: 'Flickr8k test (flickr8k-mini: the test photos it holds)', order: 0 };
+    case 'coco-mini':
+      return { key: 'coco-val2017', label: 'COCO val2017 (coco-mini)', order: 1 };
+    case 'coco2014':
+      return { key: 'coco-karpathy-test', label: 'COCO Karpathy test', order: 0 };
+    default:
+      return { key: safeName(source), label: source, order: 2 };
+  }
+}
+
+/** The evaluation photos grouped into sets (see evalSetOf), the benchmark first. */
+export function evalSets(groups: readonly ImageGroup[]): { key: string; label: string; groups: ImageGroup[] }[] {
+  const sets = new Map<string, { key: string; label: string; order: number; groups: ImageGroup[] }>();
+  for (const g of groups) {
+    const s = evalSetOf(g.source);
+    if (!sets.has(s.key)) sets.set(s.key, { ...s, groups: [] });
+    sets.get(s.key)!.groups.push(g);
+  }
+  return [...sets.values()].sort((a, b) => a.order - b.order || (a.key < b.key ? -1 : 1)).map(({ key, label, groups: g }) => ({ key, label, groups: g }));
 }
 
 /** COCO's results format wants numeric ids where the dataset has them. */
@@ -149,16 +193,34 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
   };
 }
 
-/** Evaluate every trained variant of a profile and the baselines on the evaluation photos. */
-export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOptions): Promise<Evaluation> {
+/** Evaluate every trained variant of a profile and the baselines on each evaluation set. */
+export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOptions): Promise<ProfileEvaluation> {
   await ensureBackend();
-  const dir = artifactPaths(profile.name).eval;
-  fs.mkdirSync(dir, { recursive: true });
   const subsets = loadSubsets(profile);
   const embSet = openEmbeddings(profile);
-  const evalGroups = groupImages(frameColumns(subsets.eval), 'eval subset');
-  const missing = evalGroups.filter((g) => !embSet.has(g.image_id));
+  const allEval = groupImages(frameColumns(subsets.eval), 'eval subset');
+  const missing = allEval.filter((g) => !embSet.has(g.image_id));
   if (missing.length) throw new Error(`${missing.length} evaluation photos have no embedding (e.g. ${missing[0].image_id}): run notebook 02 first`);
+  const trainGroups = groupImages(frameColumns(subsets.train), 'train subset').filter((g) => embSet.has(g.image_id));
+  const sets: Evaluation[] = [];
+  for (const set of evalSets(allEval)) {
+    console.log(`[eval] ${set.label}: ${set.groups.length} photos`);
+    sets.push(await evaluateSet(profile, set, trainGroups, embSet, opts));
+  }
+  return { profile: profile.name, sets };
+}
+
+/** One evaluation set: caption, score, compare (see the file comment). */
+async function evaluateSet(
+  profile: ProfileConfig,
+  set: { key: string; label: string; groups: ImageGroup[] },
+  trainGroups: ImageGroup[],
+  embSet: EmbeddingSet,
+  opts: EvaluationOptions,
+): Promise<Evaluation> {
+  const dir = path.join(artifactPaths(profile.name).eval, set.key);
+  fs.mkdirSync(dir, { recursive: true });
+  const evalGroups = set.groups;
   const refs = new Map(evalGroups.map((g) => [g.image_id, g.captions]));
   writeJsonAtomic(path.join(dir, 'annotations.json'), {
     images: evalGroups.map((g) => ({ id: cocoId(g.image_id), file_name: path.basename(g.file) })),
@@ -174,7 +236,6 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
 
   // Nearest-neighbour retrieval with the same encoder: the consensus caption of the k nearest training photos.
   const t0 = Date.now();
-  const trainGroups = groupImages(frameColumns(subsets.train), 'train subset').filter((g) => embSet.has(g.image_id));
   const trainEmb = new Map(trainGroups.map((g) => [g.image_id, embSet.get(g.image_id)]));
   const trainCaps = new Map(trainGroups.map((g) => [g.image_id, g.captions]));
   const retrieved = nearestNeighbourCaptions(trainEmb, trainCaps, evalEmb, { k: opts.retrievalK, engine: tfjsSimilarity(tf) });
@@ -200,6 +261,7 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
     s.scores = sc.scores;
     s.perImage = sc.perImage;
     for (const m of INTERVAL_METRICS) s.intervals[m] = scoreInterval(sc, m, { seed: 1 });
+    s.diversity = captionDiversity(s.captions.values());
   }
   const comparisons: Comparison[] = [];
   const variants = systems.filter((s) => s.kind === 'clipcap');
@@ -233,6 +295,8 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
 
   writeJsonAtomic(path.join(dir, 'scores.json'), {
     profile: profile.name,
+    set: set.key,
+    label: set.label,
     images: evalGroups.length,
     systems: systems.map((s) => ({
       key: s.key,
@@ -243,11 +307,12 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
       seconds: s.seconds,
       scores: s.scores,
       intervals: s.intervals,
+      ...(s.diversity ? { diversity: s.diversity } : {}),
       perImage: Object.fromEntries(s.perImage),
     })),
     comparisons,
   });
-  return { profile: profile.name, evalImages: evalGroups, refs, systems, comparisons, dir };
+  return { profile: profile.name, key: set.key, label: set.label, evalImages: evalGroups, refs, systems, comparisons, dir };
 }
 
 /** The metrics table: one row per system, toolkit keys as columns. */
@@ -259,6 +324,8 @@ export function metricsRows(systems: SystemResult[]): Record<string, unknown>[] 
       const iv = s.intervals[m];
       row[`${m} 95% CI`] = iv ? `[${iv.lo.toFixed(3)}, ${iv.hi.toFixed(3)}]` : '';
     }
+    row['distinct captions'] = s.diversity ? `${(100 * s.diversity.share).toFixed(0)}%` : '';
+    row.vocabulary = s.diversity?.vocabulary ?? '';
     return row;
   });
 }

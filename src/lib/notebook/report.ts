@@ -5,7 +5,7 @@ import * as path from 'path';
 import { variantLabel, type ProfileConfig } from '../config';
 import type { ImageGroup } from '../data/schema';
 import { escapeHtml, tableMarkdown } from './display';
-import type { Evaluation } from '../eval/evaluate';
+import type { Evaluation, ProfileEvaluation } from '../eval/evaluate';
 import { readJson, writeFileAtomic } from '../util/files';
 import { METRIC_NAMES, type Interval } from '../eval/metrics/index';
 import { artifactPaths, mirrorDir, pretrainedLMDir, runDirectory } from '../paths';
@@ -145,6 +145,14 @@ export const PUBLISHED = {
       { system: 'ClipCap, Transformer (frozen GPT-2)', Bleu_4: 0.3353, CIDEr: 1.1308, METEOR: 0.2745, SPICE: 0.2105 },
     ],
   },
+  flickr8k: {
+    source: 'published Flickr8k test results (their encoders and BLEU scripts, see below)',
+    rows: [
+      { system: 'Karpathy & Fei-Fei 2015 (CVPR), multimodal RNN, VGG CNN', Bleu_4: 0.16 },
+      { system: 'Xu et al. 2015 (ICML), Show, Attend and Tell, soft attention, VGG CNN', Bleu_4: 0.195 },
+      { system: 'Xu et al. 2015 (ICML), Show, Attend and Tell, hard attention, VGG CNN', Bleu_4: 0.213 },
+    ],
+  },
 } as const;
 
 /** A public URL of an evaluation photo when it has one (COCO photos), for the report's sample table. */
@@ -191,7 +199,7 @@ function seconds(s: number): string {
 
 export interface ReportInputs {
   profile: ProfileConfig;
-  evaluation: Evaluation;
+  evaluation: ProfileEvaluation;
   /** Notebook wall times (data/<profile>/notebooks/timings.json), if recorded. */
   timings?: Record<string, { seconds: number; ok: boolean; finishedAt: string }>;
   lossFigure?: string;
@@ -201,6 +209,50 @@ export interface ReportInputs {
   backend: string;
   /** Seconds this evaluation took (notebook 06 so far). */
   evalSeconds: number;
+}
+
+/** The metrics table, the paired comparisons and the diversity of one evaluation set. */
+function metricsSection(set: Evaluation): string[] {
+  const L: string[] = [];
+  const sys = set.systems;
+  L.push(`### ${set.label} (${set.evalImages.length} photos)`, '');
+  L.push(
+    tableMarkdown(
+      sys.map((s) => {
+        const row: Record<string, unknown> = { system: s.label };
+        for (const m of METRIC_NAMES) row[m.replace('_', '-')] = fmt(s.scores[m]);
+        row['Bleu-4 95% CI'] = interval(s.intervals?.Bleu_4);
+        row['CIDEr 95% CI'] = interval(s.intervals?.CIDEr);
+        row['distinct captions'] = s.diversity ? `${(100 * s.diversity.share).toFixed(0)}% (${s.diversity.distinct})` : '';
+        row.vocabulary = s.diversity?.vocabulary ?? '';
+        row.note = s.note;
+        return row;
+      }),
+    ),
+    '',
+  );
+  const cmp = set.comparisons ?? [];
+  if (cmp.length) {
+    const label = (k: string) => sys.find((s) => s.key === k)?.label ?? k;
+    const n = cmp[0].interval.samples;
+    L.push(
+      `Intervals: percentile bootstrap over the evaluation photos (${n} resamples; CIDEr-D keeps the full set's document frequencies). Paired differences on the same resampled photos; an interval that excludes 0 means the gap is not an accident of which photos were drawn:`,
+      '',
+    );
+    L.push(
+      tableMarkdown(
+        cmp.map((c) => ({
+          comparison: `${label(c.a)} − ${label(c.b)}`,
+          metric: c.metric === 'Bleu_4' ? 'BLEU-4' : 'CIDEr-D',
+          difference: fmt(c.interval.estimate),
+          '95% CI': interval(c.interval),
+          verdict: c.interval.lo > 0 ? 'higher' : c.interval.hi < 0 ? 'lower' : 'no clear difference',
+        })),
+      ),
+      '',
+    );
+  }
+  return L;
 }
 
 /** The full text of REPORT.md, from artifacts only. */
@@ -218,10 +270,9 @@ export function renderReport(inp: ReportInputs): string {
   const stats = losses.map((v) => convergenceStats(v));
   const finding = stats.length === 2 ? seedFinding(stats[0], stats[1]) : null;
   const manifest = readJson<{ sizes: Record<string, { images: number; captions: number }> }>(path.join(paths.subsets, 'manifest.json'));
-  const sys = evaluation.systems;
-  const clip = sys.filter((s) => s.kind === 'clipcap');
-  const nn = sys.find((s) => s.key === 'nn_retrieval');
-  const human = sys.find((s) => s.kind === 'human');
+  const main = evaluation.sets[0];
+  if (!main) throw new Error('the evaluation has no evaluation set: run notebook 06 on a profile with evaluation photos');
+  const notes = (readJson<{ notes?: string[] }>(path.join(paths.subsets, 'manifest.json')).notes ?? []);
   const L: string[] = [];
   const now = new Date().toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
   L.push(`# ClipCap in TypeScript: results (${profile.name} profile)`, '');
@@ -229,12 +280,24 @@ export function renderReport(inp: ReportInputs): string {
 
   // Summary
   L.push('## Summary', '');
-  const best = (k: 'Bleu_4' | 'CIDEr') => clip.map((s) => `${s.label} ${fmt(s.scores[k])}`).join(', ');
-  L.push(
-    `On ${evaluation.evalImages.length} held-out photos, BLEU-4: ${best('Bleu_4')}${nn ? `; nearest-neighbour retrieval ${fmt(nn.scores.Bleu_4)}` : ''}${human ? `; human leave-one-out ${fmt(human.scores.Bleu_4)}` : ''}. ` +
-      `CIDEr-D: ${best('CIDEr')}${nn ? `; retrieval ${fmt(nn.scores.CIDEr)}` : ''}${human ? `; human ${fmt(human.scores.CIDEr)}` : ''}.`,
-  );
-  if (finding) L.push('', `Seed study's finding (transformer + frozen converges faster, MLP + fine-tuned ends lower), checked on these runs: ${finding.text}`);
+  for (const n of notes) L.push(`> **Data note:** ${n}.`, '');
+  for (const set of evaluation.sets) {
+    const clip = set.systems.filter((s) => s.kind === 'clipcap');
+    const nn = set.systems.find((s) => s.key === 'nn_retrieval');
+    const human = set.systems.find((s) => s.kind === 'human');
+    const best = (k: 'Bleu_4' | 'CIDEr') => clip.map((s) => `${s.label} ${fmt(s.scores[k])}`).join(', ');
+    const beats = clip.map((s) => {
+      const c = set.comparisons.find((x) => x.a === s.key && x.b === 'nn_retrieval' && x.metric === 'CIDEr');
+      return c ? `${s.label} ${c.interval.lo > 0 ? 'beats' : c.interval.hi < 0 ? 'is below' : 'is not clearly different from'} retrieval on CIDEr-D (paired difference ${fmt(c.interval.estimate)}, 95% CI ${interval(c.interval)})` : '';
+    }).filter(Boolean);
+    L.push(
+      `**${set.label}** (${set.evalImages.length} photos): BLEU-4 ${best('Bleu_4')}${nn ? `; nearest-neighbour retrieval ${fmt(nn.scores.Bleu_4)}` : ''}${human ? `; human leave-one-out ${fmt(human.scores.Bleu_4)}` : ''}. ` +
+        `CIDEr-D: ${best('CIDEr')}${nn ? `; retrieval ${fmt(nn.scores.CIDEr)}` : ''}${human ? `; human ${fmt(human.scores.CIDEr)}` : ''}.` +
+        (beats.length ? ` ${beats.join('; ')}.` : ''),
+      '',
+    );
+  }
+  if (finding) L.push(`Seed study's finding (transformer + frozen converges faster, MLP + fine-tuned ends lower), checked on these runs: ${finding.text}`);
   if (profile.name !== 'paper') {
     L.push('', `These numbers come from the **${profile.name}** profile (${profile.description}); they are not comparable with the paper's or the seed study's, which used CLIP and the 124M-parameter GPT-2 on COCO (see Limitations).`);
   }
@@ -256,7 +319,7 @@ export function renderReport(inp: ReportInputs): string {
       ? [
           {
             item: 'LM pretraining (notebook 02b)',
-            value: `${inp.lmPretrain.corpus.captions} captions (${inp.lmPretrain.corpus.tokens} tokens, evaluation captions kept out), ${inp.lmPretrain.summary.steps} steps, final train / val loss ${fmt(inp.lmPretrain.summary.finalTrainLoss)} / ${fmt(inp.lmPretrain.summary.finalValLoss)}, ${seconds(inp.lmPretrain.summary.trainSeconds)}`,
+            value: `${inp.lmPretrain.corpus.captions} captions (${inp.lmPretrain.corpus.tokens} tokens; no caption of a validation, test or evaluation photo), ${inp.lmPretrain.summary.steps} steps, final train / val loss ${fmt(inp.lmPretrain.summary.finalTrainLoss)} / ${fmt(inp.lmPretrain.summary.finalValLoss)}, ${seconds(inp.lmPretrain.summary.trainSeconds)}`,
           },
         ]
       : []),
@@ -326,70 +389,49 @@ export function renderReport(inp: ReportInputs): string {
   }
   if (finding) L.push(finding.text, '');
 
-  // Metrics
-  L.push(`## Caption metrics (${evaluation.evalImages.length} evaluation photos)`, '');
+  // Metrics, per evaluation set
+  L.push('## Caption metrics', '');
   L.push(
-    'BLEU-1..4, ROUGE-L and CIDEr-D computed as the COCO caption toolkit (pycocoevalcap) does, after its PTB tokenization; CIDEr on the toolkit\'s scale (papers print it ×100).',
+    'BLEU-1..4, ROUGE-L and CIDEr-D computed as the COCO caption toolkit (pycocoevalcap) does, after its PTB tokenization; CIDEr on the toolkit\'s scale (papers print it ×100). Distinct captions: different captions (lower-cased, punctuation stripped) / photos; vocabulary: distinct words over all of a system\'s captions.',
     '',
   );
-  L.push(
-    tableMarkdown(
-      sys.map((s) => {
-        const row: Record<string, unknown> = { system: s.label };
-        for (const m of METRIC_NAMES) row[m.replace('_', '-')] = fmt(s.scores[m]);
-        row['Bleu-4 95% CI'] = interval(s.intervals?.Bleu_4);
-        row['CIDEr 95% CI'] = interval(s.intervals?.CIDEr);
-        row.note = s.note;
-        return row;
-      }),
-    ),
-    '',
-  );
-  const cmp = evaluation.comparisons ?? [];
-  if (cmp.length) {
-    const label = (k: string) => sys.find((s) => s.key === k)?.label ?? k;
-    const n = cmp[0].interval.samples;
+  if (profile.name !== 'smoke') L.push('The test photos were scored once for the configuration kept here; every choice of recipe was made on the validation (dev) split (see the recipe section).', '');
+  for (const set of evaluation.sets) L.push(...metricsSection(set));
+  if (inp.metricsFigure) L.push(`![BLEU-4 and CIDEr](${relToReport(inp.metricsFigure)})`, '');
+  L.push('### Their numbers (not ours; other data, other models)', '');
+  const published = [
+    ...(evaluation.sets.some((s) => s.key.startsWith('flickr8k')) ? PUBLISHED.flickr8k.rows.map((r) => ({ source: 'Flickr8k test (1,000 photos, 5 references)', system: r.system, 'BLEU-4': r.Bleu_4.toFixed(3), CIDEr: '' })) : []),
+    ...PUBLISHED.seed.rows.map((r) => ({ source: PUBLISHED.seed.source, system: r.system, 'BLEU-4': r.Bleu_4.toFixed(3), CIDEr: '' })),
+    ...PUBLISHED.paper.rows.map((r) => ({ source: PUBLISHED.paper.source, system: r.system, 'BLEU-4': r.Bleu_4.toFixed(4), CIDEr: r.CIDEr.toFixed(4) })),
+  ];
+  L.push(tableMarkdown(published), '');
+  if (evaluation.sets.some((s) => s.key.startsWith('flickr8k'))) {
     L.push(
-      `Intervals: percentile bootstrap over the evaluation photos (${n} resamples; CIDEr-D keeps the full set's document frequencies). Paired differences on the same resampled photos; an interval that excludes 0 means the gap is not an accident of which photos were drawn:`,
-      '',
-    );
-    L.push(
-      tableMarkdown(
-        cmp.map((c) => ({
-          comparison: `${label(c.a)} − ${label(c.b)}`,
-          metric: c.metric === 'Bleu_4' ? 'BLEU-4' : 'CIDEr-D',
-          difference: fmt(c.interval.estimate),
-          '95% CI': interval(c.interval),
-          verdict: c.interval.lo > 0 ? 'higher' : c.interval.hi < 0 ? 'lower' : 'no clear difference',
-        })),
-      ),
+      'The published Flickr8k rows use ImageNet-trained VGG features (ours: the CenterNet stand-in, 200-d) and their own BLEU scripts (Karpathy & Fei-Fei: their own implementation; Xu et al.: the COCO toolkit\'s BLEU, without the brevity-penalty details always stated), on the original 500 x 375 photos (ours: whatever the mirror holds). Their numbers are theirs, printed for scale only.',
       '',
     );
   }
-  if (inp.metricsFigure) L.push(`![BLEU-4 and CIDEr](${relToReport(inp.metricsFigure)})`, '');
-  L.push('### Their numbers (not ours; other data, other models)', '');
-  L.push(
-    tableMarkdown([
-      ...PUBLISHED.seed.rows.map((r) => ({ source: PUBLISHED.seed.source, system: r.system, 'BLEU-4': r.Bleu_4.toFixed(3), CIDEr: '' })),
-      ...PUBLISHED.paper.rows.map((r) => ({ source: PUBLISHED.paper.source, system: r.system, 'BLEU-4': r.Bleu_4.toFixed(4), CIDEr: r.CIDEr.toFixed(4) })),
-    ]),
-    '',
-  );
 
   // Samples
   L.push('## Samples', '');
-  const urls = publicPhotoUrls(evaluation.evalImages);
-  const rows = evaluation.evalImages.slice(0, inp.samples).map((g) => {
-    const r: Record<string, unknown> = {
-      photo: urls.has(g.image_id) ? `<img src="${urls.get(g.image_id)}" width="160">` : escapeHtml(g.image_id),
-      'ground truth (first reference)': g.captions[0] ?? '',
-    };
-    for (const s of clip) r[s.label] = s.captions.get(g.image_id) ?? '';
-    if (nn) r[nn.label] = nn.captions.get(g.image_id) ?? '';
-    return r;
-  });
-  L.push(tableMarkdown(rows).replace(/&lt;img src=&quot;(.*?)&quot; width=&quot;160&quot;&gt;/g, '<img src="$1" width="160">'), '');
-  if (urls.size) L.push('Photos are shown from their public COCO URLs; the project does not carry them.', '');
+  for (const set of evaluation.sets) {
+    const clip = set.systems.filter((s) => s.kind === 'clipcap');
+    const nn = set.systems.find((s) => s.key === 'nn_retrieval');
+    const urls = publicPhotoUrls(set.evalImages);
+    const rows = set.evalImages.slice(0, inp.samples).map((g) => {
+      const r: Record<string, unknown> = {
+        photo: urls.has(g.image_id) ? `<img src="${urls.get(g.image_id)}" width="160">` : escapeHtml(g.image_id),
+        'ground truth (first reference)': g.captions[0] ?? '',
+      };
+      for (const s of clip) r[s.label] = s.captions.get(g.image_id) ?? '';
+      if (nn) r[nn.label] = nn.captions.get(g.image_id) ?? '';
+      return r;
+    });
+    L.push(`### ${set.label}`, '');
+    L.push(tableMarkdown(rows).replace(/&lt;img src=&quot;(.*?)&quot; width=&quot;160&quot;&gt;/g, '<img src="$1" width="160">'), '');
+    if (urls.size) L.push('Photos are shown from their public COCO URLs; the project does not carry them.', '');
+    else if (set.key.startsWith('flickr8k')) L.push('Flickr8k photos are named by their file (the dataset has no public per-photo URL); the project does not carry them.', '');
+  }
 
   // Limitations
   L.push('## Limitations', '');
@@ -405,8 +447,9 @@ export function renderReport(inp: ReportInputs): string {
         `The language model is not GPT-2 124M: no real GPT-2 weights exist offline, so a ${profile.lm.arch.nLayer}-layer, ${profile.lm.arch.nEmbd}-wide GPT-2 was pretrained here on ${inp.lmPretrain ? `${inp.lmPretrain.corpus.captions} captions (${inp.lmPretrain.corpus.tokens} tokens)` : 'caption text'} (notebook 02b). It knows caption language only, so "fine-tuned vs frozen GPT-2" compares a small in-domain LM, not a general one: the frozen variant starts from a model that already writes captions.`,
       );
     }
+    const sizes = (k: string) => `${manifest.sizes[k]?.images ?? '?'} photos / ${manifest.sizes[k]?.captions ?? '?'} captions`;
     lim.push(
-      `Data is small: ${manifest.sizes.train?.images ?? '?'} training photos (COCO and Flickr8k mixed) instead of the seed's COCO subset, and ${evaluation.evalImages.length} evaluation photos (COCO val2017, 5 references each) instead of 193. With so few photos the metrics have wide confidence intervals (see the bootstrap intervals above).`,
+      `Data: train ${sizes('train')}, validation ${sizes('val')}, evaluation ${evaluation.sets.map((s) => `${s.label} ${s.evalImages.length} photos`).join(', ')}. ${notes.length ? 'The mirror lacked the full Flickr8k, so these are not the standard benchmark\'s numbers (see the data note above). ' : ''}With few evaluation photos the metrics have wide confidence intervals (see the bootstrap intervals above).`,
     );
     lim.push('Hyperparameters are scaled to the budget (an hour on two CPU cores for all notebooks): larger learning rates, fewer epochs, shorter warm-up, a shorter prefix and clip length for the transformer mapper; see the table above and `src/lib/config.ts`.');
   }
