@@ -203,3 +203,25 @@ test('AdamW: the WebAssembly SIMD kernel and the JavaScript fallback give identi
   assert.deepEqual(runs[0].state.m.w, runs[1].state.m.w);
   assert.deepEqual(runs[0].state.v.w, runs[1].state.v.w);
 });
+
+test('AdamW learning-rate scales per variable (parameter groups) equal separate rates; lrScalesFor matches name prefixes', async () => {
+  await ensureBackend();
+  const { lrScalesFor } = await import('../src/lib/train/loop');
+  const g = tf.tensor1d([0.5, -0.5, 1]);
+  const a = tf.variable(tf.tensor1d([1, 2, 3]));
+  const b = tf.variable(tf.tensor1d([1, 2, 3]));
+  const c = tf.variable(tf.tensor1d([1, 2, 3]));
+  const grouped = new AdamW({ lr: 0.1, weightDecay: 0.01 });
+  const alone = new AdamW({ lr: 0.05, weightDecay: 0.01 });
+  for (let i = 0; i < 3; i++) {
+    grouped.step([a, b], [g, g], undefined, [1, 0.5]);
+    alone.step([c], [g]);
+  }
+  assert.deepEqual(b.dataSync(), c.dataSync());
+  assert.notDeepEqual(a.dataSync(), b.dataSync());
+  assert.throws(() => grouped.step([a], [g], undefined, [1, 2]), /scales differ in number/);
+  const named = [{ name: 'mapper.w', variable: a }, { name: 'lm.wte.weight', variable: b }];
+  assert.deepEqual(lrScalesFor(named, { 'lm.': 0.1 }), [1, 0.1]);
+  assert.equal(lrScalesFor(named, undefined), undefined);
+  tf.dispose([a, b, c, g]);
+});

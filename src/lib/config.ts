@@ -126,6 +126,8 @@ export interface TrainConfig {
   numHeads: number;
   batchSize: number;
   lr: number;
+  /** Fine-tuned GPT-2 only: its learning rate as a multiple of `lr` (the mapper's); 1 = one rate for all, as the original. */
+  lmLrScale: number;
   warmupSteps: number;
   epochs: number;
   weightDecay: number;
@@ -176,6 +178,7 @@ function paperTrain(kind: 'mlp' | 'transformer'): TrainConfig {
     numHeads: 8,
     batchSize: 40,
     lr: 2e-5,
+    lmLrScale: 1,
     warmupSteps: 5000,
     epochs: 10,
     weightDecay: 0.01,

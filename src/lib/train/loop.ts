@@ -42,6 +42,20 @@ export interface LoopConfig {
    * each example is unchanged; needs TrainTask.lengthOf.
    */
   bucketByLength?: boolean;
+  /**
+   * Learning-rate multipliers by variable-name prefix (parameter groups), e.g. { 'lm.': 0.1 } to
+   * fine-tune GPT-2 ten times slower than the mapper. The first matching prefix wins; default 1.
+   */
+  lrScales?: Record<string, number>;
+}
+
+/** The learning-rate multiplier of each variable (LoopConfig.lrScales). */
+export function lrScalesFor(vars: readonly NamedVariable[], scales: Record<string, number> | undefined): number[] | undefined {
+  if (!scales || Object.keys(scales).length === 0) return undefined;
+  return vars.map((v) => {
+    const hit = Object.keys(scales).find((p) => v.name.startsWith(p));
+    return hit === undefined ? 1 : scales[hit];
+  });
 }
 
 /** What the loop trains. Examples are addressed by index; the task turns indices into tensors. */
@@ -252,6 +266,7 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
   const totalSteps = spe * cfg.epochs;
   const lastStep = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, totalSteps) : totalSteps;
   const vars = task.trainable();
+  const scales = lrScalesFor(vars, cfg.lrScales);
   const optimizer = new AdamW({ lr: cfg.lr, weightDecay: cfg.weightDecay });
 
   // Resume.
@@ -334,6 +349,7 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
         vars.map((v) => v.variable),
         grads,
         lr,
+        scales,
       );
       grads.forEach((g) => g.dispose());
 

@@ -134,16 +134,18 @@ export class AdamW {
 
   /**
    * One update of `vars` with their gradients `grads` (parallel arrays). `lr` overrides the
-   * configured rate. Gradients are not disposed.
+   * configured rate; `lrScales` (parallel to `vars`) multiplies it per variable (parameter groups
+   * with their own learning rates, e.g. the mapper and GPT-2). Gradients are not disposed.
    */
-  step(vars: tf.Variable[], grads: tf.Tensor[], lr?: number): void {
+  step(vars: tf.Variable[], grads: tf.Tensor[], lr?: number, lrScales?: readonly number[]): void {
+    if (lrScales && lrScales.length !== vars.length) throw new Error('AdamW.step: variables and learning-rate scales differ in number');
     if (grads.length !== vars.length) throw new Error('AdamW.step: variables and gradients differ in number');
     const pairs: [tf.Variable, tf.Tensor][] = vars.map((v, i) => [v, grads[i]]);
     const rate = lr ?? this.currentLr();
     this.t += 1;
     const bc1 = 1 - this.beta1 ** this.t;
     const bc2 = 1 - this.beta2 ** this.t;
-    for (const [v, g] of pairs) {
+    for (const [k, [v, g]] of pairs.entries()) {
       if (!g) throw new Error(`AdamW.step: no gradient for variable ${v.name}`);
       if (g.size !== v.size) throw new Error(`AdamW.step: gradient of ${v.name} has ${g.size} values, the variable ${v.size}`);
       let slot = this.moments.get(v);
@@ -151,7 +153,7 @@ export class AdamW {
         slot = this.kernel.alloc(v.size);
         this.moments.set(v, slot);
       }
-      this.update(v, g, slot, rate, bc1, bc2);
+      this.update(v, g, slot, lrScales ? rate * lrScales[k] : rate, bc1, bc2);
     }
   }
 

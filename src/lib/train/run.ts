@@ -146,6 +146,7 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
       maxSteps: train.maxSteps,
       dropLast: true,
       bucketByLength: true,
+      ...(train.finetuneLM && train.lmLrScale !== 1 ? { lrScales: { 'lm.': train.lmLrScale } } : {}),
     };
     const config: RunConfig = {
       format: 'clipcap-run/1',
