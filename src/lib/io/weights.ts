@@ -1,5 +1,6 @@
 // Named tensors to and from safetensors files: checkpoints of mappers, language models and
 // optimizer state. Loading checks that every expected tensor is there with the expected shape.
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { parseSafetensors, toFloat32, writeSafetensors, type SafeTensorInput } from './safetensors';
@@ -38,4 +39,19 @@ export function loadSafetensorsTensors(file: string): Map<string, tf.Tensor> {
   const out = new Map<string, tf.Tensor>();
   for (const [name, s] of readSafetensorsFile(file)) out.set(name, tf.tensor(s.data, s.shape));
   return out;
+}
+
+/**
+ * A content hash of named tensors (names, shapes, dtypes and bytes, in name order): the identity of a
+ * model's weights, wherever they were loaded from. 16 hex digits.
+ */
+export function weightsFingerprint(named: ReadonlyMap<string, tf.Tensor>): string {
+  const h = crypto.createHash('sha256');
+  for (const name of [...named.keys()].sort()) {
+    const t = named.get(name)!;
+    h.update(`${name}:${t.dtype}:${t.shape.join('x')};`);
+    const d = t.dataSync();
+    h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  }
+  return h.digest('hex').slice(0, 16);
 }

@@ -7,6 +7,7 @@
 //   steps.jsonl, epochs.jsonl, checkpoint/    written by the training loop (train.ts)
 //   final/        mapper.safetensors, and lm/ (HF layout) when GPT-2 was fine-tuned
 //   summary.json  final losses and timings
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ensureBackend } from '../tfjs/backend';
@@ -24,7 +25,8 @@ import { createMapper, defaultMapperConfig, type MapperConfig } from '../model/m
 import { artifactPaths, encoderDir, pretrainedLMDir, repoRoot, runDirectory } from '../paths';
 import type { Tokenizer } from '../model/tokenizer';
 import { runTraining, type LoopConfig, type RunOptions, type TrainSummary } from './loop';
-import { loadSafetensorsTensors, saveSafetensorsFile } from '../io/weights';
+import { loadSafetensorsTensors, saveSafetensorsFile, weightsFingerprint } from '../io/weights';
+import { acquireLock, releaseLock } from '../util/lock';
 
 export interface RunConfig {
   format: 'clipcap-run/1';
@@ -34,8 +36,12 @@ export interface RunConfig {
   loop: LoopConfig;
   mapper: MapperConfig;
   encoder: { name: string; embeddingsDir: string; dim: number; config: ProfileConfig['encoder'] };
-  /** The language model the run started from: a hub id, or a directory relative to the repository root. */
-  lm: { source: string; config: GPT2Config; vocabSize: number; restrictedVocab: boolean };
+  /**
+   * The language model the run started from: a hub id, or a directory relative to the repository
+   * root; `fingerprint`: the content hash of its weights (io/weights.weightsFingerprint), checked
+   * when the run is loaded again.
+   */
+  lm: { source: string; config: GPT2Config; vocabSize: number; restrictedVocab: boolean; fingerprint?: string };
   data: { trainExamples: number; valExamples: number; trainImages: number; valImages: number; skippedNoEmbedding: number; subsetsDir: string };
   backend: string;
   createdAt: string;
@@ -84,8 +90,38 @@ export function mapperConfigFor(train: TrainConfig, inputDim: number, lmConfig: 
 }
 
 /** Fields whose change makes an existing run directory a different experiment. */
+/** What makes two runs the same experiment (the run name aside): hyperparameters, model, LM weights, data. */
 function experimentKey(c: RunConfig): string {
-  return JSON.stringify({ train: { ...c.train, maxSteps: 0, checkpointEverySteps: 0 }, mapper: c.mapper, encoder: c.encoder.name, lm: c.lm.source, data: c.data.trainExamples });
+  return JSON.stringify({
+    train: { ...c.train, name: '', maxSteps: 0, checkpointEverySteps: 0 },
+    mapper: c.mapper,
+    encoder: c.encoder.name,
+    lm: c.lm.source,
+    lmFingerprint: c.lm.fingerprint ?? null,
+    data: c.data.trainExamples,
+  });
+}
+
+/**
+ * The directory of a run: runs/<name>@<8 hex digits of its experiment key>, so that a run with other
+ * hyperparameters (or another language model) is a new run, and rerunning the same one resumes or
+ * reuses it. runs/<name> is a link to the latest of them that training reached (see linkLatest).
+ */
+function hashedRunDir(profile: string, c: RunConfig): string {
+  const h = crypto.createHash('sha256').update(experimentKey(c)).digest('hex').slice(0, 8);
+  return `${runDirectory(profile, c.name)}@${h}`;
+}
+
+/** Point runs/<name> at `dir` (a relative symbolic link, replaced atomically). */
+function linkLatest(link: string, dir: string): void {
+  if (fs.existsSync(link) && !fs.lstatSync(link).isSymbolicLink()) {
+    // a run directory of an earlier version of this code: keep it, under a name of its own
+    fs.renameSync(link, `${link}@earlier-${fs.statSync(link).mtimeMs.toFixed(0)}`);
+  }
+  const tmp = `${link}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { force: true });
+  fs.symlinkSync(path.basename(dir), tmp);
+  fs.renameSync(tmp, link);
 }
 
 export interface TrainVariantOptions {
@@ -114,15 +150,14 @@ async function loadLM(profile: ProfileConfig): Promise<LanguageModel> {
 export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVariantResult> {
   const backend = await ensureBackend();
   const { profile, train } = opts;
-  const runDir = runDirectory(profile.name, train.name);
-  const finalDir = path.join(runDir, 'final');
-  const summaryFile = path.join(runDir, 'summary.json');
+  const latest = runDirectory(profile.name, train.name);
 
   const subsets = loadSubsets(profile);
   const emb = openEmbeddings(profile);
   const lm = await loadLM(profile);
   const { tokenizer } = lm;
   let model: ClipCapModel | null = null;
+  let lockPath: string | null = null;
   try {
     const trainRows = frameRows(subsets.train);
     const valRows = frameRows(subsets.val);
@@ -156,7 +191,13 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
       loop,
       mapper: mapperCfg,
       encoder: { name: emb.encoder, embeddingsDir: rel(emb.dir), dim: emb.dim, config: profile.encoder },
-      lm: { source: rel(lmSource(profile)), config: lm.model.config, vocabSize: tokenizer.vocabSize, restrictedVocab: profile.lm.source !== 'hub' && profile.lm.restrictVocab },
+      lm: {
+        source: rel(lmSource(profile)),
+        config: lm.model.config,
+        vocabSize: tokenizer.vocabSize,
+        restrictedVocab: profile.lm.source !== 'hub' && profile.lm.restrictVocab,
+        fingerprint: weightsFingerprint(lm.model.namedWeights()),
+      },
       data: {
         trainExamples: tr.examples.length,
         valExamples: va.examples.length,
@@ -168,15 +209,23 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
       backend: backend.name,
       createdAt: new Date().toISOString(),
     };
+    const runDir = hashedRunDir(profile.name, config);
+    const finalDir = path.join(runDir, 'final');
+    const summaryFile = path.join(runDir, 'summary.json');
+    fs.mkdirSync(runDir, { recursive: true });
+    lockPath = path.join(runDir, 'train.lock');
+    acquireLock(lockPath, {
+      busy: (pid) => `the run ${runDir} is being trained by process ${pid}; wait for it or stop it (one training per run)`,
+      self: `the run ${runDir} is already being trained in this process`,
+    });
     const cfgFile = path.join(runDir, 'config.json');
     if (fs.existsSync(cfgFile)) {
       const old = readJson<RunConfig>(cfgFile);
       if (experimentKey(old) !== experimentKey(config)) {
-        throw new Error(
-          `run directory ${runDir} holds a run with a different configuration; give this run another name (train.name) or delete that directory`,
-        );
+        throw new Error(`run directory ${runDir} holds a run with a different configuration (a hash collision?); delete that directory`);
       }
-      if (fs.existsSync(summaryFile) && fs.existsSync(finalDir)) {
+      if (fs.existsSync(summaryFile) && fs.existsSync(finalDir) && readJson<RunSummary>(summaryFile).completed) {
+        linkLatest(latest, runDir);
         return { runDir, config: old, summary: readJson<RunSummary>(summaryFile) };
       }
       config.createdAt = old.createdAt;
@@ -196,9 +245,11 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
     if (summary.completed || train.maxSteps > 0) {
       await saveRunWeights(m, finalDir);
       writeJsonAtomic(summaryFile, result);
+      linkLatest(latest, runDir);
     }
     return { runDir, config, summary: result };
   } finally {
+    if (lockPath) releaseLock(lockPath);
     if (model) model.mapper.dispose();
     lm.model.dispose();
   }
@@ -257,6 +308,16 @@ export async function loadRun(runDir: string, opts: { checkpoint?: boolean } = {
   }
   await ensureBackend({ quiet: true });
   const lm = await loadLanguageModel(abs(config.lm.source));
+  if (config.lm.fingerprint) {
+    const now = weightsFingerprint(lm.model.namedWeights());
+    if (now !== config.lm.fingerprint) {
+      lm.model.dispose();
+      throw new Error(
+        `the run ${runDir} was trained on the language model ${config.lm.source} with weights ${config.lm.fingerprint}, but its weights are now ${now} ` +
+          '(it was pretrained again or replaced): its prefixes do not fit the new model. Retrain the run (rerun notebook 03 or 04: a new run directory is made), or restore that language model.',
+      );
+    }
+  }
   const mapper = createMapper(config.mapper, config.train.seed);
   const model = new ClipCapModel(lm.model, mapper, config.train.finetuneLM);
   await loadRunWeights(model, weightsDir);

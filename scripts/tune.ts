@@ -1,0 +1,99 @@
+// Recipe search on the validation (dev) split: train one variant with some hyperparameters changed,
+// then report what tells a recipe that works from one that does not: the val loss, the val loss with
+// shuffled images (the image-use gap), and the dev caption scores and diversity. The test photos are
+// never touched here. Needs notebooks 01, 02 and 02b of the profile.
+//
+//   npx tsx scripts/tune.ts --variant mlp --set lr=1e-3 --set lmLrScale=0.1 --set epochs=8
+//   npx tsx scripts/tune.ts --retrieval            # the retrieval baseline on dev, to beat
+//
+// Each trial trains run `tune-<variant>-<hash of the changes>` under data/<profile>/runs/ (a rerun of
+// the same trial resumes or reuses it) and appends one line to data/<profile>/tuning/results.jsonl.
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { resolveProfile, type TrainConfig } from '../src/lib/config';
+import { retrievalOnDev, scoreOnDev, type DevScores } from '../src/lib/eval/dev';
+import { artifactPaths } from '../src/lib/paths';
+import { trainVariant } from '../src/lib/train/run';
+
+function parse(argv: string[]): { variant: 'mlp' | 'transformer'; set: Record<string, string>; retrieval: boolean; beam?: number } {
+  const out = { variant: 'mlp' as 'mlp' | 'transformer', set: {} as Record<string, string>, retrieval: false, beam: undefined as number | undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--variant') {
+      const v = argv[++i];
+      if (v !== 'mlp' && v !== 'transformer') throw new Error(`--variant must be mlp or transformer, got ${v}`);
+      out.variant = v;
+    } else if (a === '--set') {
+      const kv = argv[++i] ?? '';
+      const eq = kv.indexOf('=');
+      if (eq < 1) throw new Error(`--set wants key=value, got ${JSON.stringify(kv)}`);
+      out.set[kv.slice(0, eq)] = kv.slice(eq + 1);
+    } else if (a === '--retrieval') out.retrieval = true;
+    else if (a === '--beam') out.beam = Number(argv[++i]);
+    else throw new Error(`unknown argument ${a} (use --variant, --set key=value, --retrieval, --beam)`);
+  }
+  return out;
+}
+
+function overrides(base: TrainConfig, set: Record<string, string>): Partial<TrainConfig> {
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(set)) {
+    if (!(k in base)) throw new Error(`--set ${k}: not a training hyperparameter (one of ${Object.keys(base).join(', ')})`);
+    const cur = (base as unknown as Record<string, unknown>)[k];
+    const val = typeof cur === 'number' ? Number(v) : typeof cur === 'boolean' ? v === 'true' : v;
+    if (typeof cur === 'number' && !Number.isFinite(val as number)) throw new Error(`--set ${k}=${v}: not a number`);
+    o[k] = val;
+  }
+  return o as Partial<TrainConfig>;
+}
+
+function row(s: DevScores): Record<string, number> {
+  return { photos: s.photos, Bleu_4: s.scores.Bleu_4, CIDEr: s.scores.CIDEr, ROUGE_L: s.scores.ROUGE_L, distinctShare: s.diversity.share, vocabulary: s.diversity.vocabulary };
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2));
+  const profile = await resolveProfile();
+  const out = path.join(artifactPaths(profile.name).root, 'tuning', 'results.jsonl');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const decode = { beam: args.beam ?? profile.eval.beam, maxNewTokens: profile.eval.maxNewTokens };
+  if (args.retrieval) {
+    const r = await retrievalOnDev(profile, profile.eval.retrievalK);
+    const rec = { at: new Date().toISOString(), profile: profile.name, system: `retrieval k=${profile.eval.retrievalK}`, dev: row(r), samples: r.samples };
+    fs.appendFileSync(out, JSON.stringify(rec) + '\n');
+    console.log(JSON.stringify(rec, null, 1));
+    return;
+  }
+  const base = profile[args.variant];
+  const o = overrides(base, args.set);
+  const hash = crypto.createHash('sha256').update(JSON.stringify(o)).digest('hex').slice(0, 8);
+  const train: TrainConfig = { ...base, ...o, name: `tune-${args.variant}-${hash}` };
+  const t0 = Date.now();
+  const r = await trainVariant({ profile, train });
+  const s = r.summary;
+  if (!s.completed || s.finalValLoss === null || !Number.isFinite(s.finalValLoss)) throw new Error(`trial ${train.name} did not finish with a finite val loss`);
+  const dev = await scoreOnDev(profile, r.runDir, decode);
+  const rec = {
+    at: new Date().toISOString(),
+    profile: profile.name,
+    system: args.variant,
+    run: train.name,
+    changes: o,
+    valLoss: s.finalValLoss,
+    valLossShuffled: s.finalValLossShuffled ?? null,
+    imageGap: s.finalValLossShuffled != null ? s.finalValLossShuffled - s.finalValLoss : null,
+    trainSeconds: s.trainSeconds,
+    wallSeconds: (Date.now() - t0) / 1000,
+    decode,
+    dev: row(dev),
+    samples: dev.samples,
+  };
+  fs.appendFileSync(out, JSON.stringify(rec) + '\n');
+  console.log(JSON.stringify(rec, null, 1));
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

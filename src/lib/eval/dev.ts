@@ -1,0 +1,54 @@
+// Scores of a trained run on the validation (dev) split: the numbers to tune a recipe on, so that the
+// test photos are scored only once per configuration that is kept (notebook 06). Captions every
+// validation photo (one caption per photo, as for evaluation) and scores it against its references.
+import type { ProfileConfig } from '../config';
+import { loadSubsets } from '../data/build';
+import { frameColumns, groupImages } from '../data/schema';
+import { loadRun, openEmbeddings, openEmbeddingsOfRun } from '../train/run';
+import { nearestNeighbourCaptions } from './baselines';
+import { tfjsSimilarity } from './knn';
+import { captionEmbeddings, type DecodeConfig } from './caption';
+import { captionDiversity, type Diversity } from './diversity';
+import { scoreCaptions, type MetricScores } from './metrics/index';
+
+export interface DevScores {
+  photos: number;
+  scores: MetricScores;
+  diversity: Diversity;
+  /** A few (photo id, caption) pairs to read. */
+  samples: [string, string][];
+}
+
+/** Caption the validation photos with the run at `runDir` and score them (BLEU, ROUGE-L, CIDEr-D). */
+export async function scoreOnDev(profile: ProfileConfig, runDir: string, decode: DecodeConfig): Promise<DevScores> {
+  const run = await loadRun(runDir);
+  try {
+    const emb = openEmbeddingsOfRun(run.config);
+    const groups = groupImages(frameColumns(loadSubsets(profile).val), 'val subset').filter((g) => emb.has(g.image_id));
+    if (groups.length === 0) throw new Error('no validation photo has an embedding: run notebooks 01 and 02 first');
+    const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), decode);
+    const captions = new Map(groups.map((g, i) => [g.image_id, caps[i]]));
+    const refs = new Map(groups.map((g) => [g.image_id, g.captions]));
+    return { photos: groups.length, scores: scoreCaptions(refs, captions).scores, diversity: captionDiversity(caps), samples: groups.slice(0, 5).map((g, i) => [g.image_id, caps[i]]) };
+  } finally {
+    run.dispose();
+  }
+}
+
+/** Nearest-neighbour retrieval (the baseline the captioners must beat) scored on the validation photos. */
+export async function retrievalOnDev(profile: ProfileConfig, k: number): Promise<DevScores> {
+  const tf = await import('@tensorflow/tfjs');
+  const emb = openEmbeddings(profile);
+  const subsets = loadSubsets(profile);
+  const train = groupImages(frameColumns(subsets.train), 'train subset').filter((g) => emb.has(g.image_id));
+  const val = groupImages(frameColumns(subsets.val), 'val subset').filter((g) => emb.has(g.image_id));
+  const got = nearestNeighbourCaptions(
+    new Map(train.map((g) => [g.image_id, emb.get(g.image_id)])),
+    new Map(train.map((g) => [g.image_id, g.captions])),
+    new Map(val.map((g) => [g.image_id, emb.get(g.image_id)])),
+    { k, engine: tfjsSimilarity(tf) },
+  );
+  const captions = new Map([...got].map(([id, r]) => [id, r.caption]));
+  const refs = new Map(val.map((g) => [g.image_id, g.captions]));
+  return { photos: val.length, scores: scoreCaptions(refs, captions).scores, diversity: captionDiversity(captions.values()), samples: val.slice(0, 5).map((g) => [g.image_id, captions.get(g.image_id)!]) };
+}
