@@ -223,3 +223,21 @@ test('shuffled images: every example gets another photo\'s embedding, a permutat
   const one = toyExamples(3, 0).map((e) => ({ ...e, imageId: 'same' }));
   assert.equal(shuffledEmbeddings(one, 1).length, 3);
 });
+
+test('a diverging run stops with a clear error at the first non-finite loss, logs only finite steps, and keeps its last checkpoint', async () => {
+  const m = makeModel('mlp', true);
+  const dir = tmp();
+  await assert.rejects(
+    runTraining(clipCapTask(m, toyExamples(16, 0), toyExamples(4, 1), io(m)), loop({ epochs: 30, lr: 1e6, warmupSteps: 0, checkpointEverySteps: 1 }), dir, { write: () => {} }),
+    (e: Error) => {
+      assert.equal(e.name, 'DivergenceError');
+      assert.match(e.message, /training diverged at step \d+: the (training loss|gradient norm|validation loss) is (NaN|-?Infinity)\. .*not complete; its last checkpoint, from before step \d+, is kept\. Lower the learning rate/);
+      return true;
+    },
+  );
+  const steps = readStepLog(dir);
+  assert.ok(steps.every((s) => Number.isFinite(s.loss)), 'no non-finite loss is logged');
+  assert.ok(fs.existsSync(path.join(dir, 'checkpoint')), 'the last good checkpoint stays');
+  m.mapper.dispose();
+  m.lm.dispose();
+});

@@ -14,6 +14,7 @@ import { generateSynthetic } from './synthetic';
 import { splitByImage, writeSubsets, readSubsets, type Subsets, type SubsetManifest } from './subset';
 import { concatFrames } from './schema';
 import { prepareKarpathyCoco, fetchSubsetPhotos } from './remote';
+import { validateProfile } from '../validate';
 
 export interface BuildOptions {
   /** Repository root for artifactPaths (tests use a temporary one). */
@@ -101,7 +102,7 @@ export function splitForProfile(cfg: ProfileConfig, df: pl.DataFrame): Subsets {
  */
 export async function buildSubsets(cfgOrName: ProfileConfig | string, opts: BuildOptions = {}): Promise<BuildResult> {
   const t0 = Date.now();
-  const cfg = resolveCfg(cfgOrName);
+  const cfg = validateProfile(resolveCfg(cfgOrName));
   const { df, inputs, notes } = await loadProfileSource(cfg, opts);
   for (const n of notes) console.warn(`[data] NOTE: ${n}`);
   let subsets = splitForProfile(cfg, df);

@@ -26,6 +26,7 @@ import { captionDiversity, type Diversity } from './diversity';
 import type { EmbeddingSet } from '../embed/embedding-set';
 import { Progress } from '../util/progress';
 import { loadRun, openEmbeddings, type RunSummary } from '../train/run';
+import { ConfigError, evalProblems, validateProfile } from '../validate';
 
 export type SystemKind = 'clipcap' | 'baseline' | 'human';
 
@@ -195,6 +196,9 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
 
 /** Evaluate every trained variant of a profile and the baselines on each evaluation set. */
 export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOptions): Promise<ProfileEvaluation> {
+  validateProfile(profile);
+  const problems = evalProblems({ ...profile.eval, beam: opts.decode.beam, maxNewTokens: opts.decode.maxNewTokens, retrievalK: opts.retrievalK });
+  if (problems.length) throw new ConfigError(problems);
   await ensureBackend();
   const subsets = loadSubsets(profile);
   const embSet = openEmbeddings(profile);

@@ -49,6 +49,20 @@ export interface LoopConfig {
   lrScales?: Record<string, number>;
 }
 
+/**
+ * A run whose loss or gradient norm became NaN or infinite: training stops at once, the last
+ * checkpoint (written before the divergence) stays as it was, and the run is not marked complete.
+ */
+export class DivergenceError extends Error {
+  constructor(readonly runDir: string, readonly step: number, what: string) {
+    super(
+      `training diverged at step ${step}: ${what}. The run (${runDir}) is not complete; its last checkpoint, from before step ${step}, is kept. ` +
+        'Lower the learning rate (lr), add gradient clipping (gradClip), or check the data; then rerun (new settings train a new run).',
+    );
+    this.name = 'DivergenceError';
+  }
+}
+
 /** The learning-rate multiplier of each variable (LoopConfig.lrScales). */
 export function lrScalesFor(vars: readonly NamedVariable[], scales: Record<string, number> | undefined): number[] | undefined {
   if (!scales || Object.keys(scales).length === 0) return undefined;
@@ -339,9 +353,19 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
       }
       let grads = acc!;
       let gradNorm: number | undefined;
+      const stepLoss = lossSum / tokens;
+      if (!Number.isFinite(stepLoss)) {
+        grads.forEach((g) => g.dispose());
+        throw new DivergenceError(runDir, state.step, `the training loss is ${stepLoss}`);
+      }
       if (cfg.gradClip > 0) {
         const clipped = clipByGlobalNorm(grads, cfg.gradClip);
         gradNorm = clipped.norm;
+        if (!Number.isFinite(gradNorm)) {
+          if (clipped.grads !== grads) clipped.grads.forEach((g) => g.dispose());
+          grads.forEach((g) => g.dispose());
+          throw new DivergenceError(runDir, state.step, `the gradient norm is ${gradNorm}`);
+        }
         if (clipped.grads !== grads) grads.forEach((g) => g.dispose());
         grads = clipped.grads;
       }
@@ -369,6 +393,7 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
       if (epochEnd) {
         const evalBatch = Math.max(cfg.microBatchSize || cfg.batchSize, 1);
         const valLoss = evaluateLoss(task, 'val', evalBatch);
+        if (valLoss !== null && !Number.isFinite(valLoss)) throw new DivergenceError(runDir, state.step, `the validation loss is ${valLoss}`);
         const shuffled = task.imageConditioned ? { valLossShuffled: evaluateLoss(task, 'val', evalBatch, undefined, { shuffledImages: true }) } : {};
         const e: EpochLog = { epoch, trainLoss: state.epochTrainSum / state.epochTrainTokens, valLoss, ...shuffled, steps: state.step, seconds: state.trainSeconds };
         fs.writeSync(epochsFile, JSON.stringify(e) + '\n');

@@ -18,6 +18,7 @@ import { formatCaption } from '../model/text';
 import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from '../model/tokenizer';
 import { epochPermutation, runTraining, type LoopConfig, type RunOptions, type TrainSummary, type TrainTask } from './loop';
 import { saveSafetensorsFile, loadSafetensorsInto } from '../io/weights';
+import { ConfigError, lmPretrainProblems } from '../validate';
 
 export interface PretrainResult {
   /** Directory of the trained model (HF layout + tokenizer files + vocab_map.json). */
@@ -85,8 +86,30 @@ const DONE = 'pretrain.json';
  * reused as it is; a killed run resumes from its checkpoint.
  */
 export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult> {
+  const problems = lmPretrainProblems(opts.cfg);
+  if (problems.length) throw new ConfigError(problems);
+  const settings = { arch: opts.arch, pretrain: opts.cfg, restrictVocab: opts.restrictVocab };
+  const sameSettings = (file: string, what: string) => {
+    if (!fs.existsSync(file)) return;
+    const old = readJson<{ arch?: unknown; pretrain?: unknown; restrictVocab?: unknown }>(file);
+    const was = { arch: old.arch, pretrain: { ...(old.pretrain as object) }, restrictVocab: old.restrictVocab };
+    if (JSON.stringify(was) !== JSON.stringify(settings)) {
+      throw new Error(
+        `${what} was made with other settings (${file}: ${JSON.stringify(was)}; asked now: ${JSON.stringify(settings)}). ` +
+          `To pretrain again with the new settings, delete ${opts.modelDir} and ${opts.runDir} (ClipCap runs trained on the old model are then refused when loaded, and retrained when their notebook runs again); to keep the old model, restore its settings.`,
+      );
+    }
+  };
   const doneFile = path.join(opts.modelDir, DONE);
-  if (fs.existsSync(doneFile)) return readJson<PretrainResult>(doneFile);
+  if (fs.existsSync(doneFile)) {
+    const done = readJson<PretrainResult & { settings?: unknown }>(doneFile);
+    if (done.settings) sameSettings(doneFile, `the pretrained language model in ${opts.modelDir}`);
+    return done;
+  }
+  // A killed run resumes only with the settings it started with.
+  if (fs.existsSync(path.join(opts.runDir, 'config.json'))) {
+    sameSettings(path.join(opts.runDir, 'config.json'), `the interrupted LM pretraining in ${opts.runDir}`);
+  }
 
   const base = opts.tokenizer ?? (await loadTokenizer());
   // Every caption is tokenized (the vocabulary comes from the whole corpus); training uses a seeded
@@ -157,7 +180,8 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
     };
     writeJsonAtomic(path.join(opts.runDir, 'config.json'), { kind: 'lm-pretrain', arch: opts.arch, pretrain: opts.cfg, gpt2: config, loop, restrictVocab: opts.restrictVocab });
     const summary = await runTraining(task, loop, opts.runDir, { label: 'LM pretraining', ...opts.run });
-    const result: PretrainResult = {
+    const result: PretrainResult & { settings: typeof settings } = {
+      settings,
       modelDir: opts.modelDir,
       runDir: opts.runDir,
       summary,

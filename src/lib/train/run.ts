@@ -27,6 +27,7 @@ import type { Tokenizer } from '../model/tokenizer';
 import { runTraining, type LoopConfig, type RunOptions, type TrainSummary } from './loop';
 import { loadSafetensorsTensors, saveSafetensorsFile, weightsFingerprint } from '../io/weights';
 import { acquireLock, releaseLock } from '../util/lock';
+import { ConfigError, validateProfile, validateTrain } from '../validate';
 
 export interface RunConfig {
   format: 'clipcap-run/1';
@@ -148,8 +149,13 @@ async function loadLM(profile: ProfileConfig): Promise<LanguageModel> {
 
 /** Train one ClipCap variant (or resume it, or return the finished run). */
 export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVariantResult> {
-  const backend = await ensureBackend();
   const { profile, train } = opts;
+  validateProfile(profile);
+  validateTrain(train, train.mapper === 'transformer' ? 'transformer' : 'mlp');
+  if (opts.microBatchSize !== undefined && !(Number.isInteger(opts.microBatchSize) && opts.microBatchSize >= 0)) {
+    throw new ConfigError([`microBatchSize = ${opts.microBatchSize}: must be a whole number >= 0 (0 = the whole batch in one pass)`]);
+  }
+  const backend = await ensureBackend();
   const latest = runDirectory(profile.name, train.name);
 
   const subsets = loadSubsets(profile);

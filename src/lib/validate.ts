@@ -1,0 +1,117 @@
+// One validation of a profile's configuration before any work starts: every field that a stage reads
+// is checked for its type and range, and the first problems are reported together, each naming the
+// field, the value and what is allowed (a notebook's inline edits are checked the same way).
+import { PROFILE_NAMES, type DataConfig, type EncoderConfig, type EvalConfig, type LMConfig, type LMPretrainConfig, type ProfileConfig, type TrainConfig } from './config';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Check = (field: string, value: unknown) => string | null;
+
+const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : String(v));
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (f, v) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? null : `${f} = ${show(v)}: must be a whole number in [${min}, ${max === Number.MAX_SAFE_INTEGER ? '∞' : max}]`;
+const num = (min: number, max: number, opts: { minOpen?: boolean; maxOpen?: boolean } = {}): Check => (f, v) =>
+  typeof v === 'number' && Number.isFinite(v) && (opts.minOpen ? v > min : v >= min) && (opts.maxOpen ? v < max : v <= max)
+    ? null
+    : `${f} = ${show(v)}: must be a number in ${opts.minOpen ? '(' : '['}${min}, ${max === Infinity ? '∞' : max}${opts.maxOpen ? ')' : ']'}`;
+const oneOf = (...allowed: unknown[]): Check => (f, v) => (allowed.includes(v) ? null : `${f} = ${show(v)}: must be one of ${allowed.map(show).join(', ')}`);
+const bool: Check = (f, v) => (typeof v === 'boolean' ? null : `${f} = ${show(v)}: must be true or false`);
+const str: Check = (f, v) => (typeof v === 'string' && v.length > 0 ? null : `${f} = ${show(v)}: must be a non-empty string`);
+
+function run(prefix: string, obj: object, checks: Record<string, Check>, out: string[]): void {
+  for (const [k, c] of Object.entries(checks)) {
+    const p = c(`${prefix}.${k}`, (obj as Record<string, unknown>)[k]);
+    if (p) out.push(p);
+  }
+}
+
+export function dataProblems(d: DataConfig, out: string[] = []): string[] {
+  run('data', d, { source: oneOf('coco-karpathy', 'mirror', 'synthetic'), seed: int(0), trainCaptions: int(0), valCaptions: int(0), evalImages: int(0), valFraction: num(0, 1, { maxOpen: true }), evalMinCaptions: int(1) }, out);
+  if (d.source === 'mirror' && (!Array.isArray(d.datasets) || d.datasets.length === 0)) out.push(`data.datasets = ${show(d.datasets)}: list the mirror datasets to use (flickr8k, coco-mini)`);
+  if (d.source === 'synthetic') run('data.synthetic', d.synthetic, { images: int(2), size: int(8, 4096) }, out);
+  return out;
+}
+
+export function encoderProblems(e: EncoderConfig, out: string[] = []): string[] {
+  run('encoder', e, { kind: oneOf('clip', 'centernet'), modelId: str, quantized: bool, batchSize: int(1, 4096), workers: int(1, 64) }, out);
+  return out;
+}
+
+export function lmProblems(lm: LMConfig, out: string[] = []): string[] {
+  run('lm', lm, { source: oneOf('hub', 'pretrain', 'random'), modelId: str, restrictVocab: bool }, out);
+  if (lm.source !== 'hub') {
+    run('lm.arch', lm.arch, { nLayer: int(1, 96), nEmbd: int(1, 16384), nHead: int(1, 256), nPositions: int(2, 65536) }, out);
+    if (Number.isInteger(lm.arch.nEmbd) && Number.isInteger(lm.arch.nHead) && lm.arch.nHead > 0 && lm.arch.nEmbd % lm.arch.nHead !== 0) {
+      out.push(`lm.arch.nEmbd = ${lm.arch.nEmbd} must be a multiple of lm.arch.nHead = ${lm.arch.nHead}`);
+    }
+  }
+  return out;
+}
+
+export function lmPretrainProblems(p: LMPretrainConfig, out: string[] = []): string[] {
+  run('lmPretrain', p, { epochs: int(1, 1000), batchSize: int(1, 65536), lr: num(0, 10, { minOpen: true }), warmupSteps: int(0), weightDecay: num(0, 1), maxTokens: int(2, 65536), seed: int(0), valFraction: num(0, 1, { maxOpen: true }), minTokenCount: int(1), maxCaptions: int(0) }, out);
+  return out;
+}
+
+export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []): string[] {
+  run(prefix, t, {
+    name: str,
+    mapper: oneOf('mlp', 'transformer'),
+    finetuneLM: bool,
+    prefixLength: int(1, 4096),
+    clipLength: int(1, 4096),
+    numLayers: int(1, 64),
+    numHeads: int(1, 256),
+    batchSize: int(1, 65536),
+    lr: num(0, 10, { minOpen: true }),
+    lmLrScale: num(0, 1000),
+    warmupSteps: int(0),
+    epochs: int(1, 10000),
+    weightDecay: num(0, 1),
+    gradClip: num(0, Infinity),
+    seed: int(0),
+    maxCaptionTokens: int(2, 65536),
+    checkpointEverySteps: int(1),
+    maxSteps: int(0),
+  }, out);
+  if (typeof t.name === 'string' && !/^[A-Za-z0-9._-]+$/.test(t.name)) out.push(`${prefix}.name = ${show(t.name)}: use letters, digits, '.', '_' and '-' only (it names a folder)`);
+  return out;
+}
+
+export function evalProblems(e: EvalConfig, out: string[] = []): string[] {
+  run('eval', e, { beam: int(1, 64), maxNewTokens: int(1, 1024), retrievalK: int(1, 10000), samples: int(0, 1000) }, out);
+  return out;
+}
+
+/** Every problem of a profile's configuration (empty when it is valid). */
+export function profileProblems(p: ProfileConfig): string[] {
+  const out: string[] = [];
+  if (!PROFILE_NAMES.includes(p.name)) out.push(`name = ${show(p.name)}: must be one of ${PROFILE_NAMES.join(', ')}`);
+  dataProblems(p.data, out);
+  encoderProblems(p.encoder, out);
+  lmProblems(p.lm, out);
+  if (p.lm.source === 'pretrain') lmPretrainProblems(p.lmPretrain, out);
+  trainProblems('mlp', p.mlp, out);
+  trainProblems('transformer', p.transformer, out);
+  evalProblems(p.eval, out);
+  return out;
+}
+
+/** Throw a ConfigError listing every problem, or return the profile unchanged. */
+export function validateProfile(p: ProfileConfig): ProfileConfig {
+  const problems = profileProblems(p);
+  if (problems.length) throw new ConfigError(problems);
+  return p;
+}
+
+/** Validate one training config (a notebook's edited copy of profile.mlp / profile.transformer). */
+export function validateTrain(t: TrainConfig, prefix = 'train'): TrainConfig {
+  const problems = trainProblems(prefix, t);
+  if (problems.length) throw new ConfigError(problems);
+  return t;
+}
