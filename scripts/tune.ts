@@ -6,9 +6,9 @@
 //   npx tsx scripts/tune.ts --variant mlp --set lr=1e-3 --set lmLrScale=0.1 --set epochs=8
 //   npx tsx scripts/tune.ts --retrieval            # the retrieval baseline on dev, to beat
 //
-// Each trial trains run `tune-<variant>-<hash of the changes>` under data/<profile>/runs/ (a rerun of
-// the same trial resumes or reuses it) and appends one line to data/<profile>/tuning/results.jsonl.
-import * as crypto from 'crypto';
+// Each trial trains the variant's run with the changes applied: data/<profile>/runs/<name>@<hash of
+// its settings> (a rerun of the same trial resumes or reuses it; the training notebook, run with the
+// same settings, reuses it too) and appends one line to data/<profile>/tuning/results.jsonl.
 import * as fs from 'fs';
 import * as path from 'path';
 import { resolveProfile, type TrainConfig } from '../src/lib/config';
@@ -67,8 +67,7 @@ async function main(): Promise<void> {
   }
   const base = profile[args.variant];
   const o = overrides(base, args.set);
-  const hash = crypto.createHash('sha256').update(JSON.stringify(o)).digest('hex').slice(0, 8);
-  const train: TrainConfig = { ...base, ...o, name: `tune-${args.variant}-${hash}` };
+  const train: TrainConfig = { ...base, ...o };
   const t0 = Date.now();
   const r = await trainVariant({ profile, train });
   const s = r.summary;
@@ -78,7 +77,7 @@ async function main(): Promise<void> {
     at: new Date().toISOString(),
     profile: profile.name,
     system: args.variant,
-    run: train.name,
+    run: r.runDir,
     changes: o,
     valLoss: s.finalValLoss,
     valLossShuffled: s.finalValLossShuffled ?? null,

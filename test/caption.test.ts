@@ -67,7 +67,7 @@ test('a run captions image files in process and through `clipcap caption`, with 
     const [r] = await cap.caption([image], { beam: 2, maxNewTokens: 5 });
     assert.equal(r.file, image);
     assert.equal(typeof r.caption, 'string');
-    inProcess = r.caption;
+    inProcess = r.caption!;
     // the decoding stops at the period: '.' is a stop token of the run's tokenizer
     assert.equal(stopIds(cap.run.tokenizer).length, 1);
   } finally {
@@ -77,9 +77,23 @@ test('a run captions image files in process and through `clipcap caption`, with 
   assert.equal(out.status, 0, out.stderr);
   const parsed = JSON.parse(out.stdout.trim().split('\n').pop()!) as { file: string; caption: string }[];
   assert.deepEqual(parsed, [{ file: image, caption: inProcess }]);
-  const bad = spawnSync(process.execPath, [path.join(root, 'bin', 'clipcap.js'), 'caption', '--run', runDir, path.join(runDir, 'nope.jpg')], { encoding: 'utf8' });
+  // one bad file among good ones: every readable file is captioned, each bad one reported, exit 1
+  const notImage = path.join(runDir, 'notes.jpg');
+  fs.writeFileSync(notImage, 'not a photo');
+  const dirJpg = path.join(runDir, 'folder.jpg');
+  fs.mkdirSync(dirJpg, { recursive: true });
+  const args = ['caption', '--run', runDir, '--beam', '2', '--max-new-tokens', '5'];
+  const bad = spawnSync(process.execPath, [path.join(root, 'bin', 'clipcap.js'), ...args, image, path.join(runDir, 'nope.jpg'), dirJpg, notImage, image], { encoding: 'utf8' });
   assert.equal(bad.status, 1);
-  assert.match(bad.stderr, /image file\(s\) not found: .*nope\.jpg/);
+  assert.deepEqual(bad.stdout.trim().split('\n').filter((l) => l.includes('\t')), [`${image}\t${inProcess}`, `${image}\t${inProcess}`]);
+  assert.match(bad.stderr, /nope\.jpg: no such file/);
+  assert.match(bad.stderr, /folder\.jpg: is a directory, not an image file/);
+  assert.match(bad.stderr, /notes\.jpg: cannot be read as an image/);
+  const badJson = spawnSync(process.execPath, [path.join(root, 'bin', 'clipcap.js'), ...args, '--json', path.join(runDir, 'nope.jpg'), image], { encoding: 'utf8' });
+  assert.equal(badJson.status, 1);
+  const rows = JSON.parse(badJson.stdout.trim().split('\n').pop()!) as { file: string; caption?: string; error?: string }[];
+  assert.match(rows[0].error!, /no such file/);
+  assert.equal(rows[1].caption, inProcess);
   const noRun = spawnSync(process.execPath, [path.join(root, 'bin', 'clipcap.js'), 'caption', '--run', 'no_such_run', image], { encoding: 'utf8' });
   assert.match(noRun.stderr, /no ClipCap run at "no_such_run"/);
 });

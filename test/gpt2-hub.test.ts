@@ -131,3 +131,19 @@ test('a model with a restricted vocabulary (vocab_map.json) round-trips through 
   await assert.rejects(loadLanguageModel(dir), /vocab_map\.json does not match the weights/);
   model.dispose();
 });
+
+test('clipcap lm validates its flags as caption does (before loading any model)', () => {
+  const { spawnSync } = require('child_process') as typeof import('child_process');
+  const run = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'bin', 'clipcap.js'), 'lm', '--model', '/nonexistent-model', '--prompt', 'a', ...args], { cwd: ROOT, encoding: 'utf8' });
+  for (const [args, re] of [
+    [['--beam', '2.5'], /--beam must be a whole number from 1 to 64, got 2\.5/],
+    [['--beam', '0'], /--beam must be a whole number/],
+    [['--top-p', '1.5'], /--top-p must be in \(0, 1\], got 1\.5/],
+    [['--top-p', '0.9', '--temperature', '0'], /--temperature must be a positive number/],
+    [['--seed', '3'], /--seed and --temperature apply to --top-p sampling only/],
+  ] as [string[], RegExp][]) {
+    const r = run(...args);
+    assert.notEqual(r.status, 0, args.join(' '));
+    assert.match(r.stderr, re, args.join(' '));
+  }
+});

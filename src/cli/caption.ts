@@ -3,7 +3,8 @@
 // Captions image files with a trained ClipCap run: the encoder recorded in the run (with its
 // post-processing, e.g. the stand-in's centring on the training images), the mapper, and the
 // language model (fine-tuned weights when the run fine-tuned it). One caption per line, or with
-// --json a JSON array of {"file", "caption"}.
+// --json a JSON array of {"file", "caption"} (or {"file", "error"}). Every readable file is
+// captioned; the others are reported on stderr, and the exit status is 1 when any failed.
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from './args';
@@ -15,7 +16,7 @@ const USAGE = `usage: clipcap caption --run RUN [options] IMAGE...
   --run RUN            a run directory (data/<profile>/runs/<name>) or a run name found there
   --beam N             beam width (default 5, as ClipCap's generate_beam); 1 = greedy
   --max-new-tokens N   longest caption in tokens (default 30)
-  --json               print a JSON array of {"file", "caption"}`;
+  --json               print a JSON array of {"file", "caption"} or {"file", "error"}`;
 
 /** A run directory from a path or a bare run name (searched under data/<profile>/runs/). */
 export function resolveRunDir(run: string): string {
@@ -46,16 +47,16 @@ export async function run(argv: string[]): Promise<number> {
   const maxNewTokens = (a.values['max-new-tokens'] as number | undefined) ?? 30;
   if (!Number.isInteger(beam) || beam < 1) throw new Error(`--beam must be a positive integer, got ${beam}`);
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new Error(`--max-new-tokens must be a positive integer, got ${maxNewTokens}`);
-  const missing = a.positional.filter((f) => !fs.existsSync(f));
-  if (missing.length) throw new Error(`image file(s) not found: ${missing.join(', ')}`);
   await ensureBackend({ quiet: true });
   const captioner = await Captioner.open(resolveRunDir(a.values.run as string));
   try {
     const out = await captioner.caption(a.positional, { beam, maxNewTokens });
     if (a.flags.json) console.log(JSON.stringify(out));
-    else for (const r of out) console.log(`${r.file}\t${r.caption}`);
+    else for (const r of out) if (r.caption !== undefined) console.log(`${r.file}\t${r.caption}`);
+    const failed = out.filter((r) => r.error !== undefined);
+    for (const r of failed) console.error(`clipcap caption: ${r.error}`);
+    return failed.length ? 1 : 0;
   } finally {
     await captioner.dispose();
   }
-  return 0;
 }

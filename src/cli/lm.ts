@@ -10,7 +10,7 @@ import { parseArgs } from './args';
 import { ensureBackend } from '../lib/tfjs/backend';
 import { loadLanguageModel } from '../lib/model/gpt2-hf';
 import { beamSearch, greedy, topP } from '../lib/model/generate';
-import { stopIds } from '../lib/model/tokenizer';
+import { RestrictedTokenizer, stopIds } from '../lib/model/tokenizer';
 
 const USAGE = `usage: clipcap lm --model <dir|hub id> --prompt TEXT [options]
   --model M            local model directory or hub id (gpt2, distilgpt2, owner/name)
@@ -42,12 +42,27 @@ export async function run(argv: string[]): Promise<number> {
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new Error(`--max-new-tokens must be a positive integer, got ${maxNewTokens}`);
   const modes = [a.flags.greedy, a.values.beam !== undefined, a.values['top-p'] !== undefined].filter(Boolean).length;
   if (modes > 1) throw new Error('choose one of --greedy, --beam K, --top-p P');
+  const beam = a.values.beam as number | undefined;
+  if (beam !== undefined && !(Number.isInteger(beam) && beam >= 1 && beam <= 64)) throw new Error(`--beam must be a whole number from 1 to 64, got ${beam}`);
+  const p = a.values['top-p'] as number | undefined;
+  if (p !== undefined && !(p > 0 && p <= 1)) throw new Error(`--top-p must be in (0, 1], got ${p}`);
+  const temperature = a.values.temperature as number | undefined;
+  if (temperature !== undefined && !(temperature > 0 && Number.isFinite(temperature))) throw new Error(`--temperature must be a positive number, got ${temperature}`);
+  const seed = a.values.seed as number | undefined;
+  if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0)) throw new Error(`--seed must be a whole number >= 0, got ${seed}`);
+  if ((seed !== undefined || temperature !== undefined) && p === undefined) throw new Error('--seed and --temperature apply to --top-p sampling only');
   const json = a.flags.json;
 
   await ensureBackend({ quiet: json });
   const { model, tokenizer } = await loadLanguageModel(modelId, { revision: a.values.revision as string | undefined, progress: !json });
   try {
+    const droppedBefore = tokenizer instanceof RestrictedTokenizer ? tokenizer.dropped : 0;
     const promptIds = tokenizer.encode(prompt);
+    if (tokenizer instanceof RestrictedTokenizer && tokenizer.dropped > droppedBefore) {
+      console.error(
+        `clipcap lm: warning: ${tokenizer.dropped - droppedBefore} prompt token(s) are not in this model's restricted vocabulary (${tokenizer.vocabSize} tokens) and were dropped; the model continues "${tokenizer.decode(promptIds)}"`,
+      );
+    }
     if (promptIds.length === 0) throw new Error('the prompt encodes to no tokens; give a non-empty --prompt');
     if (promptIds.length + maxNewTokens > model.config.nPositions) {
       throw new Error(`prompt (${promptIds.length} tokens) + --max-new-tokens ${maxNewTokens} exceed the model's ${model.config.nPositions} positions`);
@@ -57,9 +72,9 @@ export async function run(argv: string[]): Promise<number> {
     try {
       const base = { maxNewTokens, eosId: tokenizer.eosId };
       if (a.values.beam !== undefined) {
-        ids = beamSearch(model, prefix, { ...base, beamSize: a.values.beam as number, stopIds: stopIds(tokenizer) })[0].ids;
+        ids = beamSearch(model, prefix, { ...base, beamSize: beam!, stopIds: stopIds(tokenizer) })[0].ids;
       } else if (a.values['top-p'] !== undefined) {
-        ids = topP(model, prefix, { ...base, topP: a.values['top-p'] as number, seed: (a.values.seed as number | undefined) ?? 0, temperature: a.values.temperature as number | undefined })[0];
+        ids = topP(model, prefix, { ...base, topP: p!, seed: seed ?? 0, temperature })[0];
       } else {
         ids = greedy(model, prefix, base)[0];
       }

@@ -51,6 +51,9 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
 }
 
 /** Captions image files end to end: the run's encoder, its post-processing, the run's model. */
+/** One file's caption, or why it has none. */
+export type CaptionResult = { file: string; caption: string; error?: undefined } | { file: string; caption?: undefined; error: string };
+
 export class Captioner {
   private constructor(
     readonly run: LoadedRun,
@@ -77,11 +80,25 @@ export class Captioner {
     }
   }
 
-  async caption(files: string[], opts: DecodeConfig): Promise<{ file: string; caption: string }[]> {
-    const out: { file: string; caption: string }[] = [];
+  /**
+   * Caption each file; a file that cannot be read (missing, a directory, not an image, damaged) gets
+   * an `error` naming the file and the problem instead of a caption, and the others are captioned.
+   */
+  async caption(files: string[], opts: DecodeConfig): Promise<CaptionResult[]> {
+    const out: CaptionResult[] = [];
     for (const file of files) {
-      if (!fs.existsSync(file)) throw new Error(`image ${file} does not exist`);
-      const [raw] = await this.encoder.embed([file]);
+      const problem = !fs.existsSync(file) ? 'no such file' : fs.statSync(file).isDirectory() ? 'is a directory, not an image file' : null;
+      if (problem) {
+        out.push({ file, error: `${file}: ${problem}` });
+        continue;
+      }
+      let raw: Float32Array;
+      try {
+        [raw] = await this.encoder.embed([file]);
+      } catch (e) {
+        out.push({ file, error: `${file}: cannot be read as an image (${(e as Error).message.split('\n')[0]})` });
+        continue;
+      }
       const emb = this.center ? centerL2(raw, this.center) : raw;
       out.push({ file, caption: captionEmbeddings(this.run, [emb], opts)[0] });
     }
