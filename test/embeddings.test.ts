@@ -79,6 +79,13 @@ test('a batch half-written by a killed writer is ignored and cut off; stale temp
   // A store whose rows file lost committed bytes is reported, not misread.
   fs.truncateSync(path.join(dir, ROWS_FILE), 20);
   assert.throws(() => EmbeddingStore.open(dir), /damaged/);
+  // A damaged index names the file and the fix, not only the parquet reader's message.
+  const dir2 = tmp();
+  const w3 = EmbeddingStore.openForAppend(dir2, { ...SIG, dataset: 'ds' });
+  w3.append([{ id: 'a', vector: vec('a') }]);
+  w3.close();
+  fs.writeFileSync(path.join(dir2, INDEX_FILE), 'PAR1 not really parquet');
+  assert.throws(() => EmbeddingStore.open(dir2), new RegExp(`the embedding store index .*${INDEX_FILE} is damaged .*rerun the extraction \\(notebook 02\\)`));
 });
 
 test('a writer killed with SIGKILL at random moments never corrupts the store, and a rerun completes it', async () => {

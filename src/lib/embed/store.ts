@@ -107,9 +107,17 @@ export function sameSignature(a: EncoderSignature, b: EncoderSignature): boolean
 }
 
 function readIndex(file: string): string[] {
-  const df = pl.readParquet(file);
-  const ids = df.getColumn('image_id').toArray() as unknown[];
-  const rows = df.getColumn('row').toArray() as number[];
+  let ids: unknown[];
+  let rows: number[];
+  try {
+    const df = pl.readParquet(file);
+    ids = df.getColumn('image_id').toArray() as unknown[];
+    rows = df.getColumn('row').toArray() as number[];
+  } catch (e) {
+    throw new Error(
+      `the embedding store index ${file} is damaged (${(e as Error).message.split('\n')[0]}): delete the store's folder (${path.dirname(file)}) and rerun the extraction (notebook 02) to rebuild it`,
+    );
+  }
   const out = new Array<string>(ids.length);
   for (let i = 0; i < ids.length; i++) {
     if (rows[i] !== i) throw new Error(`${file}: row ${i} maps to ${rows[i]}; the index must be dense (rows 0..n-1 in order)`);
