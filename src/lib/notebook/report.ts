@@ -211,6 +211,17 @@ export interface ReportInputs {
   evalSeconds: number;
 }
 
+/** One line of data/<profile>/tuning/results.jsonl (scripts/tune.ts). */
+interface TuningRecord {
+  system: string;
+  changes?: Record<string, unknown>;
+  valLoss?: number;
+  valLossShuffled?: number | null;
+  imageGap?: number | null;
+  trainSeconds?: number;
+  dev?: { photos: number; Bleu_4: number; CIDEr: number; distinctShare: number; vocabulary: number };
+}
+
 /** The metrics table, the paired comparisons and the diversity of one evaluation set. */
 function metricsSection(set: Evaluation): string[] {
   const L: string[] = [];
@@ -388,6 +399,38 @@ export function renderReport(inp: ReportInputs): string {
     }
   }
   if (finding) L.push(finding.text, '');
+
+  // Recipe: the dev-split trials of scripts/tune.ts
+  const tuningFile = path.join(paths.root, 'tuning', 'results.jsonl');
+  if (fs.existsSync(tuningFile)) {
+    const trials = fs
+      .readFileSync(tuningFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as TuningRecord);
+    L.push('## Recipe: what was tried on the validation split', '');
+    L.push(
+      `Every choice of recipe was made on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`data/${profile.name}/tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on the ${trials.find((t) => t.dev)?.dev?.photos ?? '?'} validation photos.`,
+      '',
+    );
+    L.push(
+      tableMarkdown(
+        trials.map((t) => ({
+          system: t.system,
+          'changes from the kept recipe at the time': t.changes ? (Object.keys(t.changes).length ? Object.entries(t.changes).map(([k, v]) => `${k}=${v}`).join(', ') : '(as configured)') : '',
+          'val loss': fmt(t.valLoss),
+          'val loss, shuffled images': fmt(t.valLossShuffled),
+          'image-use gap': fmt(t.imageGap),
+          'dev BLEU-4': fmt(t.dev?.Bleu_4),
+          'dev CIDEr-D': fmt(t.dev?.CIDEr),
+          'distinct captions': t.dev ? `${(100 * t.dev.distinctShare).toFixed(0)}%` : '',
+          vocabulary: t.dev?.vocabulary ?? '',
+          'train time': t.trainSeconds ? seconds(t.trainSeconds) : '',
+        })),
+      ),
+      '',
+    );
+  }
 
   // Metrics, per evaluation set
   L.push('## Caption metrics', '');
