@@ -54,6 +54,11 @@ test('profiles: paper carries the original ClipCap hyperparameters; unknown name
   assert.equal(p.mlp.batchSize, 40);
   assert.equal(p.mlp.lr, 2e-5);
   assert.equal(p.mlp.warmupSteps, 5000);
+  // transformers.AdamW(lr=2e-5) as the original: eps 1e-6, no weight decay; the warm-up keeps the
+  // original's share of training (5,000 of 141,680 steps), warmupFraction 0 gives the literal 5,000
+  assert.equal(p.mlp.adamEps, 1e-6);
+  assert.equal(p.mlp.weightDecay, 0);
+  assert.ok(Math.abs(p.mlp.warmupFraction - 0.0353) < 1e-4);
   assert.equal(p.mlp.epochs, 10);
   assert.equal(p.mlp.finetuneLM, true);
   assert.equal(p.transformer.finetuneLM, false);

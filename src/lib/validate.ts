@@ -71,6 +71,8 @@ export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []
     lr: num(0, 10, { minOpen: true }),
     lmLrScale: num(0, 1000),
     warmupSteps: int(0),
+    warmupFraction: num(0, 1),
+    adamEps: num(0, 1, { minOpen: true }),
     epochs: int(1, 10000),
     weightDecay: num(0, 1),
     gradClip: num(0, Infinity),

@@ -28,6 +28,8 @@ export interface LoopConfig {
   lr: number;
   warmupSteps: number;
   weightDecay: number;
+  /** AdamW epsilon (default 1e-8, torch.optim.AdamW's). */
+  eps?: number;
   /** Clip the global gradient norm (0 = off). */
   gradClip: number;
   seed: number;
@@ -281,7 +283,7 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
   const lastStep = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, totalSteps) : totalSteps;
   const vars = task.trainable();
   const scales = lrScalesFor(vars, cfg.lrScales);
-  const optimizer = new AdamW({ lr: cfg.lr, weightDecay: cfg.weightDecay });
+  const optimizer = new AdamW({ lr: cfg.lr, weightDecay: cfg.weightDecay, ...(cfg.eps !== undefined ? { eps: cfg.eps } : {}) });
 
   // Resume.
   let state: LoopState = { step: 0, epochTrainSum: 0, epochTrainTokens: 0, trainSeconds: 0, trainTokens: 0 };

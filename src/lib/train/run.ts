@@ -24,7 +24,7 @@ import { type GPT2Config } from '../model/gpt2';
 import { createMapper, defaultMapperConfig, type MapperConfig } from '../model/mapper';
 import { artifactPaths, encoderDir, pretrainedLMDir, repoRoot, runDirectory } from '../paths';
 import type { Tokenizer } from '../model/tokenizer';
-import { runTraining, type LoopConfig, type RunOptions, type TrainSummary } from './loop';
+import { runTraining, stepsPerEpoch, type LoopConfig, type RunOptions, type TrainSummary } from './loop';
 import { loadSafetensorsTensors, saveSafetensorsFile, weightsFingerprint } from '../io/weights';
 import { acquireLock, releaseLock } from '../util/lock';
 import { ConfigError, validateProfile, validateTrain } from '../validate';
@@ -179,8 +179,9 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
       batchSize: train.batchSize,
       microBatchSize: opts.microBatchSize ?? 0,
       lr: train.lr,
-      warmupSteps: train.warmupSteps,
+      warmupSteps: train.warmupFraction > 0 ? Math.round(train.warmupFraction * train.epochs * stepsPerEpoch(tr.examples.length, train.batchSize, true)) : train.warmupSteps,
       weightDecay: train.weightDecay,
+      eps: train.adamEps,
       gradClip: train.gradClip,
       seed: train.seed,
       checkpointEverySteps: train.checkpointEverySteps,
