@@ -2,7 +2,7 @@
 // nearest-neighbour sanity view (02), captions of a trained run (03, 04). Photos are thumbnails;
 // a photo that cannot be read is shown as a note naming the file, never as a failed cell.
 import * as path from 'path';
-import type { ProfileConfig } from '../config';
+import { configRows, type ProfileConfig } from '../config';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages, SUBSET_SPLITS, type ImageGroup } from '../data/schema';
 import type { Subsets } from '../data/subset';
@@ -138,4 +138,18 @@ export async function evalSampleRows(evaluation: Evaluation, count: number, size
     rows.push(row);
   }
   return rows;
+}
+
+/**
+ * A configuration cell's table: each parameter with the profile's value and the value used here
+ * (edited ones marked), so that a notebook shows its profile's defaults, not the paper's.
+ */
+export function configTable(profileValues: object, used: object): Row[] {
+  const base = new Map(configRows(profileValues));
+  return configRows(used).map(([parameter, value]) => ({
+    parameter,
+    profile: base.get(parameter) ?? '',
+    used: value,
+    edited: base.has(parameter) && base.get(parameter) !== value ? '✎' : '',
+  }));
 }
