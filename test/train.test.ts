@@ -241,3 +241,23 @@ test('a diverging run stops with a clear error at the first non-finite loss, log
   m.mapper.dispose();
   m.lm.dispose();
 });
+
+test('one training per run directory: a second training of the same run is refused while the first runs, and no temp folder is left', async () => {
+  const m = makeModel('mlp', true);
+  const dir = tmp();
+  const first = runTraining(clipCapTask(m, toyExamples(16, 0), toyExamples(4, 1), io(m)), loop({ epochs: 2 }), dir, { write: () => {} });
+  await assert.rejects(
+    runTraining(clipCapTask(m, toyExamples(16, 0), toyExamples(4, 1), io(m)), loop({ epochs: 2 }), dir, { write: () => {} }),
+    /the run .* is already being trained in this process/,
+  );
+  const s = await first;
+  assert.ok(s.completed);
+  assert.ok(!fs.existsSync(path.join(dir, 'train.lock')), 'the lock is released');
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+  // a temp folder of a killed writer is cleaned on the next training
+  fs.mkdirSync(path.join(dir, 'checkpoint.tmp-999999-abc'));
+  await runTraining(clipCapTask(m, toyExamples(16, 0), toyExamples(4, 1), io(m)), loop({ epochs: 2 }), dir, { write: () => {} });
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+  m.mapper.dispose();
+  m.lm.dispose();
+});

@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
 import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay, type NamedVariable } from './optim';
 import { Progress } from '../util/progress';
+import { acquireLock, releaseLock } from '../util/lock';
 import { mulberry32 } from '../util/rng';
 
 export interface LoopConfig {
@@ -277,6 +278,21 @@ export interface RunOptions {
 export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: string, opts: RunOptions = {}): Promise<TrainSummary> {
   if (task.numTrain <= 0) throw new Error('no training examples');
   fs.mkdirSync(runDir, { recursive: true });
+  // One training per run directory: a second one is refused (a lock of a killed trainer is taken over).
+  const lock = path.join(runDir, 'train.lock');
+  acquireLock(lock, {
+    busy: (pid) => `the run ${runDir} is being trained by process ${pid}; wait for it or stop it (one training per run)`,
+    self: `the run ${runDir} is already being trained in this process`,
+  });
+  try {
+    return await trainLocked(task, cfg, runDir, opts);
+  } finally {
+    releaseLock(lock);
+  }
+}
+
+async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opts: RunOptions): Promise<TrainSummary> {
+  // Temp files and folders of a killed writer (the lock says none is alive).
   cleanStaleTemps(runDir);
   const spe = stepsPerEpoch(task.numTrain, cfg.batchSize, cfg.dropLast);
   const totalSteps = spe * cfg.epochs;

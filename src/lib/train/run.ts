@@ -26,7 +26,6 @@ import { artifactPaths, encoderDir, pretrainedLMDir, repoRoot, runDirectory } fr
 import type { Tokenizer } from '../model/tokenizer';
 import { runTraining, stepsPerEpoch, type LoopConfig, type RunOptions, type TrainSummary } from './loop';
 import { loadSafetensorsTensors, saveSafetensorsFile, weightsFingerprint } from '../io/weights';
-import { acquireLock, releaseLock } from '../util/lock';
 import { ConfigError, validateProfile, validateTrain } from '../validate';
 
 export interface RunConfig {
@@ -163,7 +162,6 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
   const lm = await loadLM(profile);
   const { tokenizer } = lm;
   let model: ClipCapModel | null = null;
-  let lockPath: string | null = null;
   try {
     const trainRows = frameRows(subsets.train);
     const valRows = frameRows(subsets.val);
@@ -220,11 +218,6 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
     const finalDir = path.join(runDir, 'final');
     const summaryFile = path.join(runDir, 'summary.json');
     fs.mkdirSync(runDir, { recursive: true });
-    lockPath = path.join(runDir, 'train.lock');
-    acquireLock(lockPath, {
-      busy: (pid) => `the run ${runDir} is being trained by process ${pid}; wait for it or stop it (one training per run)`,
-      self: `the run ${runDir} is already being trained in this process`,
-    });
     const cfgFile = path.join(runDir, 'config.json');
     if (fs.existsSync(cfgFile)) {
       const old = readJson<RunConfig>(cfgFile);
@@ -256,7 +249,6 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
     }
     return { runDir, config, summary: result };
   } finally {
-    if (lockPath) releaseLock(lockPath);
     if (model) model.mapper.dispose();
     lm.model.dispose();
   }
