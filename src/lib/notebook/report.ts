@@ -211,6 +211,43 @@ export interface ReportInputs {
   evalSeconds: number;
 }
 
+/**
+ * With the flickr8k-mini fallback: how long the same notebooks would take on the full Flickr8k, each
+ * measured time scaled by its amount of data (extraction by photos, training by training captions,
+ * evaluation by evaluation photos; the LM pretraining is capped by lmPretrain.maxCaptions and stays).
+ */
+function fullFlickrProjection(
+  inp: ReportInputs,
+  runs: { t: ProfileConfig['mlp']; sum: RunSummary | null }[],
+  sizes: Record<string, { images: number; captions: number } | undefined>,
+): string[] {
+  const t = inp.timings ?? {};
+  const get = (prefix: string) => Object.entries(t).find(([k]) => k.startsWith(prefix))?.[1]?.seconds;
+  // the full benchmark: 6,000 / 1,000 / 1,000 Flickr8k photos (5 captions each) plus coco-mini's 130 train and 186 val2017 photos
+  const full = { train: { images: 6130, captions: 30650 }, eval: { images: 1186 }, photos: 8316 };
+  const have = { train: sizes.train?.captions ?? 0, photos: (sizes.train?.images ?? 0) + (sizes.val?.images ?? 0) + (sizes.eval?.images ?? 0), eval: sizes.eval?.images ?? 0 };
+  if (!have.train || !have.photos || !have.eval) return [];
+  const rows: { step: string; measured: number | undefined; factor: number }[] = [
+    { step: '01_data_subset', measured: get('01'), factor: 1 },
+    { step: '02_extract_embeddings', measured: get('02_'), factor: full.photos / have.photos },
+    { step: '02b_pretrain_lm (capped at lmPretrain.maxCaptions)', measured: get('02b'), factor: 1 },
+    ...runs.map((r) => ({ step: `training loop of ${r.t.name}`, measured: r.sum?.trainSeconds, factor: full.train.captions / have.train })),
+    { step: '05_plot_losses', measured: get('05'), factor: 1 },
+    { step: '06_evaluate', measured: inp.evalSeconds, factor: full.eval.images / have.eval },
+  ];
+  const total = rows.reduce((a, r) => a + (r.measured ?? 0) * r.factor, 0);
+  return [
+    '### Projected time on the full Flickr8k',
+    '',
+    `This run used flickr8k-mini (see the data note). Scaling each time measured in this run (on a machine that was also running other work, so on the high side) by its amount of data gives the time of the same notebooks, same recipe, on the full benchmark (${full.photos} photos, ${full.train.captions} training captions):`,
+    '',
+    tableMarkdown(rows.map((r) => ({ step: r.step, measured: r.measured !== undefined ? seconds(r.measured) : '?', 'x data': r.factor.toFixed(2), projected: r.measured !== undefined ? seconds(r.measured * r.factor) : '?' }))),
+    '',
+    `Projected total: ${seconds(total)}${total > 90 * 60 ? ` — over the 90-minute budget: the recipe's epochs would have to shrink to about ${Math.max(1, Math.floor((runs[0]?.t.epochs ?? 1) * (90 * 60 - (total - runs.reduce((a, r) => a + (r.sum?.trainSeconds ?? 0) * (full.train.captions / have.train), 0))) / Math.max(1, runs.reduce((a, r) => a + (r.sum?.trainSeconds ?? 0) * (full.train.captions / have.train), 0))))} (a projection, not a measurement).` : '.'}`,
+    '',
+  ];
+}
+
 /** One line of data/<profile>/tuning/results.jsonl (scripts/tune.ts). */
 interface TuningRecord {
   system: string;
@@ -370,6 +407,7 @@ export function renderReport(inp: ReportInputs): string {
   if (inp.timings) timeRows.push({ step: 'all notebooks (01-05 as last run, plus this 06)', 'wall time': seconds(notebookSeconds + inp.evalSeconds), finished: now });
   L.push(tableMarkdown(timeRows), '');
   if (!inp.timings) L.push('(Notebook wall times are recorded when the notebooks run through `npm run main`.)', '');
+  if (notes.length && profile.data.source === 'mirror') L.push(...fullFlickrProjection(inp, runs, manifest.sizes));
 
   // Training
   L.push('## Training loss', '');
