@@ -10,7 +10,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { resolveProfileName, isProfileName } from '../src/lib/config';
+import { resolveProfile, isProfileName } from '../src/lib/config';
 import { artifactPaths, repoRoot } from '../src/lib/paths';
 import { writeJsonAtomic } from '../src/lib/util/files';
 import { formatDuration } from '../src/lib/util/progress';
@@ -57,7 +57,9 @@ async function main(): Promise<void> {
   if (args.profile && !isProfileName(args.profile)) throw new Error(`unknown profile "${args.profile}": use paper, offline or smoke`);
   const env = { ...process.env };
   if (args.profile) env.CLIPCAP_PROFILE = args.profile;
-  const profile = await resolveProfileName(env);
+  // Resolved once for the whole run (recorded in data/profile.json when chosen automatically, so that
+  // notebooks opened by hand afterwards use the same profile) and passed to every notebook.
+  const profile = (await resolveProfile(env)).name;
   env.CLIPCAP_PROFILE = profile;
   env.PATH = `${path.join(root, 'node_modules', '.bin')}${path.delimiter}${env.PATH ?? ''}`;
   const nbDir = path.join(root, 'notebooks');

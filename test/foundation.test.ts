@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { selectBackend, parseBackendEnv, type BackendCandidate, type BackendName } from '../src/lib/tfjs/backend';
-import { profileConfig, resolveProfileName, configRows, PROFILE_NAMES } from '../src/lib/config';
+import { profileConfig, resolveProfile, resolveProfileName, configRows, PROFILE_NAMES } from '../src/lib/config';
 import { Progress, formatDuration } from '../src/lib/util/progress';
 import { writeFileAtomic, writeJsonAtomic, readJson, cleanStaleTemps, buildDirAtomic } from '../src/lib/util/files';
 import { artifactPaths, mirrorDir, requireMirrorDir } from '../src/lib/paths';
@@ -84,6 +84,23 @@ test('profile resolution: env wins, else hub reachability decides', async () => 
   assert.equal(await resolveProfileName({}, no), 'offline');
   assert.equal(await resolveProfileName({ HF_HUB_OFFLINE: '1' }, yes), 'offline');
   await assert.rejects(resolveProfileName({ CLIPCAP_PROFILE: 'nope' }, yes), /CLIPCAP_PROFILE=nope is not a profile/);
+});
+
+test('profile choice is recorded once and then stable across notebooks and kernel restarts; CLIPCAP_PROFILE still wins', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-profile-'));
+  const choiceFile = path.join(dir, 'data', 'profile.json');
+  const opts = (reachable: boolean) => ({ choiceFile, reachable: async () => reachable, quiet: true });
+  assert.equal((await resolveProfile({}, opts(false))).name, 'offline');
+  const rec = JSON.parse(fs.readFileSync(choiceFile, 'utf8'));
+  assert.equal(rec.profile, 'offline');
+  assert.match(rec.reason, /not reachable/);
+  // the hub comes back: the recorded choice still holds (a new kernel, the next notebook)
+  assert.equal((await resolveProfile({}, opts(true))).name, 'offline');
+  assert.equal((await resolveProfile({ CLIPCAP_PROFILE: 'smoke' }, opts(true))).name, 'smoke');
+  fs.rmSync(choiceFile);
+  assert.equal((await resolveProfile({}, opts(true))).name, 'paper');
+  fs.writeFileSync(choiceFile, JSON.stringify({ profile: 'fast', reason: 'x', at: 'y' }));
+  await assert.rejects(resolveProfile({}, opts(true)), /records an unknown profile "fast": delete it to choose again/);
 });
 
 test('progress reports rate and ETA', () => {

@@ -11,6 +11,9 @@
 //
 // A notebook's first cell calls `resolveProfile()` and then edits the fields it shows inline.
 import * as dns from 'dns';
+import * as fs from 'fs';
+import * as path from 'path';
+import { profileChoiceFile } from './paths';
 
 export type ProfileName = 'paper' | 'offline' | 'smoke';
 export const PROFILE_NAMES: readonly ProfileName[] = ['paper', 'offline', 'smoke'];
@@ -348,9 +351,54 @@ export async function resolveProfileName(
   return (await reachable()) ? 'paper' : 'offline';
 }
 
-/** resolveProfileName + profileConfig. */
-export async function resolveProfile(env: NodeJS.ProcessEnv = process.env): Promise<ProfileConfig> {
-  return profileConfig(await resolveProfileName(env));
+/** The recorded automatic choice of a checkout (data/profile.json). */
+export interface ProfileChoice {
+  profile: ProfileName;
+  reason: string;
+  at: string;
+}
+
+/** Why resolveProfileName would choose what it chooses, in words. */
+async function autoChoice(env: NodeJS.ProcessEnv, reachable: () => Promise<boolean>): Promise<ProfileChoice> {
+  const at = new Date().toISOString();
+  if (env.HF_HUB_OFFLINE === '1' || env.TRANSFORMERS_OFFLINE === '1') return { profile: 'offline', reason: 'HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set', at };
+  return (await reachable()) ? { profile: 'paper', reason: 'huggingface.co was reachable', at } : { profile: 'offline', reason: 'huggingface.co was not reachable', at };
+}
+
+/**
+ * The profile of a notebook or script: CLIPCAP_PROFILE when set; otherwise the choice recorded in
+ * data/profile.json (by `npm run main`, or by the first notebook opened by hand), so that every
+ * notebook of a checkout uses the same profile, across kernel restarts; otherwise the automatic
+ * choice (resolveProfileName), which is then recorded. The choice and its reason are printed.
+ * Delete data/profile.json (or set CLIPCAP_PROFILE) to choose again.
+ */
+export async function resolveProfile(
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { choiceFile?: string | null; reachable?: () => Promise<boolean>; quiet?: boolean } = {},
+): Promise<ProfileConfig> {
+  const file = opts.choiceFile === undefined ? profileChoiceFile() : opts.choiceFile;
+  const say = (m: string) => {
+    if (!opts.quiet) console.log(`[clipcap] ${m}`);
+  };
+  if (env.CLIPCAP_PROFILE && env.CLIPCAP_PROFILE !== 'auto') {
+    const name = await resolveProfileName(env);
+    say(`profile ${name} (CLIPCAP_PROFILE)`);
+    return profileConfig(name);
+  }
+  if (file && fs.existsSync(file)) {
+    const c = JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileChoice;
+    if (!isProfileName(c.profile)) throw new Error(`${file} records an unknown profile "${String(c.profile)}": delete it to choose again`);
+    say(`profile ${c.profile} (chosen ${c.at.slice(0, 16).replace('T', ' ')} because ${c.reason}; recorded in ${file}: delete it or set CLIPCAP_PROFILE to choose again)`);
+    return profileConfig(c.profile);
+  }
+  const c = await autoChoice(env, opts.reachable ?? (() => hubReachable()));
+  if (file) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(c, null, 2) + '\n');
+    fs.renameSync(`${file}.tmp-${process.pid}`, file);
+  }
+  say(`profile ${c.profile} (${c.reason}${file ? `; recorded in ${file}` : ''})`);
+  return profileConfig(c.profile);
 }
 
 /** Human label of a variant, e.g. "MLP + fine-tuned GPT-2". */

@@ -116,6 +116,11 @@ export function pretrainedLMDir(profile: string, root: string = repoRoot()): str
   return path.join(artifactPaths(profile, root).lm, 'model');
 }
 
+/** Where the automatic profile choice of this checkout is recorded (see config.resolveProfile). */
+export function profileChoiceFile(root: string = repoRoot()): string {
+  return path.join(root, 'data', 'profile.json');
+}
+
 /** Shared cache for downloads (hub models, COCO files): $CLIPCAP_CACHE or data/cache. */
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.CLIPCAP_CACHE ? path.resolve(env.CLIPCAP_CACHE) : path.join(repoRoot(), 'data', 'cache');
