@@ -127,7 +127,7 @@ function linkLatest(link: string, dir: string): void {
 export interface TrainVariantOptions {
   profile: ProfileConfig;
   train: TrainConfig;
-  /** Examples per forward/backward pass (0 = the whole batch). */
+  /** Examples per forward/backward pass (0 = the whole batch); default: train.microBatchSize. */
   microBatchSize?: number;
   run?: RunOptions;
 }
@@ -175,7 +175,7 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
     const loop: LoopConfig = {
       epochs: train.epochs,
       batchSize: train.batchSize,
-      microBatchSize: opts.microBatchSize ?? 0,
+      microBatchSize: opts.microBatchSize ?? train.microBatchSize,
       lr: train.lr,
       warmupSteps: train.warmupFraction > 0 ? Math.round(train.warmupFraction * train.epochs * stepsPerEpoch(tr.examples.length, train.batchSize, true)) : train.warmupSteps,
       weightDecay: train.weightDecay,
