@@ -6,9 +6,10 @@
 //   npx tsx scripts/tune.ts --variant mlp --set lr=1e-3 --set lmLrScale=0.1 --set epochs=8
 //   npx tsx scripts/tune.ts --retrieval            # the retrieval baseline on dev, to beat
 //
-// Each trial trains the variant's run with the changes applied: data/<profile>/runs/<name>@<hash of
-// its settings> (a rerun of the same trial resumes or reuses it; the training notebook, run with the
-// same settings, reuses it too) and appends one line to data/<profile>/tuning/results.jsonl.
+// Each trial trains a run with the changes applied: data/<profile>/runs/<name>-trial@<hash of its
+// settings> (without changes: the variant's own run, <name>@<hash>, which the training notebook then
+// reuses); a rerun of the same trial resumes or reuses it. One line per trial is appended to
+// data/<profile>/tuning/results.jsonl.
 import * as fs from 'fs';
 import * as path from 'path';
 import { resolveProfile, type TrainConfig } from '../src/lib/config';
@@ -67,7 +68,9 @@ async function main(): Promise<void> {
   }
   const base = profile[args.variant];
   const o = overrides(base, args.set);
-  const train: TrainConfig = { ...base, ...o };
+  // The configured recipe trains the variant's own run (the notebook reuses it); a changed one trains
+  // `<name>-trial@<hash>`, so that runs/<name> keeps pointing at the configured recipe.
+  const train: TrainConfig = { ...base, ...o, name: Object.keys(o).length ? `${base.name}-trial` : base.name };
   const t0 = Date.now();
   const r = await trainVariant({ profile, train });
   const s = r.summary;
