@@ -49,3 +49,24 @@ test('the stages refuse a bad config before doing any work', async () => {
     /lmPretrain\.lr = 0: must be a number in \(0, 10\]/,
   );
 });
+
+test('LM pretraining: a finished or interrupted model is reused only with the settings it was made with', async () => {
+  const fs = await import('fs');
+  const os = await import('os');
+  const path = await import('path');
+  const { ensureBackend } = await import('../src/lib/tfjs/backend');
+  await ensureBackend({ quiet: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-lm-'));
+  const q = profileConfig('smoke');
+  const texts = ['a red circle on a blue background', 'a green square on a white background', 'a blue circle on a red background', 'a white square on a green background'];
+  const base = { arch: q.lm.arch, cfg: { ...q.lmPretrain, epochs: 1, batchSize: 2 }, texts, restrictVocab: true, modelDir: path.join(dir, 'model'), runDir: path.join(dir, 'run'), run: { write: () => {} } };
+  const first = await pretrainLM(base);
+  assert.ok(first.summary.completed);
+  // same settings: the finished model is reused as it is
+  assert.deepEqual((await pretrainLM(base)).summary, first.summary);
+  // other settings: refused, naming both and the fix
+  await assert.rejects(pretrainLM({ ...base, cfg: { ...base.cfg, lr: 1e-3 } }), /was made with other settings .*"lr":0\.003.*"lr":0\.001.*delete .*model and .*run/s);
+  // an interrupted run (no finished model) resumes only with its own settings too
+  fs.rmSync(base.modelDir, { recursive: true });
+  await assert.rejects(pretrainLM({ ...base, cfg: { ...base.cfg, epochs: 3 } }), /the interrupted LM pretraining in .*run was made with other settings/);
+});

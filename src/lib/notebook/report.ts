@@ -230,7 +230,7 @@ function fullFlickrProjection(
   const rows: { step: string; measured: number | undefined; factor: number }[] = [
     { step: '01_data_subset', measured: get('01'), factor: 1 },
     { step: '02_extract_embeddings', measured: get('02_'), factor: full.photos / have.photos },
-    { step: '02b_pretrain_lm (capped at lmPretrain.maxCaptions)', measured: get('02b'), factor: 1 },
+    { step: 'LM pretraining, 02b (capped at lmPretrain.maxCaptions)', measured: inp.lmPretrain?.summary.trainSeconds ?? get('02b'), factor: 1 },
     ...runs.map((r) => ({ step: `training loop of ${r.t.name}`, measured: r.sum?.trainSeconds, factor: full.train.captions / have.train })),
     { step: '05_plot_losses', measured: get('05'), factor: 1 },
     { step: '06_evaluate', measured: inp.evalSeconds, factor: full.eval.images / have.eval },

@@ -89,10 +89,8 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
   const problems = lmPretrainProblems(opts.cfg);
   if (problems.length) throw new ConfigError(problems);
   const settings = { arch: opts.arch, pretrain: opts.cfg, restrictVocab: opts.restrictVocab };
-  const sameSettings = (file: string, what: string) => {
-    if (!fs.existsSync(file)) return;
-    const old = readJson<{ arch?: unknown; pretrain?: unknown; restrictVocab?: unknown }>(file);
-    const was = { arch: old.arch, pretrain: { ...(old.pretrain as object) }, restrictVocab: old.restrictVocab };
+  const sameSettings = (old: { arch?: unknown; pretrain?: unknown; restrictVocab?: unknown }, file: string, what: string) => {
+    const was = { arch: old.arch, pretrain: old.pretrain, restrictVocab: old.restrictVocab };
     if (JSON.stringify(was) !== JSON.stringify(settings)) {
       throw new Error(
         `${what} was made with other settings (${file}: ${JSON.stringify(was)}; asked now: ${JSON.stringify(settings)}). ` +
@@ -102,13 +100,14 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
   };
   const doneFile = path.join(opts.modelDir, DONE);
   if (fs.existsSync(doneFile)) {
-    const done = readJson<PretrainResult & { settings?: unknown }>(doneFile);
-    if (done.settings) sameSettings(doneFile, `the pretrained language model in ${opts.modelDir}`);
+    const done = readJson<PretrainResult & { settings?: typeof settings }>(doneFile);
+    if (done.settings) sameSettings(done.settings, doneFile, `the pretrained language model in ${opts.modelDir}`);
     return done;
   }
   // A killed run resumes only with the settings it started with.
   if (fs.existsSync(path.join(opts.runDir, 'config.json'))) {
-    sameSettings(path.join(opts.runDir, 'config.json'), `the interrupted LM pretraining in ${opts.runDir}`);
+    const file = path.join(opts.runDir, 'config.json');
+    sameSettings(readJson(file), file, `the interrupted LM pretraining in ${opts.runDir}`);
   }
 
   const base = opts.tokenizer ?? (await loadTokenizer());
