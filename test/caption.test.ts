@@ -112,3 +112,21 @@ test('batched greedy captions equal one-at-a-time captions; a wrong embedding si
     run.dispose();
   }
 });
+
+test('a run records the weights of its language model; loading it after that model changed is refused, naming both hashes and the fix', async () => {
+  const { runDir } = await makeRun();
+  const cfgFile = path.join(runDir, 'config.json');
+  const config = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as RunConfig;
+  const { loadLanguageModel } = await import('../src/lib/model/gpt2-hf');
+  const { weightsFingerprint } = await import('../src/lib/io/weights');
+  const lm = await loadLanguageModel(config.lm.source);
+  config.lm.fingerprint = weightsFingerprint(lm.model.namedWeights());
+  fs.writeFileSync(cfgFile, JSON.stringify(config));
+  (await loadRun(runDir)).dispose(); // the same model: loads
+  // the language model is pretrained again (other weights, same place)
+  const other = new GPT2(lm.model.config, undefined, { seed: 99 });
+  await saveLanguageModel({ model: other, tokenizer: lm.tokenizer }, config.lm.source);
+  other.dispose();
+  lm.model.dispose();
+  await assert.rejects(loadRun(runDir), new RegExp(`trained on the language model .* with weights ${config.lm.fingerprint}, but its weights are now [0-9a-f]{16} .*Retrain the run`));
+});
