@@ -200,3 +200,20 @@ test('ids that appear in two datasets are reported', () => {
   assert.throws(() => EmbeddingSet.open(path.join(root, 'none')), /no embedding stores/);
 });
 
+
+test('a run records the fingerprint of its embeddings; opening them after they changed is refused', async () => {
+  const { openEmbeddingsOfRun } = await import('../src/lib/train/run');
+  const root = tmp();
+  const w = EmbeddingStore.openForAppend(path.join(root, 'ds'), { ...SIG, dataset: 'ds' });
+  w.append([{ id: 'a', vector: vec('a') }]);
+  w.close();
+  const set = EmbeddingSet.open(root);
+  const config = { name: 'r', encoder: { name: 'fake', embeddingsDir: root, dim: 4, fingerprint: set.fingerprint } } as unknown as Parameters<typeof openEmbeddingsOfRun>[0];
+  assert.equal(openEmbeddingsOfRun(config).fingerprint, set.fingerprint);
+  // extracted again with other encoder settings
+  fs.rmSync(path.join(root, 'ds'), { recursive: true });
+  const w2 = EmbeddingStore.openForAppend(path.join(root, 'ds'), { ...SIG, preprocessing: { size: 16 }, dataset: 'ds' });
+  w2.append([{ id: 'a', vector: vec('a') }]);
+  w2.close();
+  assert.throws(() => openEmbeddingsOfRun(config), new RegExp(`trained on embeddings ${set.fingerprint} \\(fake\\), but .* now holds [0-9a-f]{16} .*Retrain the run`));
+});

@@ -111,6 +111,16 @@ export class EmbeddingSet {
     return this.center;
   }
 
+  /**
+   * The identity of the embeddings the models see: the encoder's signature (name, dimension,
+   * pre- and post-processing) and the centring means. 16 hex digits.
+   */
+  get fingerprint(): string {
+    const m = this.first.meta;
+    const sig = { encoder: m.encoder, dim: m.dim, preprocessing: m.preprocessing, postprocess: m.postprocess, center: this.center ? { parts: this.center.parts } : null };
+    return crypto.createHash('sha256').update(JSON.stringify(sig)).digest('hex').slice(0, 16);
+  }
+
   has(id: string): boolean {
     return this.where.has(id);
   }

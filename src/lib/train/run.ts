@@ -35,7 +35,8 @@ export interface RunConfig {
   train: TrainConfig;
   loop: LoopConfig;
   mapper: MapperConfig;
-  encoder: { name: string; embeddingsDir: string; dim: number; config: ProfileConfig['encoder'] };
+  /** `fingerprint`: of the embeddings (EmbeddingSet.fingerprint: encoder signature and centring), checked on load. */
+  encoder: { name: string; embeddingsDir: string; dim: number; config: ProfileConfig['encoder']; fingerprint?: string };
   /**
    * The language model the run started from: a hub id, or a directory relative to the repository
    * root; `fingerprint`: the content hash of its weights (io/weights.weightsFingerprint), checked
@@ -73,7 +74,14 @@ export function openEmbeddings(profile: ProfileConfig): EmbeddingSet {
 
 /** The embedding set a run was trained on. */
 export function openEmbeddingsOfRun(config: RunConfig): EmbeddingSet {
-  return EmbeddingSet.open(abs(config.encoder.embeddingsDir));
+  const set = EmbeddingSet.open(abs(config.encoder.embeddingsDir));
+  if (config.encoder.fingerprint && set.fingerprint !== config.encoder.fingerprint) {
+    throw new Error(
+      `the run ${config.name} was trained on embeddings ${config.encoder.fingerprint} (${config.encoder.name}), but ${config.encoder.embeddingsDir} now holds ${set.fingerprint} ` +
+        '(extracted again with other encoder settings, or re-centred): the mapper does not fit them. Retrain the run (rerun notebook 03 or 04), or restore those embeddings.',
+    );
+  }
+  return set;
 }
 
 /** The mapper configuration of a variant for an encoder and language model. */
@@ -195,7 +203,7 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
       train,
       loop,
       mapper: mapperCfg,
-      encoder: { name: emb.encoder, embeddingsDir: rel(emb.dir), dim: emb.dim, config: profile.encoder },
+      encoder: { name: emb.encoder, embeddingsDir: rel(emb.dir), dim: emb.dim, config: profile.encoder, fingerprint: emb.fingerprint },
       lm: {
         source: rel(lmSource(profile)),
         config: lm.model.config,
