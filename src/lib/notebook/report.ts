@@ -407,6 +407,16 @@ export function renderReport(inp: ReportInputs): string {
   if (inp.timings) timeRows.push({ step: 'all notebooks (01-05 as last run, plus this 06)', 'wall time': seconds(notebookSeconds + inp.evalSeconds), finished: now });
   L.push(tableMarkdown(timeRows), '');
   if (!inp.timings) L.push('(Notebook wall times are recorded when the notebooks run through `npm run main`.)', '');
+  const reused = runs.filter((r) => {
+    const nb = Object.entries(inp.timings ?? {}).find(([k]) => k.startsWith(r.t.mapper === 'mlp' ? '03' : '04'))?.[1];
+    return r.sum && nb && nb.seconds < r.sum.trainSeconds;
+  });
+  if (reused.length) {
+    L.push(
+      `The training loop of ${reused.map((r) => r.t.name).join(' and ')} ran before its notebook (a dev-split trial of \`scripts/tune.ts\` with the same settings), and the notebook reused the finished run; the notebook total above leaves those loops out.`,
+      '',
+    );
+  }
   if (notes.length && profile.data.source === 'mirror') L.push(...fullFlickrProjection(inp, runs, manifest.sizes));
 
   // Training
@@ -447,8 +457,12 @@ export function renderReport(inp: ReportInputs): string {
       .filter((l) => l.trim())
       .map((l) => JSON.parse(l) as TuningRecord);
     L.push('## Recipe: what was tried on the validation split', '');
+    const alternatives = trials.filter((t) => t.changes && Object.keys(t.changes).length > 0).length;
     L.push(
-      `Every choice of recipe was made on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`data/${profile.name}/tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on the ${trials.find((t) => t.dev)?.dev?.photos ?? '?'} validation photos.`,
+      `Trials on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`data/${profile.name}/tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on the ${trials.find((t) => t.dev)?.dev?.photos ?? '?'} validation photos.` +
+        (alternatives === 0
+          ? ' Only the configured recipe was measured here (no alternative trials yet): it was set before these measurements, not selected by them; run `scripts/tune.ts --set ...` to compare others.'
+          : ` ${alternatives} alternative trial(s) against the configured recipe.`),
       '',
     );
     L.push(
