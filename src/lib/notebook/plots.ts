@@ -106,7 +106,7 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
             x: epochAxis,
             y: { field: 'loss', type: 'quantitative', title: 'cross-entropy', scale: { zero: false } },
             color,
-            strokeDash: { field: 'split', type: 'nominal', sort: ['val', 'val shuffled'], scale: { range: [[1, 0], [2, 3]] }, legend: null },
+            strokeDash: { field: 'split', type: 'nominal', scale: { domain: ['val', 'val shuffled'], range: [[1, 0], [2, 3]] }, legend: null },
           },
         },
       ]
@@ -144,6 +144,8 @@ export function lossFigureSpec(steps: StepLoss[], epochs: EpochLoss[], opts: { s
       },
       ...gapPanel,
     ],
+    // each panel its own dash scale (train/val in the middle, true/shuffled on the right)
+    resolve: { scale: { strokeDash: 'independent' } },
   } as TopLevelSpec;
 }
 
