@@ -12,6 +12,7 @@
 //    Ties go to the caption that comes first in the pool (nearest photo first, its captions in order).
 //
 // 2. Human leave-one-out: how well one person's caption scores against the other four references.
+import * as tf from '@tensorflow/tfjs';
 import { tokenizeCaptions } from './metrics/tokenize';
 import { scoreCaptions, METRIC_NAMES, MetricScores } from './metrics/index';
 import { type Neighbour, type SimilarityEngine, jsSimilarity, tfjsSimilarity, nearestNeighbours } from './knn';
@@ -150,4 +151,23 @@ export function humanLeaveOneOut<K>(gts: Map<K, string[]>, opts: { tokenized?: b
   }
   const scores = Object.fromEntries(METRIC_NAMES.map((m) => [m, rotations.reduce((s, x) => s + x[m], 0) / R])) as MetricScores;
   return { scores, rotations, count: ids.length, skipped };
+}
+
+/**
+ * The retrieval baseline of the evaluation (and of the dev scores): for each query photo, the consensus
+ * caption of its k nearest training photos by the same encoder, through TensorFlow.js matMuls.
+ */
+export function retrievalCaptions(
+  train: readonly { image_id: string; captions: string[] }[],
+  embedding: (id: string) => Float32Array,
+  queries: Map<string, Float32Array>,
+  k: number,
+): Map<string, string> {
+  const got = nearestNeighbourCaptions(
+    new Map(train.map((g) => [g.image_id, embedding(g.image_id)])),
+    new Map(train.map((g) => [g.image_id, g.captions])),
+    queries,
+    { k, engine: tfjsSimilarity(tf) },
+  );
+  return new Map([...got].map(([id, r]) => [id, r.caption]));
 }

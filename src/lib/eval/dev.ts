@@ -5,8 +5,7 @@ import type { ProfileConfig } from '../config';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages } from '../data/schema';
 import { loadRun, openEmbeddings, openEmbeddingsOfRun } from '../train/run';
-import { nearestNeighbourCaptions } from './baselines';
-import { tfjsSimilarity } from './knn';
+import { retrievalCaptions } from './baselines';
 import { captionEmbeddings, type DecodeConfig } from './caption';
 import { captionDiversity, type Diversity } from './diversity';
 import { scoreCaptions, type MetricScores } from './metrics/index';
@@ -37,18 +36,11 @@ export async function scoreOnDev(profile: ProfileConfig, runDir: string, decode:
 
 /** Nearest-neighbour retrieval (the baseline the captioners must beat) scored on the validation photos. */
 export async function retrievalOnDev(profile: ProfileConfig, k: number): Promise<DevScores> {
-  const tf = await import('@tensorflow/tfjs');
   const emb = openEmbeddings(profile);
   const subsets = loadSubsets(profile);
   const train = groupImages(frameColumns(subsets.train), 'train subset').filter((g) => emb.has(g.image_id));
   const val = groupImages(frameColumns(subsets.val), 'val subset').filter((g) => emb.has(g.image_id));
-  const got = nearestNeighbourCaptions(
-    new Map(train.map((g) => [g.image_id, emb.get(g.image_id)])),
-    new Map(train.map((g) => [g.image_id, g.captions])),
-    new Map(val.map((g) => [g.image_id, emb.get(g.image_id)])),
-    { k, engine: tfjsSimilarity(tf) },
-  );
-  const captions = new Map([...got].map(([id, r]) => [id, r.caption]));
+  const captions = retrievalCaptions(train, (id) => emb.get(id), new Map(val.map((g) => [g.image_id, emb.get(g.image_id)])), k);
   const refs = new Map(val.map((g) => [g.image_id, g.captions]));
   return { photos: val.length, scores: scoreCaptions(refs, captions).scores, diversity: captionDiversity(captions.values()), samples: val.slice(0, 5).map((g) => [g.image_id, captions.get(g.image_id)!]) };
 }

@@ -11,10 +11,8 @@
 //                           and CIDEr-D, and paired differences between the systems
 import * as fs from 'fs';
 import * as path from 'path';
-import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../tfjs/backend';
-import { nearestNeighbourCaptions, humanLeaveOneOut } from './baselines';
-import { tfjsSimilarity } from './knn';
+import { humanLeaveOneOut, retrievalCaptions } from './baselines';
 import { captionEmbeddings, type DecodeConfig } from './caption';
 import { variantLabel, type ProfileConfig, type TrainConfig } from '../config';
 import { loadSubsets } from '../data/build';
@@ -240,10 +238,7 @@ async function evaluateSet(
 
   // Nearest-neighbour retrieval with the same encoder: the consensus caption of the k nearest training photos.
   const t0 = Date.now();
-  const trainEmb = new Map(trainGroups.map((g) => [g.image_id, embSet.get(g.image_id)]));
-  const trainCaps = new Map(trainGroups.map((g) => [g.image_id, g.captions]));
-  const retrieved = nearestNeighbourCaptions(trainEmb, trainCaps, evalEmb, { k: opts.retrievalK, engine: tfjsSimilarity(tf) });
-  const nn = new Map([...retrieved].map(([id, r]) => [id, r.caption]));
+  const nn = retrievalCaptions(trainGroups, (id) => embSet.get(id), evalEmb, opts.retrievalK);
   writeResults(path.join(dir, 'nn_retrieval.results.json'), nn);
   systems.push({
     key: 'nn_retrieval',
