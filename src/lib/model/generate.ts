@@ -27,6 +27,17 @@ function checkPrefix(model: GPT2, prefix: tf.Tensor3D): void {
 }
 
 /**
+ * One decoding step: GPT-2 on the new input embeddings (after those in the KV cache; without the
+ * cache, on the whole sequence from position 0), and the last position's logits as floats, [B][V] flat.
+ */
+function stepLogits(model: GPT2, input: tf.Tensor3D, past: KVCache | undefined, useCache: boolean) {
+  const r = model.forward({ inputsEmbeds: input, past, useCache, lastOnly: true, positionOffset: useCache ? undefined : 0 });
+  const logits = r.logits.dataSync() as Float32Array;
+  r.logits.dispose();
+  return { logits, present: r.present };
+}
+
+/**
  * The shared decoding loop: `pick` turns each row's last-position logits (float32, [B][V] flat)
  * into the next token of every row.
  */
@@ -42,13 +53,11 @@ function decodeLoop(model: GPT2, prefix: tf.Tensor3D, opts: GenerateOptions, pic
   let input: tf.Tensor3D = prefix;
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
-      const r = model.forward({ inputsEmbeds: input, past, useCache, lastOnly: true, positionOffset: useCache ? undefined : 0 });
+      const r = stepLogits(model, input, past, useCache);
       if (input !== prefix) input.dispose();
       past?.dispose();
       past = r.present;
-      const logits = r.logits.dataSync() as Float32Array;
-      r.logits.dispose();
-      const next = pick(logits, B, V);
+      const next = pick(r.logits, B, V);
       for (let b = 0; b < B; b++) {
         if (done[b]) continue;
         const id = next[b];
@@ -161,10 +170,9 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
   let input: tf.Tensor3D = prefix;
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
-      const r = model.forward({ inputsEmbeds: input, past, useCache, lastOnly: true, positionOffset: useCache ? undefined : 0 });
+      const r = stepLogits(model, input, past, useCache);
       if (input !== prefix) input.dispose();
-      const logits = r.logits.dataSync() as Float32Array;
-      r.logits.dispose();
+      const logits = r.logits;
       let source: number[];
       let chosen: number[];
       if (step === 0) {
