@@ -61,6 +61,15 @@ function heapBuffer(b: WasmBackend): ArrayBufferLike {
   return b.wasm.wasmMemory?.buffer ?? b.wasm.HEAPU8.buffer;
 }
 
+/**
+ * The wasm heap's size in bytes, or null on another backend. A WebAssembly memory only grows, so this
+ * is the high-water mark of everything the backend held since the process started.
+ */
+export function wasmHeapBytes(): number | null {
+  if (tf.getBackend() !== 'wasm') return null;
+  return heapBuffer(tf.backend() as unknown as WasmBackend).byteLength;
+}
+
 function f32(b: WasmBackend, t: TensorInfo, size: number): Float32Array {
   return new Float32Array(heapBuffer(b), b.dataIdMap.get(t.dataId)!.memoryOffset, size);
 }
