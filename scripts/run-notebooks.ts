@@ -1,16 +1,18 @@
 // Execute the notebooks top to bottom, in order, headless (nbclient with the tslab kernel, through
 // scripts/execute_notebook.py, which echoes cell output live and keeps the executed copy on failure).
 //
-//   tsx scripts/run-notebooks.ts [--profile paper|offline|smoke] [--from 03] [--only 05] [--timeout S]
+//   tsx scripts/run-notebooks.ts [--profile paper|coco-cpu|offline|smoke] [--from 03] [--only 05] [--timeout S]
 //
-// The profile is resolved once (CLIPCAP_PROFILE, else hub reachability) and passed to every
+// The profile is resolved once (CLIPCAP_PROFILE, else data/profile.json, else what the machine can do:
+// src/lib/profile.ts) and passed to every
 // notebook. Executed copies (with outputs) go to data/<profile>/notebooks/; the notebooks in
 // notebooks/ stay as they are. A failing cell stops the run with a non-zero exit status.
 // Wall times are appended to data/<profile>/notebooks/timings.json (REPORT.md reads them).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { resolveProfile, isProfileName } from '../src/lib/config';
+import { isProfileName, PROFILE_NAMES } from '../src/lib/config';
+import { resolveProfile } from '../src/lib/profile';
 import { artifactPaths, repoRoot } from '../src/lib/paths';
 import { writeJsonAtomic } from '../src/lib/util/files';
 import { formatDuration } from '../src/lib/util/progress';
@@ -54,7 +56,7 @@ function nbclientPython(): string {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const root = repoRoot();
-  if (args.profile && !isProfileName(args.profile)) throw new Error(`unknown profile "${args.profile}": use paper, offline or smoke`);
+  if (args.profile && !isProfileName(args.profile)) throw new Error(`unknown profile "${args.profile}": use ${PROFILE_NAMES.join(', ')}`);
   const env = { ...process.env };
   if (args.profile) env.CLIPCAP_PROFILE = args.profile;
   // Resolved once for the whole run (recorded in data/profile.json when chosen automatically, so that

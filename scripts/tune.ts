@@ -12,7 +12,8 @@
 // data/<profile>/tuning/results.jsonl.
 import * as fs from 'fs';
 import * as path from 'path';
-import { resolveProfile, type TrainConfig } from '../src/lib/config';
+import { type TrainConfig } from '../src/lib/config';
+import { resolveProfile } from '../src/lib/profile';
 import { retrievalOnDev, scoreOnDev, type DevScores } from '../src/lib/eval/dev';
 import { artifactPaths } from '../src/lib/paths';
 import { trainVariant } from '../src/lib/train/run';

@@ -152,7 +152,7 @@ test('offline subsets, the Flickr8k benchmark: train on the standard train split
 test('bad inputs: unknown profile, missing mirror, malformed captions, too many eval images; old subsets survive, nothing half-written', async () => {
   const m = await makeMirror({ val: 6, train: 2, flickr: 4 });
   const root = tmpRoot();
-  await assert.rejects(buildSubsets('papr', { root }), /unknown profile "papr": use one of paper, offline, smoke/);
+  await assert.rejects(buildSubsets('papr', { root }), /unknown profile "papr": use one of paper, coco-cpu, offline, smoke/);
   assert.deepEqual(listFiles(path.join(root, 'data')), []);
 
   await assert.rejects(buildSubsets(offlineCfg(), { root, env: { CLIPCAP_DATA_DIR: path.join(m.root, 'missing') } }), /CLIPCAP_DATA_DIR=.*missing does not exist; point it at the folder holding coco-mini\//);

@@ -4,7 +4,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { selectBackend, parseBackendEnv, type BackendCandidate, type BackendName } from '../src/lib/tfjs/backend';
-import { profileConfig, resolveProfile, resolveProfileName, configRows, PROFILE_NAMES } from '../src/lib/config';
+import { profileConfig, configRows, PROFILE_NAMES } from '../src/lib/config';
+import { resolveProfile, resolveProfileName, checkPaperOnCpu } from '../src/lib/profile';
+import { hubReachable, probeNativeGpu } from '../src/lib/machine';
+import { startHubServer } from './helpers/hub-server';
 import { Progress, formatDuration } from '../src/lib/util/progress';
 import { writeFileAtomic, writeJsonAtomic, readJson, cleanStaleTemps, buildDirAtomic } from '../src/lib/util/files';
 import { artifactPaths, mirrorDir, requireMirrorDir } from '../src/lib/paths';
@@ -69,27 +72,61 @@ test('profiles: paper carries the original ClipCap hyperparameters; unknown name
   assert.equal(p.data.evalImages, 193);
   assert.equal(p.encoder.modelId, 'Xenova/clip-vit-base-patch32');
   assert.equal(p.lm.modelId, 'gpt2');
-  assert.throws(() => profileConfig('fast'), /unknown profile "fast".*paper, offline, smoke/);
+  assert.throws(() => profileConfig('fast'), /unknown profile "fast".*paper, coco-cpu, offline, smoke/);
   // a fresh copy each time: editing one does not leak into the next
   p.mlp.epochs = 1;
   assert.equal(profileConfig('paper').mlp.epochs, 10);
   for (const n of PROFILE_NAMES) assert.ok(configRows(profileConfig(n)).length > 20);
 });
 
-test('profile resolution: env wins, else hub reachability decides', async () => {
+const noGpu = () => ({ gpu: false, detail: 'test: no GPU backend' });
+const gpu = () => ({ gpu: true, detail: 'test: a GPU backend' });
+
+test('profile resolution: env wins, else paper only with a GPU backend, coco-cpu with the hub but no GPU, offline without the hub', async () => {
   const yes = async () => true;
   const no = async () => false;
-  assert.equal(await resolveProfileName({ CLIPCAP_PROFILE: 'smoke' }, yes), 'smoke');
-  assert.equal(await resolveProfileName({}, yes), 'paper');
-  assert.equal(await resolveProfileName({}, no), 'offline');
-  assert.equal(await resolveProfileName({ HF_HUB_OFFLINE: '1' }, yes), 'offline');
-  await assert.rejects(resolveProfileName({ CLIPCAP_PROFILE: 'nope' }, yes), /CLIPCAP_PROFILE=nope is not a profile/);
+  assert.equal(await resolveProfileName({ CLIPCAP_PROFILE: 'smoke' }, { reachable: yes, gpu: noGpu }), 'smoke');
+  assert.equal(await resolveProfileName({}, { reachable: yes, gpu }), 'paper');
+  assert.equal(await resolveProfileName({}, { reachable: yes, gpu: noGpu }), 'coco-cpu');
+  assert.equal(await resolveProfileName({}, { reachable: no, gpu }), 'offline');
+  assert.equal(await resolveProfileName({ HF_HUB_OFFLINE: '1' }, { reachable: yes, gpu }), 'offline');
+  await assert.rejects(resolveProfileName({ CLIPCAP_PROFILE: 'nope' }, { reachable: yes }), /CLIPCAP_PROFILE=nope is not a profile/);
+});
+
+test('auto profile with a loopback hub and no GPU backend is coco-cpu; with the hub gone it is offline', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-hub-'));
+  const hub = await startHubServer(root);
+  const choiceFile = path.join(root, 'profile.json');
+  try {
+    const env = { CLIPCAP_HUB_URL: hub.url, CLIPCAP_BACKEND: 'wasm' };
+    assert.equal(await hubReachable(env), true);
+    // the real GPU probe: CLIPCAP_BACKEND=wasm rules the GPU out without loading anything
+    assert.deepEqual(probeNativeGpu(env), { gpu: false, detail: 'CLIPCAP_BACKEND=wasm' });
+    const p = await resolveProfile(env, { choiceFile, quiet: true });
+    assert.equal(p.name, 'coco-cpu');
+    assert.equal(p.lm.modelId, 'gpt2');
+    assert.equal(p.encoder.modelId, 'Xenova/clip-vit-base-patch32');
+    assert.match(JSON.parse(fs.readFileSync(choiceFile, 'utf8')).reason, /hub was reachable but no native GPU backend loads \(CLIPCAP_BACKEND=wasm\)/);
+    assert.ok(hub.requests.length >= 1, 'the reachability check asked the loopback hub');
+  } finally {
+    await hub.close();
+  }
+  fs.rmSync(choiceFile);
+  assert.equal(await hubReachable({ CLIPCAP_HUB_URL: hub.url }), false);
+  assert.equal((await resolveProfile({ CLIPCAP_HUB_URL: hub.url }, { choiceFile, quiet: true })).name, 'offline');
+});
+
+test('the paper profile on a CPU backend is refused with an estimate unless confirmed', () => {
+  assert.throws(() => checkPaperOnCpu('paper', {}, { gpu: noGpu }), /paper profile without a GPU backend \(test: no GPU backend\) takes .*CLIPCAP_PROFILE=coco-cpu.*set CLIPCAP_CONFIRM_PAPER_ON_CPU=1/s);
+  assert.match(checkPaperOnCpu('paper', { CLIPCAP_CONFIRM_PAPER_ON_CPU: '1' }, { gpu: noGpu })!, /Starting anyway/);
+  assert.equal(checkPaperOnCpu('paper', {}, { gpu }), null);
+  assert.equal(checkPaperOnCpu('coco-cpu', {}, { gpu: noGpu }), null);
 });
 
 test('profile choice is recorded once and then stable across notebooks and kernel restarts; CLIPCAP_PROFILE still wins', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-profile-'));
   const choiceFile = path.join(dir, 'data', 'profile.json');
-  const opts = (reachable: boolean) => ({ choiceFile, reachable: async () => reachable, quiet: true });
+  const opts = (reachable: boolean) => ({ choiceFile, reachable: async () => reachable, gpu: noGpu, quiet: true });
   assert.equal((await resolveProfile({}, opts(false))).name, 'offline');
   const rec = JSON.parse(fs.readFileSync(choiceFile, 'utf8'));
   assert.equal(rec.profile, 'offline');
@@ -98,7 +135,8 @@ test('profile choice is recorded once and then stable across notebooks and kerne
   assert.equal((await resolveProfile({}, opts(true))).name, 'offline');
   assert.equal((await resolveProfile({ CLIPCAP_PROFILE: 'smoke' }, opts(true))).name, 'smoke');
   fs.rmSync(choiceFile);
-  assert.equal((await resolveProfile({}, opts(true))).name, 'paper');
+  assert.equal((await resolveProfile({}, opts(true))).name, 'coco-cpu');
+  assert.equal((await resolveProfile({}, opts(false))).name, 'coco-cpu', 'recorded: the next notebook keeps it');
   fs.writeFileSync(choiceFile, JSON.stringify({ profile: 'fast', reason: 'x', at: 'y' }));
   await assert.rejects(resolveProfile({}, opts(true)), /records an unknown profile "fast": delete it to choose again/);
 });

@@ -68,7 +68,7 @@ export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []
     numLayers: int(1, 64),
     numHeads: int(1, 256),
     batchSize: int(1, 65536),
-    microBatchSize: int(0, 65536),
+    microBatchSize: (f, v) => (v === 'auto' ? null : int(0, 65536)(f, v) && `${int(0, 65536)(f, v)} or 'auto'`),
     lr: num(0, 10, { minOpen: true }),
     lmLrScale: num(0, 1000),
     warmupSteps: int(0),

@@ -347,7 +347,12 @@ export function renderReport(inp: ReportInputs): string {
   }
   if (finding) L.push(`Seed study's finding (transformer + frozen converges faster, MLP + fine-tuned ends lower), checked on these runs: ${finding.text}`);
   if (profile.name !== 'paper') {
-    L.push('', `These numbers come from the **${profile.name}** profile (${profile.description}); they are not comparable with the paper's or the seed study's, which used CLIP and the 124M-parameter GPT-2 on COCO (see Limitations).`);
+    L.push(
+      '',
+      profile.lm.source === 'hub'
+        ? `These numbers come from the **${profile.name}** profile (${profile.description}): CLIP and GPT-2 124M as in the paper, but ${profile.data.trainCaptions} training captions (the seed study: 33,841) and ${profile.mlp.epochs} epochs, so they are not comparable with the paper's or the seed study's (see Limitations).`
+        : `These numbers come from the **${profile.name}** profile (${profile.description}); they are not comparable with the paper's or the seed study's, which used CLIP and the 124M-parameter GPT-2 on COCO (see Limitations).`,
+    );
   }
   L.push('');
 
@@ -377,11 +382,18 @@ export function renderReport(inp: ReportInputs): string {
   ];
   L.push(tableMarkdown(setup), '');
   L.push('### Hyperparameters', '');
-  const keys: (keyof ProfileConfig['mlp'])[] = ['prefixLength', 'clipLength', 'numLayers', 'numHeads', 'batchSize', 'lr', 'warmupSteps', 'epochs', 'weightDecay', 'gradClip', 'maxCaptionTokens', 'seed'];
+  const keys: (keyof ProfileConfig['mlp'])[] = ['prefixLength', 'clipLength', 'numLayers', 'numHeads', 'batchSize', 'microBatchSize', 'lr', 'lmLrScale', 'warmupSteps', 'warmupFraction', 'epochs', 'weightDecay', 'adamEps', 'gradClip', 'maxCaptionTokens', 'seed'];
   const transformerOnly = new Set(['clipLength', 'numLayers', 'numHeads']);
   const hp = (i: 0 | 1, k: keyof ProfileConfig['mlp']) => {
     const t = runs[i].cfg?.train ?? runs[i].t;
-    return t.mapper === 'mlp' && transformerOnly.has(k) ? '-' : String(t[k]);
+    if (t.mapper === 'mlp' && transformerOnly.has(k)) return '-';
+    if (k === 'lmLrScale' && !t.finetuneLM) return '-';
+    if (k === 'warmupSteps' && t.warmupFraction > 0) return `${runs[i].cfg?.loop.warmupSteps ?? '?'} (from warmupFraction)`;
+    if (k === 'microBatchSize') {
+      const used = runs[i].cfg?.loop.microBatchSize;
+      return `${String(t[k])}${used !== undefined ? ` (${used === 0 ? 'the whole batch' : used} per pass)` : ''}`;
+    }
+    return String(t[k]);
   };
   L.push(
     tableMarkdown(
@@ -391,6 +403,10 @@ export function renderReport(inp: ReportInputs): string {
         [variantLabel(profile.transformer)]: hp(1, k),
       })),
     ),
+    '',
+  );
+  L.push(
+    'The optimizer is the original\'s `transformers.AdamW`: eps 1e-6 and no weight decay (not torch.optim.AdamW\'s defaults, eps 1e-8 and weight decay 0.01), with a linear warm-up then linear decay. The original warms up for 5,000 of its 141,680 steps (3.5%); with `warmupFraction` > 0 the warm-up is that fraction of this run\'s steps (the paper profile keeps the original\'s 3.5%, where the literal 5,000 steps would put the peak learning rate at 59% of the seed\'s 8,460 steps), with 0 it is `warmupSteps` literally. `microBatchSize`: examples per forward/backward pass, gradients accumulated over the batch (\'auto\': the largest pass the backend\'s memory holds).',
     '',
   );
   L.push('### Wall times', '');
@@ -546,7 +562,7 @@ export function renderReport(inp: ReportInputs): string {
     lim.push(
       `Data: train ${sizes('train')}, validation ${sizes('val')}, evaluation ${evaluation.sets.map((s) => `${s.label} ${s.evalImages.length} photos`).join(', ')}. ${notes.length ? 'The mirror lacked the full Flickr8k, so these are not the standard benchmark\'s numbers (see the data note above). ' : ''}With few evaluation photos the metrics have wide confidence intervals (see the bootstrap intervals above).`,
     );
-    lim.push('Hyperparameters are scaled to the budget (all notebooks in at most 90 minutes on two CPU cores): larger learning rates (the mapper at 1e-3, a fine-tuned GPT-2 at a tenth of it), fewer epochs, a shorter warm-up, a shorter prefix and clip length for the transformer mapper; the optimizer is the original\'s (AdamW, eps 1e-6, no weight decay). See the table above, the recipe section and `src/lib/config.ts`.');
+    lim.push(`Hyperparameters are scaled to the budget (all notebooks in ${profile.lm.source === 'hub' ? 'about two hours' : 'at most 90 minutes'} on two CPU cores): larger learning rates (the mapper at 1e-3, a fine-tuned GPT-2 at a tenth of it), fewer epochs, a shorter warm-up, a shorter prefix and clip length for the transformer mapper; the optimizer is the original's (AdamW, eps 1e-6, no weight decay). See the table above, the recipe section and \`src/lib/config.ts\`.`);
   }
   lim.push('One training seed per variant: the intervals above cover the choice of evaluation photos, not training noise. Training runs on TensorFlow.js (wasm on CPU here), not PyTorch; numerics agree with float64 references in the tests, but the optimisation path is not bit-identical to the original code.');
   lim.push('METEOR and SPICE (Java tools in the COCO toolkit) are not computed.');

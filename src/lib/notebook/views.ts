@@ -3,6 +3,7 @@
 // a photo that cannot be read is shown as a note naming the file, never as a failed cell.
 import * as path from 'path';
 import { configRows, type ProfileConfig } from '../config';
+import { estimateProfile, formatHours, speedsFor } from '../estimate';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages, SUBSET_SPLITS, type ImageGroup } from '../data/schema';
 import type { Subsets } from '../data/subset';
@@ -152,4 +153,18 @@ export function configTable(profileValues: object, used: object): Row[] {
     used: value,
     edited: base.has(parameter) && base.get(parameter) !== value ? '✎' : '',
   }));
+}
+
+/**
+ * For the hub profiles (paper, coco-cpu) on a CPU backend: the estimated time of notebooks 01-06, a
+ * row per stage, from the dry-run speeds (bench/dryrun.ts); null for the other profiles.
+ */
+export function estimateRows(profile: ProfileConfig, backend: string): { rows: Row[]; caption: string } | null {
+  if (backend === 'tfjs-node-gpu') return null;
+  const est = estimateProfile(profile, speedsFor(backend === 'tfjs-node' ? 'tfjs-node' : 'wasm'));
+  if (!est) return null;
+  return {
+    rows: est.stages.map((s) => ({ notebook: s.notebook, what: s.what, time: formatHours(s.seconds) })),
+    caption: `estimated time of notebooks 01-06 on this kind of CPU machine: about ${formatHours(est.totalSeconds)} (speeds: ${est.basis}; random weights never stop a caption early, so beam search is an upper bound)`,
+  };
 }

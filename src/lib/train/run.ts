@@ -27,6 +27,7 @@ import type { Tokenizer } from '../model/tokenizer';
 import { runTraining, stepsPerEpoch, type LoopConfig, type RunOptions, type TrainSummary } from './loop';
 import { loadSafetensorsTensors, saveSafetensorsFile, weightsFingerprint } from '../io/weights';
 import { ConfigError, validateProfile, validateTrain } from '../validate';
+import { chooseMicroBatch } from './memory';
 
 export interface RunConfig {
   format: 'clipcap-run/1';
@@ -101,7 +102,8 @@ export function mapperConfigFor(train: TrainConfig, inputDim: number, lmConfig: 
 /** What makes two runs the same experiment (the run name aside): hyperparameters, model, LM weights, data. */
 function experimentKey(c: RunConfig): string {
   return JSON.stringify({
-    train: { ...c.train, name: '', maxSteps: 0, checkpointEverySteps: 0 },
+    // the examples per pass actually used ('auto' resolved): they change the sums' rounding
+    train: { ...c.train, name: '', maxSteps: 0, checkpointEverySteps: 0, microBatchSize: c.loop.microBatchSize },
     mapper: c.mapper,
     encoder: c.encoder.name,
     lm: c.lm.source,
@@ -135,8 +137,8 @@ function linkLatest(link: string, dir: string): void {
 export interface TrainVariantOptions {
   profile: ProfileConfig;
   train: TrainConfig;
-  /** Examples per forward/backward pass (0 = the whole batch); default: train.microBatchSize. */
-  microBatchSize?: number;
+  /** Examples per forward/backward pass (0 = the whole batch, 'auto' = what the backend's memory holds); default: train.microBatchSize. */
+  microBatchSize?: number | 'auto';
   run?: RunOptions;
 }
 
@@ -154,13 +156,37 @@ async function loadLM(profile: ProfileConfig): Promise<LanguageModel> {
   return loadLanguageModel(src, { progress: true });
 }
 
+/**
+ * The training loop's settings of a variant: the warm-up as a fraction of all steps when
+ * warmupFraction > 0, parameter groups for a fine-tuned GPT-2, the examples per pass decided by
+ * chooseMicroBatch (train/memory.ts).
+ */
+export function loopConfigFor(train: TrainConfig, numTrain: number, microBatchSize: number): LoopConfig {
+  return {
+    epochs: train.epochs,
+    batchSize: train.batchSize,
+    microBatchSize,
+    lr: train.lr,
+    warmupSteps: train.warmupFraction > 0 ? Math.round(train.warmupFraction * train.epochs * stepsPerEpoch(numTrain, train.batchSize, true)) : train.warmupSteps,
+    weightDecay: train.weightDecay,
+    eps: train.adamEps,
+    gradClip: train.gradClip,
+    seed: train.seed,
+    checkpointEverySteps: train.checkpointEverySteps,
+    maxSteps: train.maxSteps,
+    dropLast: true,
+    bucketByLength: true,
+    ...(train.finetuneLM && train.lmLrScale !== 1 ? { lrScales: { 'lm.': train.lmLrScale } } : {}),
+  };
+}
+
 /** Train one ClipCap variant (or resume it, or return the finished run). */
 export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVariantResult> {
   const { profile, train } = opts;
   validateProfile(profile);
   validateTrain(train, train.mapper === 'transformer' ? 'transformer' : 'mlp');
-  if (opts.microBatchSize !== undefined && !(Number.isInteger(opts.microBatchSize) && opts.microBatchSize >= 0)) {
-    throw new ConfigError([`microBatchSize = ${opts.microBatchSize}: must be a whole number >= 0 (0 = the whole batch in one pass)`]);
+  if (opts.microBatchSize !== undefined && opts.microBatchSize !== 'auto' && !(Number.isInteger(opts.microBatchSize) && opts.microBatchSize >= 0)) {
+    throw new ConfigError([`microBatchSize = ${opts.microBatchSize}: must be 'auto' or a whole number >= 0 (0 = the whole batch in one pass)`]);
   }
   const backend = await ensureBackend();
   const latest = runDirectory(profile.name, train.name);
@@ -180,22 +206,9 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
     if (train.prefixLength + train.maxCaptionTokens > lm.model.config.nPositions) {
       throw new Error(`prefix ${train.prefixLength} + caption ${train.maxCaptionTokens} tokens exceed the language model's ${lm.model.config.nPositions} positions`);
     }
-    const loop: LoopConfig = {
-      epochs: train.epochs,
-      batchSize: train.batchSize,
-      microBatchSize: opts.microBatchSize ?? train.microBatchSize,
-      lr: train.lr,
-      warmupSteps: train.warmupFraction > 0 ? Math.round(train.warmupFraction * train.epochs * stepsPerEpoch(tr.examples.length, train.batchSize, true)) : train.warmupSteps,
-      weightDecay: train.weightDecay,
-      eps: train.adamEps,
-      gradClip: train.gradClip,
-      seed: train.seed,
-      checkpointEverySteps: train.checkpointEverySteps,
-      maxSteps: train.maxSteps,
-      dropLast: true,
-      bucketByLength: true,
-      ...(train.finetuneLM && train.lmLrScale !== 1 ? { lrScales: { 'lm.': train.lmLrScale } } : {}),
-    };
+    const passes = chooseMicroBatch({ ...train, microBatchSize: opts.microBatchSize ?? train.microBatchSize }, lm.model.config, emb.dim, backend.name);
+    console.log(`[clipcap] examples per pass: ${passes.why}`);
+    const loop = loopConfigFor(train, tr.examples.length, passes.microBatchSize);
     const config: RunConfig = {
       format: 'clipcap-run/1',
       profile: profile.name,

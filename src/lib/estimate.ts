@@ -1,0 +1,131 @@
+// How long notebooks 01-06 take for a profile on a CPU backend, from speeds measured by the full-size
+// dry run (bench/dryrun.ts: GPT-2 124M and CLIP ViT-B/32 with random weights, in their hub layouts,
+// trained and run through the profile's own code path). The speeds of the latest dry run on this
+// machine (bench/out/dryrun.json) are used when present; otherwise the reference measured by the team
+// on the two-core machine this project is developed on (below). Downloads assume DOWNLOAD_MB_PER_S.
+import * as fs from 'fs';
+import * as path from 'path';
+import type { ProfileConfig } from './config';
+import { repoRoot } from './paths';
+
+/** Measured at one profile's sizes for one variant. */
+export interface VariantSpeed {
+  /** Seconds per optimizer step at `batchSize` (captions of typical COCO length). */
+  secondsPerStep: number;
+  batchSize: number;
+  /** Examples per pass used (0 = the whole batch). */
+  microBatchSize: number;
+  /** Validation loss, seconds per example (the epoch-end pass runs twice: true and shuffled images). */
+  valSecondsPerExample: number;
+  /** Writing one checkpoint. */
+  checkpointSeconds: number;
+  /** Beam search, seconds per image, for `generateTokens` steps (the longest beam; random weights may run to maxNewTokens). */
+  generateSecondsPerImage: number;
+  generateTokens: number;
+  /** High-water mark of the backend's memory (wasm heap) over the worst-case pass, bytes. */
+  peakBytes: number;
+}
+
+export interface SpeedReference {
+  /** Where the numbers come from (command, machine, date). */
+  source: string;
+  backend: string;
+  /** CLIP ViT-B/32 image embeddings per second (transformers.js, onnxruntime). */
+  clipImagesPerSecond: number;
+  /** Keyed by `<profile>/<mlp|transformer>`. */
+  variants: Record<string, VariantSpeed>;
+}
+
+/**
+ * Steps of beam search per caption for a trained model (COCO captions: ~11 words, ~13 tokens, and EOS;
+ * beam search runs until every beam has stopped): the dry run's random weights stop at arbitrary
+ * lengths, so its time per image is scaled from its `generateTokens` steps to this.
+ */
+export const CAPTION_TOKENS = 16;
+/** Assumed download speed for the COCO annotations and photos (not measurable offline). */
+export const DOWNLOAD_MB_PER_S = 10;
+/** COCO 2014 caption annotations zip + Karpathy splits zip, MB; a COCO photo, MB. */
+const ANNOTATIONS_MB = 241 + 36;
+const PHOTO_MB = 0.16;
+
+/**
+ * The team's measurement (bench/dryrun.ts, wasm backend, 2 vCPUs): replaced by the measured file when
+ * one exists. Filled from the run named in `source`.
+ */
+export const REFERENCE_SPEEDS: SpeedReference = {
+  source: 'pending',
+  backend: 'wasm',
+  clipImagesPerSecond: 0,
+  variants: {},
+};
+
+export function dryRunFile(root = repoRoot()): string {
+  return path.join(root, 'bench', 'out', 'dryrun.json');
+}
+
+/** The measured speeds of this machine when the dry run has been run here, else the reference. */
+export function speedsFor(backend: string, file = dryRunFile()): SpeedReference {
+  if (fs.existsSync(file)) {
+    try {
+      const s = JSON.parse(fs.readFileSync(file, 'utf8')) as SpeedReference;
+      if (s.backend === backend && s.clipImagesPerSecond > 0) return s;
+    } catch {
+      // a damaged file: fall back to the reference
+    }
+  }
+  return REFERENCE_SPEEDS;
+}
+
+export interface StageEstimate {
+  notebook: string;
+  what: string;
+  seconds: number;
+}
+
+export interface ProfileEstimate {
+  profile: string;
+  stages: StageEstimate[];
+  totalSeconds: number;
+  /** Where the speeds come from. */
+  basis: string;
+}
+
+/** Photos a subset of the profile needs (COCO: about five captions a photo). */
+function photos(p: ProfileConfig): number {
+  return Math.ceil(p.data.trainCaptions / 5) + Math.ceil(p.data.valCaptions / 5) + p.data.evalImages;
+}
+
+/**
+ * The time of notebooks 01-06 for a hub profile (paper, coco-cpu) on the backend the speeds were
+ * measured on; null when the speeds lack one of its variants (then run `npm run bench -- --only dryrun`).
+ */
+export function estimateProfile(p: ProfileConfig, speeds: SpeedReference): ProfileEstimate | null {
+  if (p.lm.source !== 'hub' || p.data.source !== 'coco-karpathy') return null;
+  const stages: StageEstimate[] = [];
+  const n = photos(p);
+  stages.push({ notebook: '01', what: `download ${ANNOTATIONS_MB} MB of annotations and ${n} photos at ${DOWNLOAD_MB_PER_S} MB/s (assumed)`, seconds: (ANNOTATIONS_MB + n * PHOTO_MB) / DOWNLOAD_MB_PER_S });
+  if (!(speeds.clipImagesPerSecond > 0)) return null;
+  stages.push({ notebook: '02', what: `embed ${n} photos with CLIP ViT-B/32 at ${speeds.clipImagesPerSecond.toFixed(1)} img/s`, seconds: n / speeds.clipImagesPerSecond });
+  let generate = 0;
+  for (const [nb, kind] of [['03', 'mlp'], ['04', 'transformer']] as const) {
+    const t = p[kind];
+    const v = speeds.variants[`${p.name}/${kind}`];
+    if (!v) return null;
+    const steps = Math.floor(p.data.trainCaptions / t.batchSize) * t.epochs;
+    const perStep = (v.secondsPerStep * t.batchSize) / v.batchSize;
+    const checkpoints = Math.ceil(steps / t.checkpointEverySteps) + t.epochs;
+    const seconds = steps * perStep + t.epochs * 2 * p.data.valCaptions * v.valSecondsPerExample + checkpoints * v.checkpointSeconds;
+    stages.push({ notebook: nb, what: `${t.name}: ${steps} steps at ${perStep.toFixed(1)} s, ${t.epochs} x 2 validation passes, ${checkpoints} checkpoints`, seconds });
+    generate += (p.data.evalImages * v.generateSecondsPerImage * Math.min(CAPTION_TOKENS, p.eval.maxNewTokens)) / v.generateTokens;
+  }
+  stages.push({ notebook: '06', what: `beam search (${p.eval.beam}) on ${p.data.evalImages} photos, both variants, ~${CAPTION_TOKENS} tokens a caption`, seconds: generate });
+  return { profile: p.name, stages, totalSeconds: stages.reduce((a, s) => a + s.seconds, 0), basis: speeds.source };
+}
+
+/** "about 2h05m" style. */
+export function formatHours(seconds: number): string {
+  const m = Math.round(seconds / 60);
+  if (m < 60) return `${m} min`;
+  if (m < 48 * 60) return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+  return `${(m / 60 / 24).toFixed(1)} days`;
+}
