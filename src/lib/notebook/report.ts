@@ -406,7 +406,8 @@ export function renderReport(inp: ReportInputs): string {
     '',
   );
   L.push(
-    'The optimizer is the original\'s `transformers.AdamW`: eps 1e-6 and no weight decay (not torch.optim.AdamW\'s defaults, eps 1e-8 and weight decay 0.01), with a linear warm-up then linear decay. The original warms up for 5,000 of its 141,680 steps (3.5%); with `warmupFraction` > 0 the warm-up is that fraction of this run\'s steps (the paper profile keeps the original\'s 3.5%, where the literal 5,000 steps would put the peak learning rate at 59% of the seed\'s 8,460 steps), with 0 it is `warmupSteps` literally. `microBatchSize`: examples per forward/backward pass, gradients accumulated over the batch (\'auto\': the largest pass the backend\'s memory holds).',
+    `The optimizer is AdamW with eps ${String(runs[0].cfg?.train.adamEps ?? runs[0].t.adamEps)} and weight decay ${String(runs[0].cfg?.train.weightDecay ?? runs[0].t.weightDecay)} (the original's \`transformers.AdamW(lr=2e-5)\`: eps 1e-6 and no weight decay; torch.optim.AdamW's defaults, eps 1e-8 and weight decay 0.01, are not the original's), with a linear warm-up then linear decay.` +
+    ' The original warms up for 5,000 of its 141,680 steps (3.5%); with `warmupFraction` > 0 the warm-up is that fraction of this run\'s steps (the paper profile keeps the original\'s 3.5%, where the literal 5,000 steps would put the peak learning rate at 59% of the seed\'s 8,460 steps), with 0 it is `warmupSteps` literally. `microBatchSize`: examples per forward/backward pass, gradients accumulated over the batch (\'auto\': the largest pass the backend\'s memory holds).',
     '',
   );
   L.push('### Wall times', '');
