@@ -1,0 +1,259 @@
+// Training-step speed at the shapes the notebooks train (issue: training at PyTorch speed).
+//
+//   npx tsx bench/steps.ts [--profile offline|smoke|coco-cpu] [--kinds lm,mlp,transformer,val,beam]
+//                          [--steps 6] [--kernels] [--torch]
+//
+// For the profile's caption LM (02b), MLP + fine-tuned GPT-2 (03), Transformer mapper + frozen GPT-2
+// (04), the validation pass and beam-search captioning (06): random weights of the profile's sizes,
+// caption lengths drawn from the length distribution of Flickr8k training captions (GPT-2 BPE, EOS
+// included, mean 13.6, cut at the profile's maxCaptionTokens), batches bucketed by length as the
+// training loop does. Reports ms/step, real caption tokens/s and the share of padded positions.
+// --torch runs the same steps in PyTorch (Debian's python3 with torch) at 1 and 2 threads, in this run,
+// and prints our ratio to PyTorch's best thread count.
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { profileConfig } from '../src/lib/config';
+import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
+import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
+import { ClipCapModel } from '../src/lib/model/clipcap';
+import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
+import { accumulateGrads, AdamW, clipByGlobalNorm } from '../src/lib/train/optim';
+import { padBatch } from '../src/lib/train/examples';
+import { lmLoss } from '../src/lib/tfjs/ops';
+import { beamSearch } from '../src/lib/model/generate';
+import { mulberry32 } from '../src/lib/util/rng';
+
+interface Opts {
+  profile: string;
+  kinds: string[];
+  steps: number;
+  kernels: boolean;
+  torch: boolean;
+  vocab: number;
+  dim: number;
+}
+
+function parse(argv: string[]): Opts {
+  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, torch: false, vocab: 8489, dim: 200 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--profile') o.profile = argv[++i];
+    else if (a === '--kinds') o.kinds = argv[++i].split(',');
+    else if (a === '--steps') o.steps = Number(argv[++i]);
+    else if (a === '--kernels') o.kernels = true;
+    else if (a === '--torch') o.torch = true;
+    else if (a === '--vocab') o.vocab = Number(argv[++i]);
+    else throw new Error(`bench/steps: unknown argument ${a}`);
+  }
+  return o;
+}
+
+// Token-length histogram of Flickr8k training captions (GPT-2 BPE + EOS), lengths 4..32 (cut).
+const LENGTH_WEIGHTS: Record<number, number> = {
+  5: 1, 6: 3, 7: 6, 8: 9, 9: 12, 10: 14, 11: 15, 12: 15, 13: 14, 14: 12, 15: 11, 16: 9, 17: 8, 18: 6, 19: 5, 20: 4, 21: 3, 22: 3, 23: 2, 24: 2, 26: 1, 28: 1, 32: 1,
+};
+
+function sampleLengths(n: number, maxTokens: number, seed: number): number[] {
+  const rand = mulberry32(seed);
+  const items = Object.entries(LENGTH_WEIGHTS).map(([l, w]) => [Math.min(Number(l), maxTokens), w] as const);
+  const total = items.reduce((a, [, w]) => a + w, 0);
+  return Array.from({ length: n }, () => {
+    let r = rand() * total;
+    for (const [l, w] of items) if ((r -= w) <= 0) return l;
+    return items[items.length - 1][0];
+  });
+}
+
+/** Batches of one bucketed pool (as the loop's bucketByLength): sorted by length, cut, kept in that order. */
+function bucketedBatches(lengths: number[], batch: number, count: number): number[][] {
+  const order = lengths.map((l, i) => [l, i] as const).sort((a, b) => a[0] - b[0]).map(([, i]) => i);
+  const out: number[][] = [];
+  for (let i = 0; i + batch <= order.length && out.length < count; i += batch) out.push(order.slice(i, i + batch));
+  return out;
+}
+
+function randomTokens(len: number, vocab: number, rand: () => number): number[] {
+  return Array.from({ length: len }, () => Math.floor(rand() * vocab));
+}
+
+interface Result {
+  kind: string;
+  msPerStep: number;
+  tokensPerSecond: number;
+  paddedShare: number;
+  note: string;
+}
+
+function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function kernelProfile(label: string, f: () => void): Promise<void> {
+  const info = await tf.profile(() => {
+    f();
+    return tf.scalar(0);
+  });
+  const byName = new Map<string, { ms: number; n: number }>();
+  for (const k of info.kernels) {
+    const e = byName.get(k.name) ?? { ms: 0, n: 0 };
+    e.ms += k.kernelTimeMs as number;
+    e.n += 1;
+    byName.set(k.name, e);
+  }
+  const total = [...byName.values()].reduce((a, e) => a + e.ms, 0);
+  console.log(`  kernels of one ${label} step: ${total.toFixed(0)} ms in ${info.kernels.length} calls`);
+  for (const [name, e] of [...byName].sort((a, b) => b[1].ms - a[1].ms).slice(0, 14)) console.log(`    ${name.padEnd(24)} ${e.ms.toFixed(1).padStart(7)} ms  ${String(e.n).padStart(5)} calls`);
+}
+
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  const backend = await ensureBackend({ quiet: true });
+  const p = profileConfig(o.profile);
+  const arch = p.lm.arch;
+  const V = o.profile === 'smoke' ? 300 : o.vocab;
+  console.log(`bench/steps: profile ${o.profile}, ${describeBackend(backend)}; GPT-2 ${arch.nLayer} layers x ${arch.nEmbd}, ${arch.nHead} heads, vocabulary ${V}`);
+  const rand = mulberry32(1234);
+  const results: Result[] = [];
+  const cfg: GPT2Config = { vocabSize: V, nPositions: arch.nPositions, nEmbd: arch.nEmbd, nLayer: arch.nLayer, nHead: arch.nHead, layerNormEpsilon: 1e-5, activation: 'gelu_new', embdPdrop: 0.1, residPdrop: 0.1, attnPdrop: 0.1 };
+  const spec: Record<string, unknown> = { profile: o.profile, vocab: V, arch, steps: o.steps };
+
+  const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void, note: string): Promise<void> => {
+    step(batches[0]); // warm-up (kernels, transposes cached)
+    if (o.kernels) await kernelProfile(kind, () => step(batches[1 % batches.length]));
+    const ms: number[] = [];
+    let real = 0;
+    let padded = 0;
+    for (let s = 0; s < o.steps; s++) {
+      const b = batches[(s + 1) % batches.length];
+      const t0 = performance.now();
+      step(b);
+      ms.push(performance.now() - t0);
+      const T = Math.max(...b.map((i) => lengths[i]));
+      real += b.reduce((a, i) => a + lengths[i], 0);
+      padded += b.length * T;
+    }
+    const tokens = real / o.steps;
+    const m = median(ms);
+    results.push({ kind, msPerStep: m, tokensPerSecond: (tokens / m) * 1000, paddedShare: 1 - real / padded, note });
+    console.log(`  ${kind.padEnd(12)} ${m.toFixed(0).padStart(6)} ms/step  ${((tokens / m) * 1000).toFixed(0).padStart(6)} caption tokens/s  padding ${((1 - real / padded) * 100).toFixed(1)}%  (${note})`);
+  };
+
+  // One pool of caption lengths per kind, bucketed as training does.
+  if (o.kinds.includes('lm')) {
+    const lp = p.lmPretrain;
+    const lens = sampleLengths(lp.batchSize * 32, lp.maxTokens, 11);
+    const toks = lens.map((l) => randomTokens(l, V, rand));
+    const gpt = new GPT2(cfg, undefined, { seed: 1 });
+    gpt.setTrainable(true);
+    const vars = [...gpt.namedWeights()].map(([name, variable]) => ({ name, variable }));
+    const opt = new AdamW({ lr: 1e-4, weightDecay: lp.weightDecay });
+    const batches = bucketedBatches(lens, lp.batchSize, o.steps + 2);
+    await timeSteps('lm', batches, lens, (b) => {
+      const { ids, mask } = padBatch(b.map((i) => toks[i]));
+      const { value, grads } = tf.variableGrads(() => {
+        const T = ids.shape[1];
+        const inp = tf.slice(ids, [0, 0], [-1, T - 1]) as tf.Tensor2D;
+        const tgt = tf.slice(ids, [0, 1], [-1, T - 1]) as tf.Tensor2D;
+        const msk = tf.slice(mask, [0, 1], [-1, T - 1]) as tf.Tensor2D;
+        return lmLoss(gpt.forward({ inputIds: inp, training: true, dropoutSeed: 3 }).logits, tgt, msk);
+      }, vars.map((v) => v.variable));
+      value.dataSync();
+      const g = vars.map((v) => grads[v.variable.name]);
+      opt.step(vars.map((v) => v.variable), g, 1e-4);
+      tf.dispose([value, ids, mask, ...g]);
+    }, `batch ${lp.batchSize}, full training, AdamW`);
+    spec.lm = { batch: lp.batchSize, maxTokens: lp.maxTokens, lr: lp.lr, weightDecay: lp.weightDecay, adamEps: 1e-8, lengths: batches.slice(1, o.steps + 1).map((b) => b.map((i) => lens[i])) };
+    gpt.dispose();
+  }
+
+  for (const kind of ['mlp', 'transformer'] as const) {
+    if (!o.kinds.includes(kind) && !(kind === 'mlp' && (o.kinds.includes('val') || o.kinds.includes('beam')))) continue;
+    const t = kind === 'mlp' ? p.mlp : p.transformer;
+    const lens = sampleLengths(t.batchSize * 32, t.maxCaptionTokens, 21);
+    const toks = lens.map((l) => randomTokens(l, V, rand));
+    const embs = lens.map(() => Float32Array.from({ length: o.dim }, () => rand() * 2 - 1));
+    const gpt = new GPT2(cfg, undefined, { seed: 2 });
+    const mapper = createMapper(defaultMapperConfig({ kind, inputDim: o.dim, embedDim: arch.nEmbd, prefixLength: t.prefixLength, clipLength: t.clipLength, numLayers: t.numLayers, numHeads: t.numHeads }), 3);
+    const model = new ClipCapModel(gpt, mapper, t.finetuneLM);
+    const vars = model.trainable();
+    const scales = t.finetuneLM ? vars.map((v) => (v.name.startsWith('lm.') ? t.lmLrScale : 1)) : undefined;
+    const opt = new AdamW({ lr: t.lr, weightDecay: t.weightDecay, eps: t.adamEps });
+    const batches = bucketedBatches(lens, t.batchSize, o.steps + 2);
+    const emb = (b: number[]) => tf.tensor2d(Float32Array.from(b.flatMap((i) => [...embs[i]])), [b.length, o.dim]);
+    if (o.kinds.includes(kind)) {
+      await timeSteps(kind, batches, lens, (b) => {
+        const { ids, mask, tokens } = padBatch(b.map((i) => toks[i]));
+        const e = emb(b);
+        const { value, grads } = tf.variableGrads(() => tf.div(model.lossSum(e, ids, mask, { training: true, seed: 5 }), tokens) as tf.Scalar, vars.map((v) => v.variable));
+        value.dataSync();
+        let g = accumulateGrads(null, vars.map((v) => grads[v.variable.name]));
+        if (t.gradClip > 0) {
+          const c = clipByGlobalNorm(g, t.gradClip);
+          if (c.grads !== g) tf.dispose(g);
+          g = c.grads;
+        }
+        opt.step(vars.map((v) => v.variable), g, t.lr, scales);
+        tf.dispose([value, ids, mask, e, ...g]);
+      }, `batch ${t.batchSize}, prefix ${t.prefixLength}, ${kind === 'mlp' ? 'GPT-2 fine-tuned' : `${t.numLayers}-layer mapper, GPT-2 frozen`}`);
+      spec[kind] = { batch: t.batchSize, lr: t.lr, weightDecay: t.weightDecay, adamEps: t.adamEps, prefix: t.prefixLength, clip: t.clipLength, layers: t.numLayers, heads: t.numHeads, finetune: t.finetuneLM, lmLrScale: t.lmLrScale, gradClip: t.gradClip, lengths: batches.slice(1, o.steps + 1).map((b) => b.map((i) => lens[i])) };
+    }
+    if (kind === 'mlp' && o.kinds.includes('val')) {
+      await timeSteps('val', batches, lens, (b) => {
+        const { ids, mask } = padBatch(b.map((i) => toks[i]));
+        const e = emb(b);
+        const s = tf.tidy(() => model.lossSum(e, ids, mask, { training: false }));
+        s.dataSync();
+        tf.dispose([s, ids, mask, e]);
+      }, `batch ${t.batchSize}, forward only`);
+    }
+    if (kind === 'mlp' && o.kinds.includes('beam')) {
+      model.lm.setTrainable(false);
+      const ev = p.eval;
+      const n = 4;
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) {
+        const prefix = tf.tidy(() => model.prefix(emb([i])));
+        beamSearch(model.lm, prefix, { beamSize: ev.beam, maxNewTokens: 14, eosId: V - 1 });
+        prefix.dispose();
+      }
+      const ms = (performance.now() - t0) / n;
+      results.push({ kind: 'beam', msPerStep: ms, tokensPerSecond: 0, paddedShare: 0, note: `beam ${ev.beam}, 14 new tokens a caption` });
+      console.log(`  ${'beam'.padEnd(12)} ${ms.toFixed(0).padStart(6)} ms/caption  ${(1000 / ms).toFixed(2)} captions/s  (beam ${ev.beam}, 14 new tokens)`);
+    }
+    mapper.dispose();
+    gpt.dispose();
+  }
+
+  if (o.torch) runTorch(spec, results);
+  const outDir = path.join(__dirname, 'out');
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, `steps-${o.profile}.json`), JSON.stringify({ backend: backend.name, results, at: new Date().toISOString() }, null, 1));
+}
+
+function runTorch(spec: Record<string, unknown>, ours: Result[]): void {
+  const py = '/usr/bin/python3';
+  const script = path.join(__dirname, 'steps_torch.py');
+  const best: Record<string, number> = {};
+  for (const threads of [1, 2]) {
+    const r = spawnSync(py, [script, JSON.stringify(spec), String(threads)], { encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: '', OPENBLAS_L2_SIZE: '' } });
+    if (r.status !== 0) {
+      console.log(`  PyTorch not run (${py} ${script}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+      return;
+    }
+    const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, number>;
+    for (const [k, ms] of Object.entries(res)) {
+      console.log(`  PyTorch ${threads} thread${threads > 1 ? 's' : ''}: ${k.padEnd(12)} ${ms.toFixed(0).padStart(6)} ms/step`);
+      best[k] = Math.min(best[k] ?? Infinity, ms);
+    }
+  }
+  console.log('  ratio to PyTorch\'s best thread count (>1 = ours faster):');
+  for (const r of ours) if (best[r.kind] !== undefined) console.log(`    ${r.kind.padEnd(12)} ${(best[r.kind] / r.msPerStep).toFixed(2)}x  (ours ${r.msPerStep.toFixed(0)} ms, PyTorch ${best[r.kind].toFixed(0)} ms)`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
