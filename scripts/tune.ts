@@ -15,6 +15,7 @@ import * as path from 'path';
 import { type TrainConfig } from '../src/lib/config';
 import { resolveProfile } from '../src/lib/profile';
 import { retrievalOnDev, scoreOnDev, type DevScores } from '../src/lib/eval/dev';
+import { decodeOf } from '../src/lib/eval/caption';
 import { artifactPaths } from '../src/lib/paths';
 import { trainVariant } from '../src/lib/train/run';
 
@@ -59,7 +60,7 @@ async function main(): Promise<void> {
   const profile = await resolveProfile();
   const out = path.join(artifactPaths(profile.name).root, 'tuning', 'results.jsonl');
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  const decode = { beam: args.beam ?? profile.eval.beam, maxNewTokens: profile.eval.maxNewTokens };
+  const decode = { ...decodeOf(profile.eval), beam: args.beam ?? profile.eval.beam };
   if (args.retrieval) {
     const r = await retrievalOnDev(profile, profile.eval.retrievalK);
     const rec = { at: new Date().toISOString(), profile: profile.name, system: `retrieval k=${profile.eval.retrievalK}`, dev: row(r), samples: r.samples };

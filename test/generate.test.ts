@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
 import { loadGPT2 } from '../src/lib/model/gpt2-hf';
 import { type GPT2 } from '../src/lib/model/gpt2';
-import { greedy, beamSearch, topP, sampleTopP } from '../src/lib/model/generate';
+import { greedy, beamSearch, bannedNextTokens, topP, sampleTopP } from '../src/lib/model/generate';
 import { TINY, writeTinyGPT2, normalSampler, type RawWeight } from './helpers/gpt2-fixture';
 import { refLogits, toRef } from './helpers/gpt2-reference';
 
@@ -155,4 +155,38 @@ test('sampleTopP keeps the smallest nucleus reaching p', () => {
   assert.equal(sampleTopP(logits, 0, 3, 0.8, 1, 0.7), 2);
   assert.equal(sampleTopP(logits, 0, 3, 0.8, 1, 0.999), 2);
   assert.equal(sampleTopP(logits, 0, 3, 1, 1, 0.95), 0);
+});
+
+test('bannedNextTokens: the tokens that would repeat an n-gram the sequence holds', () => {
+  // "a b c a b" with n = 3: the last two tokens "a b" were followed by "c"
+  assert.deepEqual([...bannedNextTokens([1, 2, 3, 1, 2], 3)], [3]);
+  assert.deepEqual([...bannedNextTokens([1, 2, 3, 1, 2], 2)].sort(), [3]);
+  assert.deepEqual([...bannedNextTokens([1, 2, 1, 3, 1], 2)].sort(), [2, 3]);
+  assert.deepEqual([...bannedNextTokens([1, 2], 3)], []);
+  assert.deepEqual([...bannedNextTokens([4, 4, 4], 1)].sort(), [4]);
+  assert.deepEqual([...bannedNextTokens([1, 2, 3], 0)], []);
+});
+
+test('beam search: noRepeatNgram leaves no repeated n-gram; lengthPenalty 1 equals the default; bad values are refused', async () => {
+  await setup();
+  const repeats = (ids: number[]) => {
+    const grams = ids.slice(1).map((t, i) => `${ids[i]},${t}`);
+    return grams.length - new Set(grams).size;
+  };
+  let plainRepeats = 0;
+  for (const seed of [3, 4, 5]) {
+    const P = tf.tensor3d(prefixOf(1, 3, seed));
+    const plain = beamSearch(model, P, { beamSize: 3, maxNewTokens: 12, eosId: 999 });
+    plainRepeats += plain.reduce((a, b) => a + repeats(b.ids), 0);
+    assert.deepEqual(beamSearch(model, P, { beamSize: 3, maxNewTokens: 12, eosId: 999, lengthPenalty: 1 }), plain);
+    const blocked = beamSearch(model, P, { beamSize: 3, maxNewTokens: 12, eosId: 999, noRepeatNgram: 2 });
+    for (const { ids } of blocked) assert.equal(repeats(ids), 0, `repeated bigram in ${ids}`);
+    // a length penalty of 0 ranks by the summed log-prob
+    const sum = beamSearch(model, P, { beamSize: 3, maxNewTokens: 12, eosId: 999, lengthPenalty: 0 });
+    for (let i = 1; i < sum.length; i++) assert.ok(sum[i - 1].score >= sum[i].score);
+    assert.throws(() => beamSearch(model, P, { beamSize: 3, maxNewTokens: 4, eosId: 999, noRepeatNgram: -1 }), /noRepeatNgram/);
+    assert.throws(() => beamSearch(model, P, { beamSize: 3, maxNewTokens: 4, eosId: 999, lengthPenalty: Number.NaN }), /lengthPenalty/);
+    P.dispose();
+  }
+  assert.ok(plainRepeats > 0, 'the tiny model repeats bigrams without the block (else this test shows nothing)');
 });

@@ -166,6 +166,10 @@ export interface EvalConfig {
   /** Beam width (ClipCap's generate_beam uses 5); 1 = greedy. */
   beam: number;
   maxNewTokens: number;
+  /** Beam search: never repeat an n-gram of this many tokens within a caption (0 = off, as the original). */
+  noRepeatNgram: number;
+  /** Beam search: beams compete by log-prob / tokens^lengthPenalty (1 = the original's average per token). */
+  lengthPenalty: number;
   /** Nearest-neighbour retrieval baseline: number of neighbours voting for the consensus caption. */
   retrievalK: number;
   /** Rows in the sample table. */
@@ -243,7 +247,7 @@ function paper(): ProfileConfig {
     lmPretrain: { epochs: 0, batchSize: 0, lr: 0, warmupSteps: 0, weightDecay: 0, maxTokens: 0, seed: 0, valFraction: 0, minTokenCount: 1, maxCaptions: 0 },
     mlp: paperTrain('mlp'),
     transformer: paperTrain('transformer'),
-    eval: { beam: 5, maxNewTokens: 67, retrievalK: 25, samples: 8 },
+    eval: { beam: 5, maxNewTokens: 67, noRepeatNgram: 0, lengthPenalty: 1, retrievalK: 25, samples: 8 },
   };
 }
 
@@ -301,7 +305,7 @@ function offline(): ProfileConfig {
     // at the prefix. Global-norm clipping at 1. See REPORT.md's recipe section for what was measured.
     mlp: { ...base.mlp, batchSize: 32, microBatchSize: 'auto', lr: 1e-3, lmLrScale: 0.1, warmupSteps: 100, warmupFraction: 0, epochs: 5, gradClip: 1, maxCaptionTokens: 32, checkpointEverySteps: 100 },
     transformer: { ...base.transformer, prefixLength: 10, clipLength: 10, batchSize: 32, microBatchSize: 'auto', lr: 1e-3, warmupSteps: 100, warmupFraction: 0, epochs: 5, gradClip: 1, maxCaptionTokens: 32, checkpointEverySteps: 100 },
-    eval: { beam: 5, maxNewTokens: 30, retrievalK: 25, samples: 8 },
+    eval: { beam: 5, maxNewTokens: 30, noRepeatNgram: 0, lengthPenalty: 1, retrievalK: 25, samples: 8 },
   };
 }
 
@@ -343,7 +347,7 @@ function smoke(): ProfileConfig {
       maxCaptionTokens: 16,
       checkpointEverySteps: 4,
     },
-    eval: { beam: 3, maxNewTokens: 12, retrievalK: 3, samples: 4 },
+    eval: { beam: 3, maxNewTokens: 12, noRepeatNgram: 0, lengthPenalty: 1, retrievalK: 3, samples: 4 },
   };
 }
 

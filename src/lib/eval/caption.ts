@@ -16,6 +16,24 @@ export interface DecodeConfig {
   /** Beam width; 1 = greedy. */
   beam: number;
   maxNewTokens: number;
+  /** Beam search: no repeated n-gram of this many tokens (0 or absent = off). */
+  noRepeatNgram?: number;
+  /** Beam search: score = log-prob / tokens^lengthPenalty (absent = 1, the original's). */
+  lengthPenalty?: number;
+}
+
+/** The decoding settings of a profile's evaluation config. */
+export function decodeOf(e: DecodeConfig): DecodeConfig {
+  return { beam: e.beam, maxNewTokens: e.maxNewTokens, noRepeatNgram: e.noRepeatNgram ?? 0, lengthPenalty: e.lengthPenalty ?? 1 };
+}
+
+/** How a decoding is described in tables, e.g. "beam 5, no repeated 3-grams, at most 30 tokens". */
+export function describeDecode(d: DecodeConfig): string {
+  const parts = [d.beam <= 1 ? 'greedy' : `beam ${d.beam}`];
+  if (d.beam > 1 && (d.noRepeatNgram ?? 0) > 0) parts.push(`no repeated ${d.noRepeatNgram}-grams`);
+  if (d.beam > 1 && (d.lengthPenalty ?? 1) !== 1) parts.push(`length penalty ${d.lengthPenalty}`);
+  parts.push(`at most ${d.maxNewTokens} tokens`);
+  return parts.join(', ');
 }
 
 
@@ -40,7 +58,7 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
     });
     const prefix = tf.tidy(() => model.prefix(tf.tensor2d(data, [part.length, dim])));
     try {
-      const ids = opts.beam <= 1 ? greedy(model.lm, prefix, base) : [beamSearch(model.lm, prefix, { ...base, beamSize: opts.beam })[0].ids];
+      const ids = opts.beam <= 1 ? greedy(model.lm, prefix, base) : [beamSearch(model.lm, prefix, { ...base, beamSize: opts.beam, noRepeatNgram: opts.noRepeatNgram ?? 0, lengthPenalty: opts.lengthPenalty ?? 1 })[0].ids];
       for (const seq of ids) out.push(cleanGenerated(tokenizer.decode(seq)));
     } finally {
       prefix.dispose();

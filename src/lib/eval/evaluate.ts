@@ -13,8 +13,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ensureBackend } from '../tfjs/backend';
 import { humanLeaveOneOut, retrievalCaptions } from './baselines';
-import { captionEmbeddings, type DecodeConfig } from './caption';
-import { variantLabel, type ProfileConfig, type TrainConfig } from '../config';
+import { captionEmbeddings, decodeOf, describeDecode, type DecodeConfig } from './caption';
+import { variantLabel, type EvalConfig, type ProfileConfig, type TrainConfig } from '../config';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages, type ImageGroup } from '../data/schema';
 import { readJson, writeJsonAtomic } from '../util/files';
@@ -188,14 +188,14 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
     intervals: {},
     images: captions.size,
     seconds: meta.seconds,
-    note: `${opts.decode.beam <= 1 ? 'greedy' : `beam ${opts.decode.beam}`}, at most ${opts.decode.maxNewTokens} tokens`,
+    note: describeDecode(opts.decode),
   };
 }
 
 /** Evaluate every trained variant of a profile and the baselines on each evaluation set. */
 export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOptions): Promise<ProfileEvaluation> {
   validateProfile(profile);
-  const problems = evalProblems({ ...profile.eval, beam: opts.decode.beam, maxNewTokens: opts.decode.maxNewTokens, retrievalK: opts.retrievalK });
+  const problems = evalProblems({ ...profile.eval, ...decodeOf(opts.decode), retrievalK: opts.retrievalK } as EvalConfig);
   if (problems.length) throw new ConfigError(problems);
   await ensureBackend();
   const subsets = loadSubsets(profile);

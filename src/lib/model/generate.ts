@@ -105,11 +105,34 @@ export interface BeamOptions extends GenerateOptions {
   beamSize?: number;
   /** Logits are divided by this (default 1). */
   temperature?: number;
+  /**
+   * Never let a beam repeat an n-gram of this many tokens that it already holds (Hugging Face's
+   * `no_repeat_ngram_size`); 0 (default) = off. Stops loops such as "a white shirt and white shirt ...".
+   */
+  noRepeatNgram?: number;
+  /**
+   * Beams compete by sum of log-probs / tokens^lengthPenalty: 1 (default) is ClipCap's average per
+   * token; below 1 favours shorter captions, above 1 longer ones.
+   */
+  lengthPenalty?: number;
+}
+
+/** Tokens that would complete an n-gram `seq` already holds (the last n-1 tokens followed by it). */
+export function bannedNextTokens(seq: readonly number[], n: number): Set<number> {
+  const banned = new Set<number>();
+  if (!(n >= 1) || seq.length < n - 1) return banned;
+  const start = seq.length - (n - 1);
+  for (let i = 0; i + n <= seq.length; i++) {
+    let same = true;
+    for (let k = 0; k < n - 1 && same; k++) same = seq[i + k] === seq[start + k];
+    if (same) banned.add(seq[i + n - 1]);
+  }
+  return banned;
 }
 
 export interface Beam {
   ids: number[];
-  /** Length-normalised log-probability: sum of token log-probs / number of tokens (stop token included). */
+  /** Length-normalised log-probability: sum of token log-probs / tokens^lengthPenalty (stop token included). */
   score: number;
 }
 
@@ -162,6 +185,12 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
   if (!(K >= 1 && K <= V)) throw new Error(`beamSize must be in 1..${V}, got ${K}`);
   const stops = new Set([opts.eosId, ...(opts.stopIds ?? [])]);
   const useCache = opts.useCache ?? true;
+  const ngram = opts.noRepeatNgram ?? 0;
+  const alpha = opts.lengthPenalty ?? 1;
+  if (!(Number.isInteger(ngram) && ngram >= 0)) throw new Error(`noRepeatNgram must be a whole number >= 0, got ${ngram}`);
+  if (!(alpha >= 0 && Number.isFinite(alpha))) throw new Error(`lengthPenalty must be a finite number >= 0, got ${alpha}`);
+  // average log-prob per token^alpha (alpha 1: ClipCap's sum / tokens, computed the same way)
+  const norm = alpha === 1 ? (sum: number, len: number) => sum / len : (sum: number, len: number) => sum / Math.pow(len, alpha);
 
   let tokens: number[][] = [];
   let sums: number[] = [];
@@ -189,7 +218,7 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
         const candSum = new Float64Array(n * V);
         for (let b = 0; b < n; b++) {
           if (stopped[b]) {
-            cand[b * V] = sums[b] / tokens[b].length;
+            cand[b * V] = norm(sums[b], tokens[b].length);
             candSum[b * V] = sums[b];
             continue;
           }
@@ -198,8 +227,9 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
           for (let v = 0; v < V; v++) {
             const s = sums[b] + lp[v];
             candSum[b * V + v] = s;
-            cand[b * V + v] = s / len;
+            cand[b * V + v] = norm(s, len);
           }
+          if (ngram > 0) for (const v of bannedNextTokens(tokens[b], ngram)) cand[b * V + v] = -Infinity;
         }
         const best = topK(cand, K);
         source = best.map((i) => Math.floor(i / V));
@@ -242,7 +272,7 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
     if (input !== prefix) input.dispose();
     past?.dispose();
   }
-  const beams = tokens.map((t, b) => ({ ids: t[t.length - 1] === opts.eosId ? t.slice(0, -1) : t, score: sums[b] / t.length }));
+  const beams = tokens.map((t, b) => ({ ids: t[t.length - 1] === opts.eosId ? t.slice(0, -1) : t, score: norm(sums[b], t.length) }));
   return beams
     .map((beam, i) => ({ beam, i }))
     .sort((a, b) => b.beam.score - a.beam.score || a.i - b.i)

@@ -10,7 +10,7 @@ import type { Subsets } from '../data/subset';
 import { EmbeddingStore } from '../embed/store';
 import { type EmbeddingSet } from '../embed/embedding-set';
 import type { ExtractResult } from '../embed/extract';
-import { captionEmbeddings } from '../eval/caption';
+import { captionEmbeddings, decodeOf } from '../eval/caption';
 import type { Evaluation } from '../eval/evaluate';
 import { loadRun, openEmbeddingsOfRun } from '../train/run';
 import { nearestNeighbours } from '../eval/knn';
@@ -119,7 +119,7 @@ export async function captionSampleRows(
     const groups = groupImages(frameColumns(loadSubsets(profile)[opts.split]))
       .filter((g) => emb.has(g.image_id))
       .slice(0, opts.count);
-    const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), { beam: opts.beam ?? profile.eval.beam, maxNewTokens: profile.eval.maxNewTokens });
+    const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), { ...decodeOf(profile.eval), beam: opts.beam ?? profile.eval.beam });
     const rows: Row[] = [];
     for (const [i, g] of groups.entries()) {
       rows.push({ photo: await photoCell(g.file, 160), 'generated caption': caps[i], 'a reference': g.captions[0] ?? '', image: escapeHtml(g.image_id) });
