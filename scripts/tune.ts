@@ -5,6 +5,8 @@
 //
 //   npx tsx scripts/tune.ts --variant mlp --set lr=1e-3 --set lmLrScale=0.1 --set epochs=8
 //   npx tsx scripts/tune.ts --retrieval            # the retrieval baseline on dev, to beat
+//   npx tsx scripts/tune.ts --variant mlp --decode noRepeatNgram=3 --decode lengthPenalty=0.5 --photos 300
+//                                                   # another decoding of the same run, on 300 dev photos
 //
 // Each trial trains a run with the changes applied: data/<profile>/runs/<name>-trial@<hash of its
 // settings> (without changes: the variant's own run, <name>@<hash>, which the training notebook then
@@ -12,15 +14,32 @@
 // data/<profile>/tuning/results.jsonl.
 import * as fs from 'fs';
 import * as path from 'path';
-import { type TrainConfig } from '../src/lib/config';
+import { type EvalConfig, type TrainConfig } from '../src/lib/config';
 import { resolveProfile } from '../src/lib/profile';
 import { retrievalOnDev, scoreOnDev, type DevScores } from '../src/lib/eval/dev';
-import { decodeOf } from '../src/lib/eval/caption';
+import { decodeOf, type DecodeConfig } from '../src/lib/eval/caption';
+import { ConfigError, evalProblems } from '../src/lib/validate';
 import { artifactPaths } from '../src/lib/paths';
 import { trainVariant } from '../src/lib/train/run';
 
-function parse(argv: string[]): { variant: 'mlp' | 'transformer'; set: Record<string, string>; retrieval: boolean; beam?: number } {
-  const out = { variant: 'mlp' as 'mlp' | 'transformer', set: {} as Record<string, string>, retrieval: false, beam: undefined as number | undefined };
+interface Args {
+  variant: 'mlp' | 'transformer';
+  set: Record<string, string>;
+  decode: Record<string, string>;
+  retrieval: boolean;
+  beam?: number;
+  /** Score on a seeded sample of this many dev photos (0 = all). */
+  photos: number;
+}
+
+function keyValue(flag: string, kv: string | undefined): [string, string] {
+  const eq = (kv ?? '').indexOf('=');
+  if (eq < 1) throw new Error(`${flag} wants key=value, got ${JSON.stringify(kv)}`);
+  return [kv!.slice(0, eq), kv!.slice(eq + 1)];
+}
+
+function parse(argv: string[]): Args {
+  const out: Args = { variant: 'mlp', set: {}, decode: {}, retrieval: false, beam: undefined, photos: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--variant') {
@@ -28,13 +47,17 @@ function parse(argv: string[]): { variant: 'mlp' | 'transformer'; set: Record<st
       if (v !== 'mlp' && v !== 'transformer') throw new Error(`--variant must be mlp or transformer, got ${v}`);
       out.variant = v;
     } else if (a === '--set') {
-      const kv = argv[++i] ?? '';
-      const eq = kv.indexOf('=');
-      if (eq < 1) throw new Error(`--set wants key=value, got ${JSON.stringify(kv)}`);
-      out.set[kv.slice(0, eq)] = kv.slice(eq + 1);
+      const [k, v] = keyValue('--set', argv[++i]);
+      out.set[k] = v;
+    } else if (a === '--decode') {
+      const [k, v] = keyValue('--decode', argv[++i]);
+      out.decode[k] = v;
     } else if (a === '--retrieval') out.retrieval = true;
     else if (a === '--beam') out.beam = Number(argv[++i]);
-    else throw new Error(`unknown argument ${a} (use --variant, --set key=value, --retrieval, --beam)`);
+    else if (a === '--photos') {
+      out.photos = Number(argv[++i]);
+      if (!(Number.isInteger(out.photos) && out.photos >= 0)) throw new Error(`--photos must be a whole number >= 0 (0 = every dev photo), got ${argv[i]}`);
+    } else throw new Error(`unknown argument ${a} (use --variant, --set key=value, --decode key=value, --photos N, --retrieval, --beam)`);
   }
   return out;
 }
@@ -60,9 +83,15 @@ async function main(): Promise<void> {
   const profile = await resolveProfile();
   const out = path.join(artifactPaths(profile.name).root, 'tuning', 'results.jsonl');
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  const decode = { ...decodeOf(profile.eval), beam: args.beam ?? profile.eval.beam };
+  const decode: DecodeConfig = { ...decodeOf(profile.eval), beam: args.beam ?? profile.eval.beam };
+  for (const [k, v] of Object.entries(args.decode)) {
+    if (!['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty'].includes(k)) throw new Error(`--decode ${k}: not a decoding setting (beam, maxNewTokens, noRepeatNgram, lengthPenalty)`);
+    (decode as unknown as Record<string, number>)[k] = Number(v);
+  }
+  const problems = evalProblems({ ...profile.eval, ...decode } as EvalConfig);
+  if (problems.length) throw new ConfigError(problems);
   if (args.retrieval) {
-    const r = await retrievalOnDev(profile, profile.eval.retrievalK);
+    const r = await retrievalOnDev(profile, profile.eval.retrievalK, args.photos);
     const rec = { at: new Date().toISOString(), profile: profile.name, system: `retrieval k=${profile.eval.retrievalK}`, dev: row(r), samples: r.samples };
     fs.appendFileSync(out, JSON.stringify(rec) + '\n');
     console.log(JSON.stringify(rec, null, 1));
@@ -77,7 +106,7 @@ async function main(): Promise<void> {
   const r = await trainVariant({ profile, train });
   const s = r.summary;
   if (!s.completed || s.finalValLoss === null || !Number.isFinite(s.finalValLoss)) throw new Error(`trial ${train.name} did not finish with a finite val loss`);
-  const dev = await scoreOnDev(profile, r.runDir, decode);
+  const dev = await scoreOnDev(profile, r.runDir, decode, args.photos);
   const rec = {
     at: new Date().toISOString(),
     profile: profile.name,

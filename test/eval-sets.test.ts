@@ -26,3 +26,23 @@ test('evaluation sets: photos grouped by source, the benchmark first, order of p
   assert.equal(evalSets([g('s', 'synthetic')])[0].key, 'synthetic');
   assert.match(evalSets([g('m', 'flickr8k-mini')])[0].label, /flickr8k-mini/);
 });
+
+test('dev sample: the same seeded photos every time, in their order; 0 or too many = all', async () => {
+  const { devSample } = await import('../src/lib/eval/dev');
+  const xs = Array.from({ length: 50 }, (_, i) => `p${i}`);
+  const a = devSample(xs, 10);
+  assert.equal(a.length, 10);
+  assert.deepEqual(devSample(xs, 10), a);
+  assert.deepEqual(a, xs.filter((x) => a.includes(x)), 'original order kept');
+  assert.notDeepEqual(a, xs.slice(0, 10), 'a sample, not the first photos');
+  assert.deepEqual(devSample(xs, 0), xs);
+  assert.deepEqual(devSample(xs, 500), xs);
+});
+
+test('describeDecode names every setting that differs from the original decoding', async () => {
+  const { describeDecode } = await import('../src/lib/eval/caption');
+  assert.equal(describeDecode({ beam: 5, maxNewTokens: 30 }), 'beam 5, at most 30 tokens');
+  assert.equal(describeDecode({ beam: 5, maxNewTokens: 30, noRepeatNgram: 0, lengthPenalty: 1 }), 'beam 5, at most 30 tokens');
+  assert.equal(describeDecode({ beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 0.5 }), 'beam 5, no repeated 3-grams, length penalty 0.5, at most 30 tokens');
+  assert.equal(describeDecode({ beam: 1, maxNewTokens: 20, noRepeatNgram: 3 }), 'greedy, at most 20 tokens');
+});

@@ -9,6 +9,14 @@ import { retrievalCaptions } from './baselines';
 import { captionEmbeddings, type DecodeConfig } from './caption';
 import { captionDiversity, type Diversity } from './diversity';
 import { scoreCaptions, type MetricScores } from './metrics/index';
+import { mulberry32, shuffled } from '../util/rng';
+
+/** A seeded sample of `n` photos (0 or n >= all: every photo), in their original order: the same photos for every trial. */
+export function devSample<T>(groups: T[], n: number): T[] {
+  if (!(n > 0) || n >= groups.length) return groups;
+  const keep = new Set(shuffled(groups.map((_, i) => i), mulberry32(2024)).slice(0, n));
+  return groups.filter((_, i) => keep.has(i));
+}
 
 export interface DevScores {
   photos: number;
@@ -19,11 +27,11 @@ export interface DevScores {
 }
 
 /** Caption the validation photos with the run at `runDir` and score them (BLEU, ROUGE-L, CIDEr-D). */
-export async function scoreOnDev(profile: ProfileConfig, runDir: string, decode: DecodeConfig): Promise<DevScores> {
+export async function scoreOnDev(profile: ProfileConfig, runDir: string, decode: DecodeConfig, photos = 0): Promise<DevScores> {
   const run = await loadRun(runDir);
   try {
     const emb = openEmbeddingsOfRun(run.config);
-    const groups = groupImages(frameColumns(loadSubsets(profile).val), 'val subset').filter((g) => emb.has(g.image_id));
+    const groups = devSample(groupImages(frameColumns(loadSubsets(profile).val), 'val subset').filter((g) => emb.has(g.image_id)), photos);
     if (groups.length === 0) throw new Error('no validation photo has an embedding: run notebooks 01 and 02 first');
     const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), decode);
     const captions = new Map(groups.map((g, i) => [g.image_id, caps[i]]));
@@ -35,11 +43,11 @@ export async function scoreOnDev(profile: ProfileConfig, runDir: string, decode:
 }
 
 /** Nearest-neighbour retrieval (the baseline the captioners must beat) scored on the validation photos. */
-export async function retrievalOnDev(profile: ProfileConfig, k: number): Promise<DevScores> {
+export async function retrievalOnDev(profile: ProfileConfig, k: number, photos = 0): Promise<DevScores> {
   const emb = openEmbeddings(profile);
   const subsets = loadSubsets(profile);
   const train = groupImages(frameColumns(subsets.train), 'train subset').filter((g) => emb.has(g.image_id));
-  const val = groupImages(frameColumns(subsets.val), 'val subset').filter((g) => emb.has(g.image_id));
+  const val = devSample(groupImages(frameColumns(subsets.val), 'val subset').filter((g) => emb.has(g.image_id)), photos);
   const captions = retrievalCaptions(train, (id) => emb.get(id), new Map(val.map((g) => [g.image_id, emb.get(g.image_id)])), k);
   const refs = new Map(val.map((g) => [g.image_id, g.captions]));
   return { photos: val.length, scores: scoreCaptions(refs, captions).scores, diversity: captionDiversity(captions.values()), samples: val.slice(0, 5).map((g) => [g.image_id, captions.get(g.image_id)!]) };

@@ -6,6 +6,7 @@ import { variantLabel, type ProfileConfig } from '../config';
 import type { ImageGroup } from '../data/schema';
 import { escapeHtml, tableMarkdown } from './display';
 import type { Evaluation, ProfileEvaluation } from '../eval/evaluate';
+import { describeDecode } from '../eval/caption';
 import { readJson, writeFileAtomic } from '../util/files';
 import { METRIC_NAMES, type Interval } from '../eval/metrics/index';
 import { artifactPaths, mirrorDir, pretrainedLMDir, runDirectory } from '../paths';
@@ -278,6 +279,8 @@ interface TuningRecord {
   valLossShuffled?: number | null;
   imageGap?: number | null;
   trainSeconds?: number;
+  /** The decoding the dev captions were made with (DecodeConfig). */
+  decode?: { beam: number; maxNewTokens: number; noRepeatNgram?: number; lengthPenalty?: number };
   dev?: { photos: number; Bleu_4: number; CIDEr: number; distinctShare: number; vocabulary: number };
 }
 
@@ -500,7 +503,7 @@ export function renderReport(inp: ReportInputs): string {
     L.push('## Recipe: what was tried on the validation split', '');
     const alternatives = trials.filter((t) => t.changes && Object.keys(t.changes).length > 0).length;
     L.push(
-      `Trials on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`data/${profile.name}/tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on the ${trials.find((t) => t.dev)?.dev?.photos ?? '?'} validation photos.` +
+      `Trials on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`data/${profile.name}/tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on ${[...new Set(trials.filter((t) => t.dev).map((t) => t.dev!.photos))].join(' or ') || '?'} validation photos (a seeded sample where fewer than all).` +
         (alternatives === 0
           ? ' Only the configured recipe was measured here (no alternative trials yet): it was set before these measurements, not selected by them; run `scripts/tune.ts --set ...` to compare others.'
           : ` ${alternatives} alternative trial(s) against the configured recipe.`),
@@ -514,6 +517,7 @@ export function renderReport(inp: ReportInputs): string {
           'val loss': fmt(t.valLoss),
           'val loss, shuffled images': fmt(t.valLossShuffled),
           'image-use gap': fmt(t.imageGap),
+          decoding: t.decode ? describeDecode(t.decode) : '',
           'dev BLEU-4': fmt(t.dev?.Bleu_4),
           'dev CIDEr-D': fmt(t.dev?.CIDEr),
           'distinct captions': t.dev ? `${(100 * t.dev.distinctShare).toFixed(0)}%` : '',
