@@ -1,22 +1,14 @@
-// Execute the notebooks top to bottom, headless (nbclient with the tslab kernel, through
+// Execute the notebooks top to bottom, in order, headless (nbclient with the tslab kernel, through
 // scripts/execute_notebook.py, which echoes cell output live and keeps the executed copy on failure).
 //
-//   tsx scripts/run-notebooks.ts [--profile paper|coco-cpu|offline|smoke] [--from 03] [--only 05]
-//                                [--timeout S] [--sequential]
+//   tsx scripts/run-notebooks.ts [--profile paper|coco-cpu|offline|smoke] [--from 03] [--only 05] [--timeout S]
 //
 // The profile is resolved once (CLIPCAP_PROFILE, else data/profile.json, else what the machine can do:
-// src/lib/profile.ts) and passed to every notebook. Executed copies (with outputs) go to
-// data/<profile>/notebooks/; the notebooks in notebooks/ stay as they are. A failing cell stops the
-// run with a non-zero exit status. Start and finish times are recorded in
-// data/<profile>/notebooks/timings.json (REPORT.md reads them).
-//
-// The two trainings (03 and 04) depend on 01, 02 and 02b but not on each other. On a CPU backend
-// they run at the same time, one process per core (each with its share of the cores' threads), which
-// keeps both cores busy where one training cannot (its element-wise kernels are single-threaded).
-// Their output lines are prefixed with the notebook's number. `--sequential` (or
-// CLIPCAP_PARALLEL_TRAINING=0) runs them one after the other; the paper profile (a GPU) always does.
-import { spawn, spawnSync } from 'child_process';
-import * as os from 'os';
+// src/lib/profile.ts) and passed to every
+// notebook. Executed copies (with outputs) go to data/<profile>/notebooks/; the notebooks in
+// notebooks/ stay as they are. A failing cell stops the run with a non-zero exit status.
+// Wall times are appended to data/<profile>/notebooks/timings.json (REPORT.md reads them).
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { isProfileName, PROFILE_NAMES } from '../src/lib/config';
@@ -30,11 +22,10 @@ interface Args {
   from?: string;
   only?: string;
   timeout: number;
-  sequential: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { timeout: -1, sequential: false };
+  const a: Args = { timeout: -1 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -42,8 +33,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--from') (a.from = v), i++;
     else if (k === '--only') (a.only = v), i++;
     else if (k === '--timeout') (a.timeout = Number(v)), i++;
-    else if (k === '--sequential') a.sequential = true;
-    else throw new Error(`unknown argument ${k}; usage: run-notebooks [--profile P] [--from NN] [--only NN] [--timeout S] [--sequential]`);
+    else throw new Error(`unknown argument ${k}; usage: run-notebooks [--profile P] [--from NN] [--only NN] [--timeout S]`);
   }
   return a;
 }
@@ -52,54 +42,7 @@ export interface NotebookTiming {
   notebook: string;
   seconds: number;
   ok: boolean;
-  /** ISO time; with finishedAt, lets REPORT.md add up notebooks that ran at the same time. */
-  startedAt?: string;
   finishedAt: string;
-}
-
-/** Notebooks that may run at the same time (the two trainings), as consecutive groups of the run. */
-export function stages(books: string[], parallel: boolean): string[][] {
-  const out: string[][] = [];
-  for (const b of books) {
-    const last = out[out.length - 1];
-    const together = (x: string) => x.startsWith('03') || x.startsWith('04');
-    if (parallel && last && together(b) && last.every(together)) last.push(b);
-    else out.push([b]);
-  }
-  return out;
-}
-
-interface Outcome {
-  ok: boolean;
-  seconds: number;
-  stderr: string;
-}
-
-/** Run one notebook in a child process; lines of its output are prefixed with `tag` when given. */
-function execute(python: string, script: string, src: string, dst: string, timeout: number, env: NodeJS.ProcessEnv, tag: string | null): Promise<Outcome> {
-  const start = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(python, [script, src, dst, '--timeout', String(timeout)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const relay = (stream: NodeJS.ReadableStream, sink: NodeJS.WriteStream, keep: boolean) => {
-      let pending = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        if (keep) stderr = (stderr + chunk).slice(-200_000);
-        if (!tag) return void sink.write(chunk);
-        pending += chunk;
-        const lines = pending.split('\n');
-        pending = lines.pop()!;
-        for (const l of lines) sink.write(`[${tag}] ${l}\n`);
-      });
-      stream.on('end', () => {
-        if (tag && pending) sink.write(`[${tag}] ${pending}\n`);
-      });
-    };
-    relay(child.stdout!, process.stdout, false);
-    relay(child.stderr!, process.stderr, true);
-    child.on('close', (code) => resolve({ ok: code === 0, seconds: (Date.now() - start) / 1000, stderr }));
-  });
 }
 
 /** A Python with nbclient (Jupyter's notebook executor). */
@@ -134,38 +77,32 @@ async function main(): Promise<void> {
   fs.mkdirSync(out, { recursive: true });
   const timingsFile = path.join(out, 'timings.json');
   const timings: Record<string, NotebookTiming> = fs.existsSync(timingsFile) ? JSON.parse(fs.readFileSync(timingsFile, 'utf8')) : {};
-  const parallel = !args.sequential && env.CLIPCAP_PARALLEL_TRAINING !== '0' && profile !== 'paper' && os.cpus().length >= 2;
-  const groups = stages(books, parallel);
-  console.log(`[notebooks] profile ${profile}: ${groups.map((g) => g.join(' + ')).join(', ')}`);
+  console.log(`[notebooks] profile ${profile}: ${books.join(', ')}`);
   const t0 = Date.now();
-  for (const group of groups) {
-    const startedAt = new Date().toISOString();
-    // notebooks side by side share the cores: each gets its part of onnxruntime's threads
-    const share = Math.max(1, Math.floor(os.cpus().length / group.length));
-    const runEnv = group.length > 1 ? { ...env, CLIPCAP_ORT_THREADS: env.CLIPCAP_ORT_THREADS ?? String(share) } : env;
-    if (group.length > 1) console.log(`[notebooks] ${group.join(' and ')} side by side (${share} onnxruntime thread(s) each) ...`);
-    else console.log(`[notebooks] ${group[0]} ...`);
-    const outcomes = await Promise.all(
-      group.map((b) => execute(python, path.join(root, 'scripts', 'execute_notebook.py'), path.join(nbDir, b), path.join(out, b), args.timeout, runEnv, group.length > 1 ? b.slice(0, 2) : null)),
-    );
-    const failed: string[] = [];
-    group.forEach((b, k) => {
-      const r = outcomes[k];
-      timings[b] = { notebook: b, seconds: r.seconds, ok: r.ok, startedAt, finishedAt: new Date(Date.parse(startedAt) + r.seconds * 1000).toISOString() };
-      if (!r.ok) {
-        console.error(r.stderr.split('\n').slice(-40).join('\n'));
-        failed.push(`${b} failed after ${formatDuration(r.seconds)} (profile ${profile}); executed copy: ${path.join(out, b)}`);
-      } else console.log(`[notebooks] ${b} done in ${formatDuration(r.seconds)}`);
+  for (const b of books) {
+    const start = Date.now();
+    console.log(`[notebooks] ${b} ...`);
+    const r = spawnSync(python, [path.join(root, 'scripts', 'execute_notebook.py'), path.join(nbDir, b), path.join(out, b), '--timeout', String(args.timeout)], {
+      env,
+      stdio: ['ignore', 'inherit', 'pipe'],
+      encoding: 'utf8',
+      maxBuffer: 256 * 2 ** 20,
     });
+    const seconds = (Date.now() - start) / 1000;
+    const ok = r.status === 0;
+    timings[b] = { notebook: b, seconds, ok, finishedAt: new Date().toISOString() };
     writeJsonAtomic(timingsFile, timings);
-    if (failed.length) throw new Error(failed.join('; '));
+    if (!ok) {
+      const tail = (r.stderr ?? '').split('\n').slice(-40).join('\n');
+      console.error(tail);
+      throw new Error(`${b} failed after ${formatDuration(seconds)} (profile ${profile}); executed copy: ${path.join(out, b)}`);
+    }
+    console.log(`[notebooks] ${b} done in ${formatDuration(seconds)}`);
   }
   console.log(`[notebooks] all ${books.length} notebooks ran in ${formatDuration((Date.now() - t0) / 1000)} (profile ${profile})`);
 }
 
-if (require.main === module) {
-  main().catch((e) => {
-    console.error(`[notebooks] ${(e as Error).message}`);
-    process.exit(1);
-  });
-}
+main().catch((e) => {
+  console.error(`[notebooks] ${(e as Error).message}`);
+  process.exit(1);
+});

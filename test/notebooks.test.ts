@@ -56,26 +56,3 @@ test('notebooks use the tslab kernel, carry no outputs, import from ./lib, and s
     assert.match((code[0].source as string[]).join(''), /resolveProfile\(\)/, `${b}: the first code cell resolves the profile`);
   }
 });
-
-test('the notebook runner puts the two trainings side by side, and only them', async () => {
-  const { stages } = await import('../scripts/run-notebooks');
-  const books = ['01_a.ipynb', '02_b.ipynb', '02b_c.ipynb', '03_d.ipynb', '04_e.ipynb', '05_f.ipynb', '06_g.ipynb'];
-  assert.deepEqual(stages(books, true), [['01_a.ipynb'], ['02_b.ipynb'], ['02b_c.ipynb'], ['03_d.ipynb', '04_e.ipynb'], ['05_f.ipynb'], ['06_g.ipynb']]);
-  assert.deepEqual(stages(books, false).map((g) => g.length), [1, 1, 1, 1, 1, 1, 1]);
-  assert.deepEqual(stages(['04_e.ipynb', '05_f.ipynb'], true), [['04_e.ipynb'], ['05_f.ipynb']]);
-});
-
-test('REPORT wall time counts notebooks that overlapped once', async () => {
-  const { wallSecondsOf } = await import('../src/lib/notebook/report');
-  const at = (s: number) => new Date(Date.UTC(2026, 0, 1) + s * 1000).toISOString();
-  // 01: 0-10 s; 03 and 04 side by side: 10-110 s and 10-70 s; 05 after a pause: 200-205 s
-  const ts = [
-    { seconds: 10, startedAt: at(0), finishedAt: at(10) },
-    { seconds: 100, startedAt: at(10), finishedAt: at(110) },
-    { seconds: 60, startedAt: at(10), finishedAt: at(70) },
-    { seconds: 5, startedAt: at(200), finishedAt: at(205) },
-  ];
-  assert.equal(wallSecondsOf(ts), 115);
-  // timings of an older runner (no startedAt) are added up as before
-  assert.equal(wallSecondsOf([{ seconds: 10, finishedAt: at(10) }, { seconds: 20, finishedAt: at(100) }]), 30);
-});

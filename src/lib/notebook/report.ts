@@ -193,28 +193,6 @@ function interval(iv: Interval | undefined): string {
   return iv ? `[${fmt(iv.lo)}, ${fmt(iv.hi)}]` : '';
 }
 
-/**
- * Wall time of notebooks that may have overlapped: the length of the union of their
- * [startedAt, finishedAt] intervals (a timing without startedAt counts its seconds alone).
- */
-export function wallSecondsOf(ts: readonly { seconds: number; startedAt?: string; finishedAt: string }[]): number {
-  const iv = ts.map((t) => {
-    const end = Date.parse(t.finishedAt) / 1000;
-    return [t.startedAt ? Date.parse(t.startedAt) / 1000 : end - t.seconds, end] as [number, number];
-  });
-  iv.sort((a, b) => a[0] - b[0]);
-  let total = 0;
-  let cur: [number, number] | null = null;
-  for (const [a, b] of iv) {
-    if (cur && a <= cur[1]) cur[1] = Math.max(cur[1], b);
-    else {
-      if (cur) total += cur[1] - cur[0];
-      cur = [a, b];
-    }
-  }
-  return cur ? total + cur[1] - cur[0] : total;
-}
-
 function seconds(s: number): string {
   if (!Number.isFinite(s)) return '';
   return s >= 90 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`;
@@ -224,7 +202,7 @@ export interface ReportInputs {
   profile: ProfileConfig;
   evaluation: ProfileEvaluation;
   /** Notebook wall times (data/<profile>/notebooks/timings.json), if recorded. */
-  timings?: Record<string, { seconds: number; ok: boolean; startedAt?: string; finishedAt: string }>;
+  timings?: Record<string, { seconds: number; ok: boolean; finishedAt: string }>;
   lossFigure?: string;
   metricsFigure?: string;
   lmPretrain?: { summary: { finalTrainLoss: number | null; finalValLoss: number | null; trainSeconds: number; steps: number }; corpus: { captions: number; tokens: number; vocabSize: number }; config: { nLayer: number; nEmbd: number; nHead: number; vocabSize: number } } | null;
@@ -438,14 +416,12 @@ export function renderReport(inp: ReportInputs): string {
   L.push('### Wall times', '');
   const timeRows: Record<string, unknown>[] = [];
   const notebooks = new Set(fs.readdirSync(path.join(paths.root, '..', '..', 'notebooks')));
-  const ran: { seconds: number; startedAt?: string; finishedAt: string }[] = [];
+  let notebookSeconds = 0;
   for (const [nb, t] of Object.entries(inp.timings ?? {}).sort()) {
     if (nb.startsWith('06') || !notebooks.has(nb)) continue;
-    ran.push(t);
+    notebookSeconds += t.seconds;
     timeRows.push({ step: nb.replace(/\.ipynb$/, ''), 'wall time': seconds(t.seconds), finished: t.finishedAt.replace('T', ' ').slice(0, 16) });
   }
-  // notebooks that ran side by side (03 and 04) count once: the union of their time intervals
-  const notebookSeconds = wallSecondsOf(ran);
   for (const r of runs) if (r.sum) timeRows.push({ step: `training loop of ${r.t.name}`, 'wall time': seconds(r.sum.trainSeconds), finished: r.sum.finishedAt.replace('T', ' ').slice(0, 16) });
   timeRows.push({ step: '06_evaluate (captioning, baselines, scoring, this report)', 'wall time': seconds(inp.evalSeconds), finished: now });
   if (inp.timings) timeRows.push({ step: 'all notebooks (01-05 as last run, plus this 06)', 'wall time': seconds(notebookSeconds + inp.evalSeconds), finished: now });
