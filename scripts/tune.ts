@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const decode: DecodeConfig = { ...decodeOf(profile.eval), beam: args.beam ?? profile.eval.beam };
   for (const [k, v] of Object.entries(args.decode)) {
-    if (!['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty'].includes(k)) throw new Error(`--decode ${k}: not a decoding setting (beam, maxNewTokens, noRepeatNgram, lengthPenalty)`);
+    if (!['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight'].includes(k)) throw new Error(`--decode ${k}: not a decoding setting (beam, maxNewTokens, noRepeatNgram, lengthPenalty, contrastWeight)`);
     (decode as unknown as Record<string, number>)[k] = Number(v);
   }
   const problems = evalProblems({ ...profile.eval, ...decode } as EvalConfig);

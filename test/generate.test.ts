@@ -190,3 +190,32 @@ test('beam search: noRepeatNgram leaves no repeated n-gram; lengthPenalty 1 equa
   }
   assert.ok(plainRepeats > 0, 'the tiny model repeats bigrams without the block (else this test shows nothing)');
 });
+
+test('beam search with a contrast prefix: weight 0 is plain beam search; scores subtract the weighted contrast log-probs; no leak', async () => {
+  await setup();
+  const pre = prefixOf(1, 3, 21);
+  const base = prefixOf(1, 3, 22);
+  const P = tf.tensor3d(pre);
+  const Cp = tf.tensor3d(base);
+  const o = { beamSize: 3, maxNewTokens: 6, eosId: 999 };
+  assert.deepEqual(beamSearch(model, P, { ...o, contrast: { prefix: Cp, weight: 0 } }), beamSearch(model, P, o));
+  model.clearCaches();
+  const before = tf.memory().numTensors;
+  const w = 0.4;
+  const beams = beamSearch(model, P, { ...o, contrast: { prefix: Cp, weight: w } });
+  model.clearCaches();
+  assert.equal(tf.memory().numTensors, before, 'contrastive beam search leaks no tensors');
+  assert.notDeepEqual(beams.map((b) => b.ids), beamSearch(model, P, o).map((b) => b.ids), 'the contrast changes the search');
+  for (const { ids, score } of beams) {
+    // a beam's score: the mean over its tokens (EOS included when it stopped) of the contrastive log-prob
+    const seq = ids.length < o.maxNewTokens ? [...ids, o.eosId] : ids;
+    const img = refSeqLogProbs(pre[0], seq);
+    const ctr = refSeqLogProbs(base[0], seq);
+    const want = img.reduce((a, v, i) => a + v - w * ctr[i], 0) / seq.length;
+    assert.ok(Math.abs(score - want) < 1e-4, `score ${score} vs reference ${want}`);
+  }
+  assert.throws(() => beamSearch(model, P, { ...o, contrast: { prefix: Cp, weight: 1.5 } }), /contrast weight/);
+  assert.throws(() => beamSearch(model, P, { ...o, useCache: false, contrast: { prefix: Cp, weight: 0.3 } }), /KV cache/);
+  P.dispose();
+  Cp.dispose();
+});

@@ -170,6 +170,12 @@ export interface EvalConfig {
   noRepeatNgram: number;
   /** Beam search: beams compete by log-prob / tokens^lengthPenalty (1 = the original's average per token). */
   lengthPenalty: number;
+  /**
+   * Beam search: score tokens by log p(token | photo) - contrastWeight * log p(token | average photo)
+   * (mutual-information decoding against the prefix of the zero embedding, i.e. the centre of the
+   * training embeddings); 0 = off (the original). Penalises captions that fit any photo.
+   */
+  contrastWeight: number;
   /** Nearest-neighbour retrieval baseline: number of neighbours voting for the consensus caption. */
   retrievalK: number;
   /** Rows in the sample table. */
@@ -247,7 +253,7 @@ function paper(): ProfileConfig {
     lmPretrain: { epochs: 0, batchSize: 0, lr: 0, warmupSteps: 0, weightDecay: 0, maxTokens: 0, seed: 0, valFraction: 0, minTokenCount: 1, maxCaptions: 0 },
     mlp: paperTrain('mlp'),
     transformer: paperTrain('transformer'),
-    eval: { beam: 5, maxNewTokens: 67, noRepeatNgram: 0, lengthPenalty: 1, retrievalK: 25, samples: 8 },
+    eval: { beam: 5, maxNewTokens: 67, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, retrievalK: 25, samples: 8 },
   };
 }
 
@@ -308,7 +314,7 @@ function offline(): ProfileConfig {
     // at the prefix. Global-norm clipping at 1. See REPORT.md's recipe section for what was measured.
     mlp: { ...base.mlp, batchSize: 32, microBatchSize: 'auto', lr: 1e-3, lmLrScale: 0.1, warmupSteps: 100, warmupFraction: 0, epochs: 4, gradClip: 1, maxCaptionTokens: 32, checkpointEverySteps: 100 },
     transformer: { ...base.transformer, prefixLength: 10, clipLength: 10, batchSize: 32, microBatchSize: 'auto', lr: 1e-3, warmupSteps: 100, warmupFraction: 0, epochs: 3, gradClip: 1, maxCaptionTokens: 32, checkpointEverySteps: 100 },
-    eval: { beam: 5, maxNewTokens: 30, noRepeatNgram: 0, lengthPenalty: 1, retrievalK: 25, samples: 8 },
+    eval: { beam: 5, maxNewTokens: 30, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, retrievalK: 25, samples: 8 },
   };
 }
 
@@ -350,7 +356,7 @@ function smoke(): ProfileConfig {
       maxCaptionTokens: 16,
       checkpointEverySteps: 4,
     },
-    eval: { beam: 3, maxNewTokens: 12, noRepeatNgram: 0, lengthPenalty: 1, retrievalK: 3, samples: 4 },
+    eval: { beam: 3, maxNewTokens: 12, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, retrievalK: 3, samples: 4 },
   };
 }
 

@@ -87,7 +87,7 @@ export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []
 }
 
 export function evalProblems(e: EvalConfig, out: string[] = []): string[] {
-  run('eval', e, { beam: int(1, 64), maxNewTokens: int(1, 1024), noRepeatNgram: int(0, 16), lengthPenalty: num(0, 4), retrievalK: int(1, 10000), samples: int(0, 1000) }, out);
+  run('eval', e, { beam: int(1, 64), maxNewTokens: int(1, 1024), noRepeatNgram: int(0, 16), lengthPenalty: num(0, 4), contrastWeight: num(0, 1, { maxOpen: true }), retrievalK: int(1, 10000), samples: int(0, 1000) }, out);
   return out;
 }
 

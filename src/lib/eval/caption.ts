@@ -20,11 +20,13 @@ export interface DecodeConfig {
   noRepeatNgram?: number;
   /** Beam search: score = log-prob / tokens^lengthPenalty (absent = 1, the original's). */
   lengthPenalty?: number;
+  /** Beam search: minus this times the log-prob under the average photo's prefix (absent or 0 = off). */
+  contrastWeight?: number;
 }
 
 /** The decoding settings of a profile's evaluation config. */
 export function decodeOf(e: DecodeConfig): DecodeConfig {
-  return { beam: e.beam, maxNewTokens: e.maxNewTokens, noRepeatNgram: e.noRepeatNgram ?? 0, lengthPenalty: e.lengthPenalty ?? 1 };
+  return { beam: e.beam, maxNewTokens: e.maxNewTokens, noRepeatNgram: e.noRepeatNgram ?? 0, lengthPenalty: e.lengthPenalty ?? 1, contrastWeight: e.contrastWeight ?? 0 };
 }
 
 /** How a decoding is described in tables, e.g. "beam 5, no repeated 3-grams, at most 30 tokens". */
@@ -32,6 +34,7 @@ export function describeDecode(d: DecodeConfig): string {
   const parts = [d.beam <= 1 ? 'greedy' : `beam ${d.beam}`];
   if (d.beam > 1 && (d.noRepeatNgram ?? 0) > 0) parts.push(`no repeated ${d.noRepeatNgram}-grams`);
   if (d.beam > 1 && (d.lengthPenalty ?? 1) !== 1) parts.push(`length penalty ${d.lengthPenalty}`);
+  if (d.beam > 1 && (d.contrastWeight ?? 0) > 0) parts.push(`contrast ${d.contrastWeight} against the average photo`);
   parts.push(`at most ${d.maxNewTokens} tokens`);
   return parts.join(', ');
 }
@@ -49,21 +52,29 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
   const base = { maxNewTokens: opts.maxNewTokens, eosId: tokenizer.eosId, stopIds: stops };
   const out: string[] = [];
   const chunk = opts.beam <= 1 ? 16 : 1;
-  for (let i = 0; i < embeddings.length; i += chunk) {
-    const part = embeddings.slice(i, i + chunk);
-    const data = new Float32Array(part.length * dim);
-    part.forEach((e, j) => {
-      if (e.length !== dim) throw new Error(`embedding ${i + j} has ${e.length} values; the run's encoder gives ${dim}`);
-      data.set(e, j * dim);
-    });
-    const prefix = tf.tidy(() => model.prefix(tf.tensor2d(data, [part.length, dim])));
-    try {
-      const ids = opts.beam <= 1 ? greedy(model.lm, prefix, base) : [beamSearch(model.lm, prefix, { ...base, beamSize: opts.beam, noRepeatNgram: opts.noRepeatNgram ?? 0, lengthPenalty: opts.lengthPenalty ?? 1 })[0].ids];
-      for (const seq of ids) out.push(cleanGenerated(tokenizer.decode(seq)));
-    } finally {
-      prefix.dispose();
+  // the contrast prefix: the mapper on the zero embedding (the centre of the training embeddings)
+  const weight = opts.beam > 1 ? opts.contrastWeight ?? 0 : 0;
+  const contrastPrefix = weight > 0 ? tf.tidy(() => model.prefix(tf.zeros([1, dim]) as tf.Tensor2D)) : null;
+  try {
+    for (let i = 0; i < embeddings.length; i += chunk) {
+      const part = embeddings.slice(i, i + chunk);
+      const data = new Float32Array(part.length * dim);
+      part.forEach((e, j) => {
+        if (e.length !== dim) throw new Error(`embedding ${i + j} has ${e.length} values; the run's encoder gives ${dim}`);
+        data.set(e, j * dim);
+      });
+      const prefix = tf.tidy(() => model.prefix(tf.tensor2d(data, [part.length, dim])));
+      try {
+        const beamOpts = { ...base, beamSize: opts.beam, noRepeatNgram: opts.noRepeatNgram ?? 0, lengthPenalty: opts.lengthPenalty ?? 1, ...(contrastPrefix ? { contrast: { prefix: contrastPrefix, weight } } : {}) };
+        const ids = opts.beam <= 1 ? greedy(model.lm, prefix, base) : [beamSearch(model.lm, prefix, beamOpts)[0].ids];
+        for (const seq of ids) out.push(cleanGenerated(tokenizer.decode(seq)));
+      } finally {
+        prefix.dispose();
+      }
+      onChunk?.(part.length);
     }
-    onChunk?.(part.length);
+  } finally {
+    contrastPrefix?.dispose();
   }
   return out;
 }

@@ -115,6 +115,14 @@ export interface BeamOptions extends GenerateOptions {
    * token; below 1 favours shorter captions, above 1 longer ones.
    */
   lengthPenalty?: number;
+  /**
+   * Contrastive scoring against an image-free prefix (maximum mutual information decoding, Li et al.
+   * 2016): each token scores log p(token | image prefix) - weight * log p(token | contrast prefix), so
+   * that continuations any photo would get ("a man is standing ...") lose to ones this photo makes
+   * likelier. `prefix` [1, P, d] is typically the mapper applied to the average image embedding; weight 0
+   * is plain beam search. Needs the KV cache.
+   */
+  contrast?: { prefix: tf.Tensor3D; weight: number };
 }
 
 /** Tokens that would complete an n-gram `seq` already holds (the last n-1 tokens followed by it). */
@@ -191,21 +199,40 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
   if (!(alpha >= 0 && Number.isFinite(alpha))) throw new Error(`lengthPenalty must be a finite number >= 0, got ${alpha}`);
   // average log-prob per token^alpha (alpha 1: ClipCap's sum / tokens, computed the same way)
   const norm = alpha === 1 ? (sum: number, len: number) => sum / len : (sum: number, len: number) => sum / Math.pow(len, alpha);
+  const contrast = opts.contrast && opts.contrast.weight !== 0 ? opts.contrast : null;
+  if (contrast) {
+    if (!useCache) throw new Error('contrastive beam search needs the KV cache (useCache)');
+    if (!(Number.isFinite(contrast.weight) && contrast.weight > 0 && contrast.weight < 1)) throw new Error(`contrast weight must be in [0, 1), got ${contrast.weight}`);
+    checkPrefix(model, contrast.prefix);
+    if (contrast.prefix.shape[0] !== 1 || contrast.prefix.shape[1] !== prefix.shape[1]) throw new Error(`the contrast prefix must be [1, ${prefix.shape[1]}, d] like the prefix, got [${contrast.prefix.shape}]`);
+  }
+  // Scores of row b's next tokens: log-softmax, minus the weighted log-softmax of its contrast row.
+  const rowScores = (logits: Float32Array, b: number, rows: number): Float64Array => {
+    const lp = logSoftmaxRow(logits, b, V, temperature);
+    if (contrast) {
+      const base = logSoftmaxRow(logits, rows + b, V, temperature);
+      for (let v = 0; v < V; v++) lp[v] -= contrast.weight * base[v];
+    }
+    return lp;
+  };
 
   let tokens: number[][] = [];
   let sums: number[] = [];
   let stopped: boolean[] = [];
   let past: KVCache | undefined;
-  let input: tf.Tensor3D = prefix;
+  // with contrast, the batch holds the beams' rows, then the same beams on the contrast prefix
+  const first: tf.Tensor3D = contrast ? (tf.concat([prefix, contrast.prefix], 0) as tf.Tensor3D) : prefix;
+  let input: tf.Tensor3D = first;
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
       const r = stepLogits(model, input, past, useCache);
       if (input !== prefix) input.dispose();
       const logits = r.logits;
+      const rows = step === 0 ? 1 : tokens.length; // beams fed in this step
       let source: number[];
       let chosen: number[];
       if (step === 0) {
-        const lp = logSoftmaxRow(logits, 0, V, temperature);
+        const lp = rowScores(logits, 0, rows);
         chosen = topK(lp, K);
         source = chosen.map(() => 0);
         sums = chosen.map((v) => lp[v]);
@@ -222,7 +249,7 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
             candSum[b * V] = sums[b];
             continue;
           }
-          const lp = logSoftmaxRow(logits, b, V, temperature);
+          const lp = rowScores(logits, b, rows);
           const len = tokens[b].length + 1;
           for (let v = 0; v < V; v++) {
             const s = sums[b] + lp[v];
@@ -252,7 +279,7 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
       }
       const present = r.present;
       if (useCache) {
-        const reordered = present!.select(source);
+        const reordered = present!.select(contrast ? [...source, ...source.map((b) => rows + b)] : source);
         present!.dispose();
         past?.dispose();
         past = reordered;
@@ -261,7 +288,8 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
       const n = tokens.length;
       input = tf.tidy(() => {
         // stopped beams feed a dummy token (their continuation is ignored)
-        if (useCache) return model.embedTokens(tf.tensor2d(tokens.map((t, b) => (stopped[b] ? 0 : t[t.length - 1])), [n, 1], 'int32'));
+        const last = tokens.map((t, b) => (stopped[b] ? 0 : t[t.length - 1]));
+        if (useCache) return model.embedTokens(contrast ? tf.tensor2d([...last, ...last], [2 * n, 1], 'int32') : tf.tensor2d(last, [n, 1], 'int32'));
         const L = step + 1;
         const hist = tokens.map((t) => t.concat(new Array(L - t.length).fill(0)));
         const pre = tf.tile(prefix, [n, 1, 1]);
