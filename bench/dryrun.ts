@@ -23,7 +23,7 @@ import { profileConfig, type ProfileConfig, type TrainConfig } from '../src/lib/
 import { estimateProfile, formatHours, type SpeedReference, type VariantSpeed } from '../src/lib/estimate';
 import { backendMemoryBytes } from '../src/lib/machine';
 import { ensureBackend } from '../src/lib/tfjs/backend';
-import { wasmHeapBytes } from '../src/lib/tfjs/wasm-patches';
+import { wasmHeapBytes } from '../src/lib/tfjs/wasm-internals';
 import { loadLanguageModel } from '../src/lib/model/gpt2-hf';
 import { gpt2TokenizerFiles } from '../src/lib/model/tokenizer';
 import { createMapper } from '../src/lib/model/mapper';

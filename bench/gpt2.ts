@@ -17,7 +17,7 @@ import { GPT2, GPT2_SMALL } from '../src/lib/model/gpt2';
 import { lmLoss } from '../src/lib/tfjs/ops';
 import { greedy } from '../src/lib/model/generate';
 import { accumulateGrads, AdamW } from '../src/lib/train/optim';
-import { wasmPatchStatus } from '../src/lib/tfjs/wasm-patches';
+import { wasmPatchStatus } from '../src/lib/tfjs/patch-status';
 
 interface Opts {
   modes: string[];

@@ -1,11 +1,12 @@
-// The wasm backend patches (src/lib/tfjs/wasm-patches.ts) against the stock kernels of the cpu backend.
+// The wasm backend patches (src/lib/tfjs/wasm-patches.ts and the files it installs) against the stock kernels of the cpu backend.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawn } from 'child_process';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
-import { setMatMulProvider, wasmPatchStatus } from '../src/lib/tfjs/wasm-patches';
+import { setMatMulProvider } from '../src/lib/tfjs/matmul';
+import { wasmPatchStatus } from '../src/lib/tfjs/patch-status';
 import { normalSampler } from './helpers/gpt2-fixture';
 
 process.env.CLIPCAP_QUIET_BACKEND = '1';
@@ -120,7 +121,7 @@ test('XNNPACK threads from outside node_modules (CLIPCAP_WASM_THREADS=2, in a ch
   const script = `
     const tf = require('@tensorflow/tfjs');
     const { ensureBackend } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/tfjs/backend'))});
-    const { wasmPatchStatus } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/tfjs/wasm-patches'))});
+    const { wasmPatchStatus } = require(${JSON.stringify(path.resolve(__dirname, '../src/lib/tfjs/patch-status'))});
     ensureBackend({ quiet: true }).then(() => {
       const a = tf.tensor2d([[1, 2], [3, 4]]);
       const r = tf.matMul(a, a).dataSync();

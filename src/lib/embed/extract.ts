@@ -212,7 +212,7 @@ function startWorker(init: WorkerInit): Promise<{ child: ChildProcess; signature
     execArgv: ['--import', tsxImportUrl()],
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    // The wasm backend's matMuls run in onnxruntime (tfjs/wasm-patches.ts): give each worker its share of the cores.
+    // The wasm backend's matMuls run in onnxruntime (tfjs/matmul.ts): give each worker its share of the cores.
     env: {
       ...process.env,
       CLIPCAP_QUIET_BACKEND: '1',

@@ -6,7 +6,8 @@
 // (an error if it cannot be loaded). The choice is printed once per process.
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { describeWasmPatches, installWasmPatches, prepareWasm } from './wasm-patches';
+import { describeWasmPatches } from './patch-status';
+import { installWasmPatches, prepareWasm } from './wasm-patches';
 
 export type BackendName = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: readonly BackendName[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'];

@@ -1,0 +1,196 @@
+// Patch 4 of the wasm backend (see wasm-patches.ts): the BatchMatMul and _FusedMatMul kernels.
+//
+// What it works around: the wasm backend's BatchMatMul uses XNNPACK (128-bit SIMD, one thread) only
+// without transposes and at batch 1, and a scalar loop otherwise (10-30x slower): every matMul
+// gradient and attention hit that loop (docs/tfjs-wasm-in-node.md, properties 1 and 2). So:
+//  - large products go to onnxruntime (ort-matmul.ts: native multi-threaded kernels, zero-copy on
+//    the heap); _FusedMatMul (tf.fused.matMul) with a bias is one Gemm;
+//  - small products, and products with few rows (generation), stay on XNNPACK, which keeps packed
+//    weights across calls; transposed 2-D products are made plain by an explicit transpose first;
+//  - frozen 2-D weights keep a cached transpose (transpose-cache.ts), and small transposed operands
+//    are transposed explicitly (a plain Gemm is faster).
+// CLIPCAP_MATMUL chooses: ort (default), wasm (XNNPACK with explicit transposes), stock (tfjs's own
+// kernels, for comparisons). Checked against the cpu backend in test/gpt2-patches.test.ts.
+import * as os from 'os';
+import * as tf from '@tensorflow/tfjs';
+import { loadOrt, type OrtMatMul } from './ort-matmul';
+import { status, wasmPatchStatus, type WasmPatchStatus } from './patch-status';
+import { FrozenTransposes, transposeLastTwo } from './transpose-cache';
+import { f32, replaceKernel, sizeOf, type KernelFn, type TensorInfo, type WasmBackend } from './wasm-internals';
+
+/** Products smaller than this (multiply-adds) stay on XNNPACK when it can take them. */
+const ORT_MIN_MACS = 1 << 17;
+/**
+ * 2-D products with fewer rows than this stay on XNNPACK (when no large transpose is needed): they
+ * are memory-bound, and XNNPACK keeps packed weights across calls while onnxruntime packs them on
+ * every call (generation: 82 vs 161 ms/token measured here).
+ */
+const ORT_MIN_ROWS = 8;
+/** A transposed operand this much smaller than the product is transposed explicitly (plain Gemm is faster). */
+const EXPLICIT_TRANSPOSE_RATIO = 256;
+
+interface MatMulParts {
+  a: TensorInfo;
+  b: TensorInfo;
+  tA: boolean;
+  tB: boolean;
+  batchA: number;
+  batchB: number;
+  M: number;
+  K: number;
+  N: number;
+}
+
+function matMulParts(a: TensorInfo, b: TensorInfo, tA: boolean, tB: boolean): MatMulParts | null {
+  const ar = a.shape.length;
+  const br = b.shape.length;
+  if (ar < 2 || br < 2 || ar !== br) return null;
+  const batchA = sizeOf(a.shape.slice(0, -2));
+  const batchB = sizeOf(b.shape.slice(0, -2));
+  const M = tA ? a.shape[ar - 1] : a.shape[ar - 2];
+  const K = tA ? a.shape[ar - 2] : a.shape[ar - 1];
+  const N = tB ? b.shape[br - 2] : b.shape[br - 1];
+  const Kb = tB ? b.shape[br - 1] : b.shape[br - 2];
+  if (K !== Kb || !(batchA === batchB || batchA === 1 || batchB === 1)) return null;
+  return { a, b, tA, tB, batchA, batchB, M, K, N };
+}
+
+/** op(a) @ op(b) (+ bias) through onnxruntime; transposes made plain where that is cheaper. */
+function ortProduct(ort: OrtMatMul, backend: WasmBackend, p: MatMulParts, cache: FrozenTransposes, transposeKernel: KernelFn, bias?: TensorInfo): TensorInfo {
+  let { a, b, tA, tB } = p;
+  const { batchA, batchB, M, K, N } = p;
+  const batch = Math.max(batchA, batchB);
+  const macs = batch * M * N * K;
+  const temps: TensorInfo[] = [];
+  const flip = (t: TensorInfo): TensorInfo => {
+    const res = transposeLastTwo(transposeKernel, backend, t);
+    temps.push(res);
+    return res;
+  };
+  if (batch === 1) {
+    if (tB) {
+      const c = cache.get(backend, b);
+      if (c) [b, tB] = [c, false];
+      else if (K * N * EXPLICIT_TRANSPOSE_RATIO <= macs) [b, tB] = [flip(b), false];
+    }
+    if (tA) {
+      const c = cache.get(backend, a);
+      if (c) [a, tA] = [c, false];
+      else if (M * K * EXPLICIT_TRANSPOSE_RATIO <= macs) [a, tA] = [flip(a), false];
+    }
+  }
+  try {
+    const ar = a.shape.length;
+    const br = b.shape.length;
+    const out = backend.makeOutput([batch, M, N], 'float32');
+    // views after the allocations (the heap may have grown)
+    const av = f32(backend, a, batchA * M * K);
+    const bv = f32(backend, b, batchB * K * N);
+    const ov = f32(backend, out, batch * M * N);
+    const biasV = bias ? f32(backend, bias, N) : undefined;
+    ort.run(av, [batchA, a.shape[ar - 2], a.shape[ar - 1]], bv, [batchB, b.shape[br - 2], b.shape[br - 1]], tA, tB, ov, [batch, M, N], biasV);
+    return out;
+  } finally {
+    for (const t of temps) backend.disposeData(t.dataId);
+  }
+}
+
+function makeBatchMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatMul | null, cache: FrozenTransposes): KernelFn {
+  return (args) => {
+    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+    const backend = args.backend;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return orig(args);
+    const p = matMulParts(a, b, transposeA, transposeB);
+    if (!p) return orig(args);
+    const batch = Math.max(p.batchA, p.batchB);
+    const macs = batch * p.M * p.N * p.K;
+    if (ort && macs >= ORT_MIN_MACS) {
+      const fewRows = batch === 1 && p.M < ORT_MIN_ROWS;
+      const bigTranspose = (transposeA && !cache.has(a)) || (transposeB && !cache.has(b));
+      if (!fewRows || bigTranspose) {
+        const out = ortProduct(ort, backend, p, cache, transposeKernel);
+        const outerShape = (p.batchA >= p.batchB ? a : b).shape.slice(0, -2);
+        return { ...out, shape: [...outerShape, p.M, p.N] };
+      }
+    }
+    if (batch === 1 && (transposeA || transposeB)) {
+      // XNNPACK takes only untransposed products: transpose explicitly first
+      const tmp: TensorInfo[] = [];
+      const flip = (t: TensorInfo): TensorInfo => {
+        const c = cache.get(backend, t);
+        if (c) return c;
+        const res = transposeLastTwo(transposeKernel, backend, t);
+        tmp.push(res);
+        return res;
+      };
+      const a2 = transposeA ? flip(a) : a;
+      const b2 = transposeB ? flip(b) : b;
+      try {
+        return orig({ inputs: { a: a2, b: b2 }, backend, attrs: { ...args.attrs, transposeA: false, transposeB: false } });
+      } finally {
+        for (const t of tmp) backend.disposeData(t.dataId);
+      }
+    }
+    return orig(args);
+  };
+}
+
+/** _FusedMatMul (tf.fused.matMul) with a linear activation and a 1-D bias: one Gemm with the bias. */
+function makeFusedMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatMul | null, cache: FrozenTransposes): KernelFn {
+  return (args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+    const { transposeA, transposeB, activation } = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
+    if (!ort || !a || !b || preluActivationWeights || (activation && activation !== 'linear') || a.dtype !== 'float32' || b.dtype !== 'float32') return orig(args);
+    if (bias && (bias.dtype !== 'float32' || bias.shape.length !== 1)) return orig(args);
+    const p = matMulParts(a, b, transposeA, transposeB);
+    if (!p || p.batchA !== 1 || p.batchB !== 1 || (bias && bias.shape[0] !== p.N) || p.M * p.N * p.K < ORT_MIN_MACS) return orig(args);
+    if (p.M < ORT_MIN_ROWS && !transposeA && !transposeB) return orig(args); // XNNPACK keeps packed weights
+    const out = ortProduct(ort, args.backend, p, cache, transposeKernel, bias);
+    return { ...out, shape: [...a.shape.slice(0, -2), p.M, p.N] };
+  };
+}
+
+let stock: { batchMatMul: KernelFn; fusedMatMul: KernelFn } | null = null;
+let transposes: FrozenTransposes | null = null;
+
+/**
+ * Route matMuls: 'ort' (onnxruntime for large products), 'wasm' (XNNPACK with explicit transposes),
+ * or 'stock' (the package's kernels). `cacheFrozenTransposes` keeps W^T of frozen weights.
+ */
+export function setMatMulProvider(mode: 'ort' | 'wasm' | 'stock', ortThreads = os.cpus().length, cacheFrozenTransposes = true): WasmPatchStatus {
+  if (!stock) {
+    stock = {
+      batchMatMul: tf.getKernel('BatchMatMul', 'wasm').kernelFunc as unknown as KernelFn,
+      fusedMatMul: tf.getKernel('_FusedMatMul', 'wasm').kernelFunc as unknown as KernelFn,
+    };
+  }
+  const transpose = tf.getKernel('Transpose', 'wasm').kernelFunc as unknown as KernelFn;
+  const backend = tf.findBackend('wasm') as unknown as WasmBackend | null;
+  if (transposes && backend) transposes.clear(backend);
+  transposes = new FrozenTransposes(transpose);
+  transposes.enabled = cacheFrozenTransposes && mode !== 'stock';
+  status.patched = status.patched.filter((p) => !p.startsWith('BatchMatMul') && !p.startsWith('_FusedMatMul') && !p.startsWith('frozen'));
+  status.ortReason = undefined;
+  if (mode === 'stock') {
+    replaceKernel('BatchMatMul', stock.batchMatMul);
+    replaceKernel('_FusedMatMul', stock.fusedMatMul);
+    status.matmul = 'xnnpack';
+    status.ortThreads = 0;
+    status.ortReason = 'stock kernel';
+    return wasmPatchStatus();
+  }
+  let ort: OrtMatMul | null = null;
+  if (mode === 'ort') {
+    const r = loadOrt(ortThreads);
+    ort = r.ort;
+    if (!ort) status.ortReason = r.reason;
+  } else status.ortReason = 'CLIPCAP_MATMUL=wasm';
+  replaceKernel('BatchMatMul', makeBatchMatMul(stock.batchMatMul, transpose, ort, transposes));
+  replaceKernel('_FusedMatMul', makeFusedMatMul(stock.fusedMatMul, transpose, ort, transposes));
+  status.matmul = ort ? 'onnxruntime' : 'xnnpack';
+  status.ortThreads = ort ? ortThreads : 0;
+  status.patched.push(ort ? `BatchMatMul + _FusedMatMul -> onnxruntime (${ortThreads} threads)` : 'BatchMatMul (explicit transposes before XNNPACK)');
+  if (transposes.enabled) status.patched.push('frozen weights: transposes cached');
+  return wasmPatchStatus();
+}
