@@ -4,7 +4,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { attr, checkGraph, DataType, encodeVarint, GraphBuilder, modelProto, PbMessage } from '../src/lib/tfjs/onnx-writer';
-import { quantizeInt8, quantizeUint8, gaussian } from '../src/lib/embed/encoders/tiny-clip';
+import { quantizeInt8, quantizeUint8 } from '../src/lib/embed/encoders/tiny-clip';
+import { gaussian } from '../src/lib/util/rng';
 
 // onnxruntime-node is what transformers.js runs models with; it is the judge of our files.
 // eslint-disable-next-line @typescript-eslint/no-var-requires

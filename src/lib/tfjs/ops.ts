@@ -137,6 +137,8 @@ export function dropout(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
   const keep = 1 - rate;
   const scale = 1 / keep;
   const mask = new Float32Array(n);
+  // mulberry32 of util/rng.ts, inlined: the same stream as mulberry32(a), but calling that closure
+  // once an element made the mask about twice as slow (15 vs 7 ms a million elements, node 20).
   let a = Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) >>> 0;
   for (let i = 0; i < n; i++) {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -19,7 +19,7 @@ import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAt
 import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay, type NamedVariable } from './optim';
 import { Progress } from '../util/progress';
 import { acquireLock, releaseLock } from '../util/lock';
-import { mulberry32 } from '../util/rng';
+import { mulberry32, shuffleInPlace } from '../util/rng';
 
 export interface LoopConfig {
   epochs: number;
@@ -147,12 +147,7 @@ const CKPT = 'checkpoint';
 /** The order in which epoch `epoch` visits n examples (Fisher-Yates with a seeded PRNG). */
 export function epochPermutation(n: number, seed: number, epoch: number): number[] {
   const rand = mulberry32((seed * 1_000_003 + epoch * 7919 + 17) >>> 0);
-  const p = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
+  return shuffleInPlace(Array.from({ length: n }, (_, i) => i), rand);
 }
 
 export function stepsPerEpoch(n: number, batch: number, dropLast: boolean): number {
@@ -185,11 +180,7 @@ export function epochBatches(
     }
     // a short batch can only come from the last pool; keep it last so that dropLast drops it
     const short = batches.length && batches[batches.length - 1].length < B ? batches.pop()! : null;
-    const rand = mulberry32((cfg.seed * 7_368_787 + epoch * 31 + 5) >>> 0);
-    for (let i = batches.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [batches[i], batches[j]] = [batches[j], batches[i]];
-    }
+    shuffleInPlace(batches, mulberry32((cfg.seed * 7_368_787 + epoch * 31 + 5) >>> 0));
     if (short) batches.push(short);
   } else {
     for (let i = 0; i < n; i += B) batches.push(order.slice(i, i + B));

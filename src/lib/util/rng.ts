@@ -41,14 +41,44 @@ export function rngFor(seed: number, label: string): () => number {
   return mulberry32(hashString(`${seed}:${label}`));
 }
 
-/** A shuffled copy (Fisher-Yates). */
-export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
-  const a = items.slice();
+/**
+ * Normal samples N(0, 1) from mulberry32(seed) (Box-Muller; each pair of uniforms gives two
+ * samples, the cosine one first).
+ */
+export function gaussian(seed: number): () => number {
+  const uniform = mulberry32(seed);
+  let spare: number | null = null;
+  return () => {
+    if (spare !== null) {
+      const v = spare;
+      spare = null;
+      return v;
+    }
+    let u = 0;
+    while (u === 0) u = uniform();
+    const v = uniform();
+    const r = Math.sqrt(-2 * Math.log(u));
+    spare = r * Math.sin(2 * Math.PI * v);
+    return r * Math.cos(2 * Math.PI * v);
+  };
+}
+
+/**
+ * Shuffle `a` in place (Fisher-Yates, from the last element down: a[i] swaps with a[j],
+ * j = floor(rand() * (i + 1))) and return it. The one shuffle of src/lib: data splits, epoch
+ * orders and batch orders all come from it.
+ */
+export function shuffleInPlace<T>(a: T[], rand: () => number): T[] {
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [a[i], a[j]] = [a[j], a[i]];
   }
   return a;
+}
+
+/** A shuffled copy (see shuffleInPlace). */
+export function shuffled<T>(items: readonly T[], rand: () => number): T[] {
+  return shuffleInPlace(items.slice(), rand);
 }
 
 export function pick<T>(items: readonly T[], rand: () => number): T {

@@ -17,6 +17,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { buildDirAtomic, writeChunksAtomic, writeJsonAtomic } from '../../util/files';
 import { attr, DataType, GraphBuilder, modelProto } from '../../tfjs/onnx-writer';
+import { gaussian } from '../../util/rng';
 
 export interface ClipVisionSpec {
   imageSize: number;
@@ -65,32 +66,6 @@ export const CLIP_IMAGE_STD = [0.26862954, 0.26130258, 0.27577711];
 
 // ---------------------------------------------------------------------------------------------
 // Weights
-
-/** Seeded PRNG (mulberry32) and normal samples (Box-Muller). */
-export function gaussian(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  let spare: number | null = null;
-  return () => {
-    if (spare !== null) {
-      const v = spare;
-      spare = null;
-      return v;
-    }
-    let u = 0;
-    while (u === 0) u = uniform();
-    const v = uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
-  };
-}
 
 export interface LayerWeights {
   ln1g: Float32Array;
