@@ -136,6 +136,13 @@ function dense(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor | null): tf.Tensor2D {
   return (b ? tf.add(y, b) : y) as tf.Tensor2D;
 }
 
+/**
+ * nn.LayerNorm of the original mapper, differentiated by tfjs. The same function as tfjs/ops.ts
+ * layerNorm (GPT-2's, hand-written gradient), but not the same float32 rounding ((x - mean) / sqrt
+ * against (x - mean) * rsqrt, autodiff against a written gradient: about a quarter of the outputs
+ * and of the gradients differ in the last bit), so switching would change every trained
+ * transformer mapper slightly; kept apart so that runs reproduce.
+ */
 function layerNorm(x: tf.Tensor2D, g: tf.Tensor, b: tf.Tensor, eps = 1e-5): tf.Tensor2D {
   const { mean, variance } = tf.moments(x, -1, true);
   return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), g), b) as tf.Tensor2D;
