@@ -14,7 +14,7 @@ import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
 import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
 import { GPT2, GPT2_SMALL } from '../src/lib/model/gpt2';
-import { lmLoss } from '../src/lib/tfjs/ops';
+import { lmLoss } from '../src/lib/model/loss';
 import { greedy } from '../src/lib/model/generate';
 import { accumulateGrads, AdamW } from '../src/lib/train/optim';
 import { wasmPatchStatus } from '../src/lib/tfjs/patch-status';

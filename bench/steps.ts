@@ -21,7 +21,7 @@ import { ClipCapModel } from '../src/lib/model/clipcap';
 import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
 import { accumulateGrads, AdamW, clipByGlobalNorm } from '../src/lib/train/optim';
 import { padBatch } from '../src/lib/train/examples';
-import { lmLoss } from '../src/lib/tfjs/ops';
+import { lmLoss } from '../src/lib/model/loss';
 import { beamSearch } from '../src/lib/model/generate';
 import { mulberry32 } from '../src/lib/util/rng';
 

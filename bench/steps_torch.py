@@ -8,7 +8,7 @@ lmLrScale, gradClip, lengths}}, where `lengths` lists the timed batches, each as
 lengths. The models mirror ours (src/lib/model/gpt2.ts, mapper.ts, clipcap.ts) with random weights:
 GPT-2 with pre-LayerNorm blocks, gelu_new, tied LM head, causal attention written out as in Hugging
 Face's eager GPT2Attention, dropout 0.1 in training; the loss is the masked mean cross-entropy of
-src/lib/tfjs/ops.ts lmLoss; AdamW is torch.optim.AdamW (what src/lib/train/optim.ts reproduces).
+src/lib/model/loss.ts lmLoss; AdamW is torch.optim.AdamW (what src/lib/train/optim.ts reproduces).
 
 Per kind: one warm-up step on the first batch, then every batch's full step (forward, backward,
 clip, optimizer step) timed. The last line of stdout is one JSON object {kind: median ms}; anything

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
 import { GPT2, KVCache, configFromHF, configToHF, weightShapes, type GPT2Config } from '../src/lib/model/gpt2';
 import { loadGPT2, saveGPT2 } from '../src/lib/model/gpt2-hf';
-import { lmLoss } from '../src/lib/tfjs/ops';
+import { lmLoss } from '../src/lib/model/loss';
 import { TINY, writeTinyGPT2, normalSampler, hfConfigJson, type TinyConfig } from './helpers/gpt2-fixture';
 import { refLogits, refLoss, toRef } from './helpers/gpt2-reference';
 

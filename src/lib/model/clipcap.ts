@@ -3,7 +3,7 @@
 // and the padding after the caption never contribute. GPT-2 is fine-tuned or frozen.
 import * as tf from '@tensorflow/tfjs';
 import { GPT2 } from './gpt2';
-import { lmLoss } from '../tfjs/ops';
+import { lmLoss } from './loss';
 import type { Mapper } from './mapper';
 
 export class ClipCapModel {

@@ -7,9 +7,9 @@
 // (`wte.weight`, `h.0.attn.c_attn.weight`, ...), with the Conv1D `[in, out]` layout, so that
 // `x @ W + b` is a plain (untransposed) matMul. The residual stream is kept 2-D (`[B*T, d]`) so that
 // every projection is a single 2-D matMul (the fast path of the wasm backend). LayerNorm, GELU,
-// dropout, linear layers and the loss have hand-written gradients (src/lib/tfjs/ops.ts); speed on the
-// wasm backend comes from src/lib/tfjs/wasm-patches.ts (installed by ensureBackend). Generation:
-// src/lib/model/generate.ts.
+// dropout and linear layers have hand-written gradients (src/lib/tfjs/ops.ts), and so has the loss
+// (src/lib/model/loss.ts); speed on the wasm backend comes from src/lib/tfjs/wasm-patches.ts
+// (installed by ensureBackend). Generation: src/lib/model/generate.ts.
 //
 // Loading and saving in the Hugging Face layout: model/gpt2-hf.ts.
 

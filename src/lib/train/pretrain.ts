@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { GPT2Arch, LMPretrainConfig } from '../config';
 import { writeJsonAtomic, readJson } from '../util/files';
 import { GPT2, type GPT2Config } from '../model/gpt2';
-import { lmLoss } from '../tfjs/ops';
+import { lmLoss } from '../model/loss';
 import { loadLanguageModel, saveLanguageModel, type LanguageModel } from '../model/gpt2-hf';
 import { padBatch } from './examples';
 import { formatCaption } from '../model/text';
