@@ -3,7 +3,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { selectBackend, parseBackendEnv, type BackendCandidate, type BackendName } from '../src/lib/tfjs/backend';
+import { selectBackend, type BackendCandidate, type BackendName } from '../src/lib/tfjs/backend';
+import { settings } from '../src/lib/settings';
 import { profileConfig, configRows, PROFILE_NAMES } from '../src/lib/config';
 import { resolveProfile, resolveProfileName, checkPaperOnCpu } from '../src/lib/profile';
 import { hubReachable, probeNativeGpu } from '../src/lib/machine';
@@ -45,10 +46,11 @@ test('a forced backend is the only one tried, and its failure names the fix', as
   assert.equal(c.name, 'wasm');
   assert.deepEqual(log, ['wasm']);
   await assert.rejects(selectBackend(fakes(['cpu'], []), 'tfjs-node-gpu'), /CLIPCAP_BACKEND=tfjs-node-gpu.*npm install @tensorflow\/tfjs-node-gpu/);
-  assert.equal(parseBackendEnv(undefined), undefined);
-  assert.equal(parseBackendEnv('auto'), undefined);
-  assert.equal(parseBackendEnv('GPU'), 'tfjs-node-gpu');
-  assert.throws(() => parseBackendEnv('tpu'), /not a backend/);
+  const backend = (v: string | undefined) => settings({ CLIPCAP_BACKEND: v }).backend;
+  assert.equal(backend(undefined), undefined);
+  assert.equal(backend('auto'), undefined);
+  assert.equal(backend('GPU'), 'tfjs-node-gpu');
+  assert.throws(() => backend('tpu'), /not a backend/);
 });
 
 test('profiles: paper carries the original ClipCap hyperparameters; unknown names are rejected', async () => {

@@ -5,14 +5,15 @@
 import { spawnSync } from 'child_process';
 import * as dns from 'dns';
 import * as os from 'os';
+import { settings, type Environment } from './settings';
 
 /**
  * Is the Hugging Face hub reachable? With CLIPCAP_HUB_URL / HF_ENDPOINT set (a mirror, or a loopback
  * hub in tests), one HTTP HEAD request to it: any HTTP answer counts. Otherwise a DNS lookup of
  * huggingface.co, and nothing else: no traffic when it fails.
  */
-export async function hubReachable(env: NodeJS.ProcessEnv = process.env, timeoutMs = 3000): Promise<boolean> {
-  const endpoint = env.CLIPCAP_HUB_URL || env.HF_ENDPOINT;
+export async function hubReachable(env?: Environment, timeoutMs = 3000): Promise<boolean> {
+  const endpoint = settings(env).hubEndpoint;
   if (endpoint) {
     try {
       await fetch(endpoint, { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
@@ -44,9 +45,10 @@ let gpuProbeCache: GpuProbe | null = null;
  * logs the GPU devices it creates, and `nvidia-smi -L` must list one. CLIPCAP_BACKEND forcing a
  * non-GPU backend answers no without probing. Cached per process.
  */
-export function probeNativeGpu(env: NodeJS.ProcessEnv = process.env): GpuProbe {
-  const forced = env.CLIPCAP_BACKEND;
-  if (forced && !['auto', 'gpu', 'tfjs-node-gpu'].includes(forced.toLowerCase())) {
+export function probeNativeGpu(env?: Environment): GpuProbe {
+  const s = settings(env);
+  const forced = s.backend;
+  if (forced && forced !== 'tfjs-node-gpu') {
     return { gpu: false, detail: `CLIPCAP_BACKEND=${forced}` };
   }
   if (gpuProbeCache) return gpuProbeCache;
@@ -59,7 +61,7 @@ export function probeNativeGpu(env: NodeJS.ProcessEnv = process.env): GpuProbe {
   if (!resolved) return (gpuProbeCache = { gpu: false, detail: '@tensorflow/tfjs-node-gpu is not installed' });
   const script =
     "const tf=require('@tensorflow/tfjs-node-gpu');const a=tf.ones([64,64]);tf.matMul(a,a).dataSync();console.log('backend='+tf.getBackend())";
-  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000, env: { ...env, TF_CPP_MIN_LOG_LEVEL: '0' } });
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000, env: s.childEnv({ set: { TF_CPP_MIN_LOG_LEVEL: '0' } }) });
   if (r.status !== 0) {
     return (gpuProbeCache = { gpu: false, detail: `@tensorflow/tfjs-node-gpu does not load: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()?.slice(0, 200)}` });
   }

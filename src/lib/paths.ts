@@ -1,6 +1,7 @@
 // Where things live: the repository root, the local data mirror, and each profile's artifacts.
 import * as fs from 'fs';
 import * as path from 'path';
+import { settings, type Environment } from './settings';
 
 const PACKAGE_NAME = 'clipcap-ts';
 
@@ -35,14 +36,15 @@ export function repoRoot(): string {
  * The local data mirror (photos and captions). `CLIPCAP_DATA_DIR` wins; otherwise `../shared/data`
  * beside the checkout when it exists. Returns null when neither exists.
  */
-export function mirrorDir(env: NodeJS.ProcessEnv = process.env): string | null {
-  if (env.CLIPCAP_DATA_DIR) return path.resolve(env.CLIPCAP_DATA_DIR);
+export function mirrorDir(env?: Environment): string | null {
+  const dir = settings(env).dataDir;
+  if (dir) return dir;
   const shared = path.resolve(repoRoot(), '..', 'shared', 'data');
   return fs.existsSync(shared) ? shared : null;
 }
 
 /** Like mirrorDir, but a clear error when there is none. */
-export function requireMirrorDir(env: NodeJS.ProcessEnv = process.env): string {
+export function requireMirrorDir(env?: Environment): string {
   const dir = mirrorDir(env);
   if (!dir) {
     throw new Error(
@@ -122,6 +124,6 @@ export function profileChoiceFile(root: string = repoRoot()): string {
 }
 
 /** Shared cache for downloads (hub models, COCO files): $CLIPCAP_CACHE or data/cache. */
-export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.CLIPCAP_CACHE ? path.resolve(env.CLIPCAP_CACHE) : path.join(repoRoot(), 'data', 'cache');
+export function cacheDir(env?: Environment): string {
+  return settings(env).cacheDir ?? path.join(repoRoot(), 'data', 'cache');
 }

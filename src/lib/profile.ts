@@ -13,6 +13,7 @@ import { isProfileName, PROFILE_NAMES, profileConfig, type ProfileConfig, type P
 import { estimateProfile, formatHours, speedsFor } from './estimate';
 import { hubReachable, probeNativeGpu, type GpuProbe } from './machine';
 import { profileChoiceFile } from './paths';
+import { settings, type Environment } from './settings';
 
 /** What the machine can do (injectable for tests). */
 export interface MachineProbes {
@@ -27,14 +28,10 @@ export interface ProfileChoice {
   at: string;
 }
 
-function isOffline(env: NodeJS.ProcessEnv): boolean {
-  return env.HF_HUB_OFFLINE === '1' || env.TRANSFORMERS_OFFLINE === '1';
-}
-
 /** The automatic choice and its reason, in words. */
-export async function autoChoice(env: NodeJS.ProcessEnv = process.env, probes: MachineProbes = {}): Promise<ProfileChoice> {
+export async function autoChoice(env?: Environment, probes: MachineProbes = {}): Promise<ProfileChoice> {
   const at = new Date().toISOString();
-  if (isOffline(env)) return { profile: 'offline', reason: 'HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set', at };
+  if (settings(env).offline) return { profile: 'offline', reason: 'HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set', at };
   const reachable = await (probes.reachable ?? (() => hubReachable(env)))();
   if (!reachable) return { profile: 'offline', reason: 'the Hugging Face hub was not reachable', at };
   const gpu = (probes.gpu ?? (() => probeNativeGpu(env)))();
@@ -43,31 +40,27 @@ export async function autoChoice(env: NodeJS.ProcessEnv = process.env, probes: M
 }
 
 /** CLIPCAP_PROFILE when set (validated), else the automatic choice (not recorded). */
-export async function resolveProfileName(env: NodeJS.ProcessEnv = process.env, probes: MachineProbes = {}): Promise<ProfileName> {
-  const v = env.CLIPCAP_PROFILE;
-  if (v && v !== 'auto') {
-    if (!isProfileName(v)) throw new Error(`CLIPCAP_PROFILE=${v} is not a profile: use one of ${PROFILE_NAMES.join(', ')} (or leave it unset)`);
-    return v;
-  }
-  return (await autoChoice(env, probes)).profile;
+export async function resolveProfileName(env?: Environment, probes: MachineProbes = {}): Promise<ProfileName> {
+  return settings(env).forcedProfile(PROFILE_NAMES) ?? (await autoChoice(env, probes)).profile;
 }
 
 /**
  * The paper profile on a machine without a native GPU backend: refused with the estimated time,
  * unless CLIPCAP_CONFIRM_PAPER_ON_CPU=1 (the README's words). Returns the warning to print when confirmed.
  */
-export function checkPaperOnCpu(name: ProfileName, env: NodeJS.ProcessEnv, probes: MachineProbes = {}): string | null {
+export function checkPaperOnCpu(name: ProfileName, env: Environment | undefined, probes: MachineProbes = {}): string | null {
   if (name !== 'paper') return null;
   const gpu = (probes.gpu ?? (() => probeNativeGpu(env)))();
   if (gpu.gpu) return null;
-  const backend = (env.CLIPCAP_BACKEND ?? '').toLowerCase().includes('node') ? 'tfjs-node' : 'wasm';
+  const s = settings(env);
+  const backend = s.backend?.startsWith('tfjs-node') ? 'tfjs-node' : 'wasm';
   const est = estimateProfile(profileConfig('paper'), speedsFor(backend));
   const time = est ? `about ${formatHours(est.totalSeconds)} on this kind of machine (${est.basis})` : 'days (run `npm run bench -- --only dryrun` for an estimate)';
   const msg =
     `the paper profile without a GPU backend (${gpu.detail}) takes ${time}. ` +
     'The coco-cpu profile runs the same real models on a subset in about two hours (CLIPCAP_PROFILE=coco-cpu); ' +
     'see the README\'s "GPU" section to use a CUDA GPU.';
-  if (env.CLIPCAP_CONFIRM_PAPER_ON_CPU !== '1') throw new Error(`${msg} To start it anyway, set CLIPCAP_CONFIRM_PAPER_ON_CPU=1.`);
+  if (!s.confirmPaperOnCpu) throw new Error(`${msg} To start it anyway, set CLIPCAP_CONFIRM_PAPER_ON_CPU=1.`);
   return `${msg} Starting anyway (CLIPCAP_CONFIRM_PAPER_ON_CPU=1).`;
 }
 
@@ -77,7 +70,7 @@ export function checkPaperOnCpu(name: ProfileName, env: NodeJS.ProcessEnv, probe
  * are printed. Delete data/profile.json (or set CLIPCAP_PROFILE) to choose again.
  */
 export async function resolveProfile(
-  env: NodeJS.ProcessEnv = process.env,
+  env?: Environment,
   opts: { choiceFile?: string | null; quiet?: boolean } & MachineProbes = {},
 ): Promise<ProfileConfig> {
   const file = opts.choiceFile === undefined ? profileChoiceFile() : opts.choiceFile;
@@ -89,10 +82,10 @@ export async function resolveProfile(
     if (warning) say(warning);
     return profileConfig(name);
   };
-  if (env.CLIPCAP_PROFILE && env.CLIPCAP_PROFILE !== 'auto') {
-    const name = await resolveProfileName(env, opts);
-    say(`profile ${name} (CLIPCAP_PROFILE)`);
-    return confirmed(name);
+  const forced = settings(env).forcedProfile(PROFILE_NAMES);
+  if (forced) {
+    say(`profile ${forced} (CLIPCAP_PROFILE)`);
+    return confirmed(forced);
   }
   if (file && fs.existsSync(file)) {
     const c = JSON.parse(fs.readFileSync(file, 'utf8')) as ProfileChoice;

@@ -9,6 +9,7 @@ import * as path from 'path';
 import pl from 'nodejs-polars';
 import { profileConfig, type ProfileConfig } from '../config';
 import { artifactPaths, mirrorDir, requireMirrorDir } from '../paths';
+import type { Environment } from '../settings';
 import { checkMirror, loadMirrorDataset, resolveMirrorDatasets } from './mirror';
 import { generateSynthetic } from './synthetic';
 import { splitByImage, writeSubsets, readSubsets, type Subsets, type SubsetManifest } from './subset';
@@ -20,7 +21,7 @@ export interface BuildOptions {
   /** Repository root for artifactPaths (tests use a temporary one). */
   root?: string;
   /** Environment (CLIPCAP_DATA_DIR, CLIPCAP_CACHE). */
-  env?: NodeJS.ProcessEnv;
+  env?: Environment;
   /** Data mirror folder (default: CLIPCAP_DATA_DIR or ../shared/data; null: no mirror). */
   mirror?: string | null;
   /** Download cache (default: CLIPCAP_CACHE or data/cache). */
@@ -36,7 +37,7 @@ export interface BuildResult extends Subsets {
 }
 
 /** The mirror a build may use: the option (null = none), else CLIPCAP_DATA_DIR or ../shared/data. */
-function mirrorFor(opts: BuildOptions, env: NodeJS.ProcessEnv): string | null {
+function mirrorFor(opts: BuildOptions, env: Environment | undefined): string | null {
   return opts.mirror === undefined ? mirrorDir(env) : opts.mirror;
 }
 
@@ -46,7 +47,7 @@ function resolveCfg(cfg: ProfileConfig | string): ProfileConfig {
 
 /** The caption rows a profile's subsets are drawn from, and the files they came from. */
 export async function loadProfileSource(cfg: ProfileConfig, opts: BuildOptions = {}): Promise<{ df: pl.DataFrame; inputs: string[]; notes: string[] }> {
-  const env = opts.env ?? process.env;
+  const env = opts.env;
   const d = cfg.data;
   if (d.source === 'synthetic') {
     const dir = path.join(artifactPaths(cfg.name, opts.root).root, 'synthetic');
@@ -107,7 +108,7 @@ export async function buildSubsets(cfgOrName: ProfileConfig | string, opts: Buil
   for (const n of notes) console.warn(`[data] NOTE: ${n}`);
   let subsets = splitForProfile(cfg, df);
   if (cfg.data.source === 'coco-karpathy') {
-    subsets = await fetchSubsetPhotos(cfg, subsets, { env: opts.env ?? process.env, cache: opts.cache, mirror: mirrorFor(opts, opts.env ?? process.env), log: opts.log });
+    subsets = await fetchSubsetPhotos(cfg, subsets, { env: opts.env, cache: opts.cache, mirror: mirrorFor(opts, opts.env), log: opts.log });
   }
   const dir = artifactPaths(cfg.name, opts.root).subsets;
   const manifest = await writeSubsets(dir, subsets, { profile: cfg.name, config: cfg.data, inputs, notes });

@@ -17,6 +17,7 @@ import * as path from 'path';
 import pl from 'nodejs-polars';
 import type { ProfileConfig } from '../config';
 import { mirrorDir, requireMirrorDir } from '../paths';
+import type { Environment } from '../settings';
 import { loadCocoCaptions, loadCocoMini } from './coco';
 import { loadFlickr8k, loadFlickr30kCaptions } from './flickr';
 import { checkMirror, resolveMirrorDatasets } from './mirror';
@@ -158,11 +159,11 @@ export function buildCaptionCorpus(opts: { mirror: string; exclude: CorpusExclus
  * 01) kept out: offline: the mirror's caption text (buildCaptionCorpus); smoke and paper: the train
  * captions of the subsets.
  */
-export function captionCorpusForProfile(cfg: ProfileConfig, opts: { root?: string; env?: NodeJS.ProcessEnv; mirror?: string } = {}): CaptionCorpus {
+export function captionCorpusForProfile(cfg: ProfileConfig, opts: { root?: string; env?: Environment; mirror?: string } = {}): CaptionCorpus {
   const subsets = loadSubsets(cfg, opts.root);
   const exclude = exclusionsFrom(concatFrames([subsets.eval, subsets.val]));
   if (cfg.data.source === 'mirror') {
-    const env = opts.env ?? process.env;
+    const env = opts.env;
     return buildCaptionCorpus({ mirror: opts.mirror ?? mirrorDir(env) ?? requireMirrorDir(env), exclude });
   }
   const parts: CorpusPart[] = [{ source: `${cfg.name}-train`, df: subsets.train, ids: 'none' }];

@@ -8,6 +8,7 @@ import * as path from 'path';
 import pl from 'nodejs-polars';
 import type { ProfileConfig } from '../config';
 import { cacheDir } from '../paths';
+import type { Environment } from '../settings';
 import { downloadFile, downloadFiles, type DownloadOptions, type DownloadItem } from './download';
 import { loadKarpathySplit } from './karpathy';
 import { mirrorImageIndex, mirrorPhoto } from './mirror';
@@ -16,7 +17,7 @@ import type { Subsets } from './subset';
 import { extractZip } from './zip';
 
 export interface RemoteOptions {
-  env?: NodeJS.ProcessEnv;
+  env?: Environment;
   /** Download cache (default CLIPCAP_CACHE or data/cache). */
   cache?: string;
   /** Local mirror tried first (null: none). */
@@ -57,7 +58,7 @@ function baseName(url: string): string {
 
 /** dataset_coco.json of the Karpathy split: from the mirror, the cache, or downloaded and unzipped. */
 export async function ensureKarpathySplit(cfg: ProfileConfig, opts: RemoteOptions = {}, dataset = 'dataset_coco.json'): Promise<string> {
-  const cache = cocoCachePaths(opts.cache ?? cacheDir(opts.env ?? process.env));
+  const cache = cocoCachePaths(opts.cache ?? cacheDir(opts.env));
   const m = opts.mirror;
   const found = firstExisting([
     ...(m ? [path.join(m, 'karpathy', dataset), path.join(m, 'caption_datasets', dataset), path.join(m, dataset)] : []),
@@ -77,7 +78,7 @@ export async function ensureKarpathySplit(cfg: ProfileConfig, opts: RemoteOption
 
 /** captions_{train,val}2014.json: from the mirror, the cache, or downloaded and unzipped. */
 export async function ensureCocoAnnotations(cfg: ProfileConfig, opts: RemoteOptions = {}): Promise<{ train: string; val: string }> {
-  const cache = cocoCachePaths(opts.cache ?? cacheDir(opts.env ?? process.env));
+  const cache = cocoCachePaths(opts.cache ?? cacheDir(opts.env));
   const m = opts.mirror;
   const look = (split: string) =>
     firstExisting([
@@ -105,7 +106,7 @@ export async function ensureCocoAnnotations(cfg: ProfileConfig, opts: RemoteOpti
  * file = where the photo goes in the cache), after making sure the annotation files are present.
  */
 export async function prepareKarpathyCoco(cfg: ProfileConfig, opts: RemoteOptions = {}): Promise<{ df: pl.DataFrame; inputs: string[] }> {
-  const cache = cocoCachePaths(opts.cache ?? cacheDir(opts.env ?? process.env));
+  const cache = cocoCachePaths(opts.cache ?? cacheDir(opts.env));
   const karpathy = await ensureKarpathySplit(cfg, opts);
   const ann = await ensureCocoAnnotations(cfg, opts);
   const df = loadKarpathySplit(karpathy, { imagesRoot: cache.images, source: 'coco2014' });
@@ -124,7 +125,7 @@ export function cocoPhotoUrl(cfg: ProfileConfig, imagesRoot: string, file: strin
  * the others are downloaded into the cache. Returns the subsets with `file` pointing at the photos.
  */
 export async function fetchSubsetPhotos(cfg: ProfileConfig, subsets: Subsets, opts: RemoteOptions = {}): Promise<Subsets> {
-  const cache = cocoCachePaths(opts.cache ?? cacheDir(opts.env ?? process.env));
+  const cache = cocoCachePaths(opts.cache ?? cacheDir(opts.env));
   const index = mirrorImageIndex(opts.mirror ?? null);
   const items: DownloadItem[] = [];
   const seen = new Set<string>();

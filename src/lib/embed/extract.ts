@@ -21,6 +21,7 @@ import { EmbeddingStore, type EncoderSignature, type RejectRecord, type StoreRow
 import { createEncoder, encoderName, resolveClipModel, type EncoderExtras, type EncoderPaths } from './encoders/index';
 import type { ImageEncoder } from './encoders/encoder';
 import { cacheDir } from '../paths';
+import { settings } from '../settings';
 import { Progress } from '../util/progress';
 import { fnv1a } from '../util/rng';
 
@@ -213,12 +214,7 @@ function startWorker(init: WorkerInit): Promise<{ child: ChildProcess; signature
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     // The wasm backend's matMuls run in onnxruntime (tfjs/matmul.ts): give each worker its share of the cores.
-    env: {
-      ...process.env,
-      CLIPCAP_QUIET_BACKEND: '1',
-      UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '2',
-      CLIPCAP_ORT_THREADS: process.env.CLIPCAP_ORT_THREADS ?? String(init.threads ?? 1),
-    },
+    env: settings().childEnv({ set: { CLIPCAP_QUIET_BACKEND: '1' }, unlessSet: { UV_THREADPOOL_SIZE: '2', CLIPCAP_ORT_THREADS: String(init.threads ?? 1) } }),
   });
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null) => reject(new Error(`an extraction worker exited (code ${code}) while loading the encoder`));

@@ -9,11 +9,13 @@
 // run would take for the real one.
 //
 // Settings (all optional): HF_ENDPOINT or CLIPCAP_HUB_URL (remote host), CLIPCAP_CACHE (cache dir,
-// default data/cache), HF_HUB_OFFLINE=1 / TRANSFORMERS_OFFLINE=1 (cache and local files only).
+// default data/cache), HF_HUB_OFFLINE=1 / TRANSFORMERS_OFFLINE=1 (cache and local files only), parsed by
+// settings.ts.
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../util/files';
 import { cacheDir } from '../paths';
+import { settings, type Environment } from '../settings';
 import { Progress } from '../util/progress';
 
 // transformers.js is an ES module; load it lazily from CommonJS.
@@ -33,13 +35,14 @@ export interface HubSettings {
   offline: boolean;
 }
 
-export function hubSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): HubSettings {
-  let remoteHost = env.CLIPCAP_HUB_URL || env.HF_ENDPOINT || 'https://huggingface.co/';
+export function hubSettingsFromEnv(env?: Environment): HubSettings {
+  const s = settings(env);
+  let remoteHost = s.hubEndpoint || 'https://huggingface.co/';
   if (!remoteHost.endsWith('/')) remoteHost += '/';
   return {
     remoteHost,
     cacheDir: path.join(cacheDir(env), 'hub'),
-    offline: env.HF_HUB_OFFLINE === '1' || env.TRANSFORMERS_OFFLINE === '1',
+    offline: s.offline,
   };
 }
 

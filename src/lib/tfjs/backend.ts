@@ -3,14 +3,14 @@
 // Preference order: tfjs-node-gpu (CUDA), tfjs-node (native TensorFlow on CPU), wasm (XNNPACK,
 // SIMD), cpu (pure JavaScript). The two native packages are optional dependencies: their install
 // downloads libtensorflow and may fail, and the project must still run. `CLIPCAP_BACKEND` forces one
-// (an error if it cannot be loaded). The choice is printed once per process.
+// (an error if it cannot be loaded; parsed by settings.ts). The choice is printed once per process.
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
+import { settings, type BackendName, type Environment } from '../settings';
 import { describeWasmPatches } from './patch-status';
 import { installWasmPatches, prepareWasm } from './wasm-patches';
 
-export type BackendName = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
-export const BACKEND_ORDER: readonly BackendName[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'];
+export type { BackendName };
 
 export interface BackendCandidate {
   name: BackendName;
@@ -30,25 +30,6 @@ function firstLine(e: unknown): string {
   if ((e as { code?: string })?.code === 'MODULE_NOT_FOUND') return 'not installed';
   const msg = e instanceof Error ? e.message : String(e);
   return msg.split('\n')[0].slice(0, 200);
-}
-
-/** Parse CLIPCAP_BACKEND; undefined means automatic. */
-export function parseBackendEnv(value: string | undefined): BackendName | undefined {
-  if (value === undefined || value === '' || value === 'auto') return undefined;
-  const aliases: Record<string, BackendName> = {
-    gpu: 'tfjs-node-gpu',
-    'tfjs-node-gpu': 'tfjs-node-gpu',
-    node: 'tfjs-node',
-    tensorflow: 'tfjs-node',
-    'tfjs-node': 'tfjs-node',
-    wasm: 'wasm',
-    cpu: 'cpu',
-  };
-  const name = aliases[value.toLowerCase()];
-  if (!name) {
-    throw new Error(`CLIPCAP_BACKEND=${value} is not a backend; use one of ${BACKEND_ORDER.join(', ')} (or auto)`);
-  }
-  return name;
 }
 
 /**
@@ -125,16 +106,17 @@ let pending: Promise<BackendChoice> | null = null;
  * Select (once per process) and return the backend. `CLIPCAP_BACKEND` forces one; `quiet`
  * suppresses the one-line report.
  */
-export function ensureBackend(opts: { env?: NodeJS.ProcessEnv; quiet?: boolean } = {}): Promise<BackendChoice> {
+export function ensureBackend(opts: { env?: Environment; quiet?: boolean } = {}): Promise<BackendChoice> {
   if (current) return Promise.resolve(current);
   if (!pending) {
-    const env = opts.env ?? process.env;
+    const env = opts.env;
+    const s = settings(env);
     pending = (async () => {
-      const choice = await selectBackend(defaultCandidates(), parseBackendEnv(env.CLIPCAP_BACKEND));
+      const choice = await selectBackend(defaultCandidates(), s.backend);
       await tf.ready();
       if (choice.name === 'wasm') installWasmPatches(env); // matMul via onnxruntime, Identity, UnsortedSegmentSum
       current = choice;
-      if (!opts.quiet && !env.CLIPCAP_QUIET_BACKEND) console.log(describeBackend(choice));
+      if (!opts.quiet && !s.quietBackend) console.log(describeBackend(choice));
       return choice;
     })();
     pending.catch(() => {

@@ -2,6 +2,7 @@
 // matmul.ts: every product run by ort-matmul.ts is timed by kind and shape, and the 30 slowest shapes
 // are printed to stderr when the process exits. The setting is read once, when this module loads;
 // off, nothing is timed.
+import { settings } from '../settings';
 
 interface Entry {
   ms: number;
@@ -9,7 +10,7 @@ interface Entry {
   flop: number;
 }
 
-const table: Map<string, Entry> | null = process.env.CLIPCAP_ORT_PROFILE ? new Map() : null;
+const table: Map<string, Entry> | null = settings().ortProfile ? new Map() : null;
 if (table) {
   process.on('exit', () => {
     const rows = [...table].sort((a, b) => b[1].ms - a[1].ms);

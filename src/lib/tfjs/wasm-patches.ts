@@ -16,8 +16,8 @@
 // CLIPCAP_ORT_PROFILE=1 (per-shape timings of the onnxruntime products, printed at exit).
 // What was patched: patch-status.ts. Every patch is checked against the stock kernels / the cpu
 // backend in test/gpt2-patches.test.ts.
-import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
+import { settings, type Environment } from '../settings';
 import { identityShared } from './identity';
 import { setMatMulProvider } from './matmul';
 import { status, wasmPatchStatus, type WasmPatchStatus } from './patch-status';
@@ -26,9 +26,8 @@ import { registerThreadedWasm } from './threads';
 import { replaceKernel } from './wasm-internals';
 
 /** Patch 1, before the wasm backend starts (called by backend.ts): the threaded binary when CLIPCAP_WASM_THREADS > 1. */
-export function prepareWasm(env: NodeJS.ProcessEnv = process.env): void {
-  const n = env.CLIPCAP_WASM_THREADS ? Number(env.CLIPCAP_WASM_THREADS) : 1;
-  if (!Number.isInteger(n) || n < 1) throw new Error(`CLIPCAP_WASM_THREADS=${env.CLIPCAP_WASM_THREADS} must be a positive integer`);
+export function prepareWasm(env?: Environment): void {
+  const n = settings(env).wasmThreads;
   if (n > 1) registerThreadedWasm(n);
 }
 
@@ -36,9 +35,9 @@ let installed = false;
 
 /**
  * Patches 2-4 on the active wasm backend (once per process). Called by ensureBackend(). Settings
- * from the environment (see the module comment).
+ * from the environment (see the module comment; parsed by settings.ts).
  */
-export function installWasmPatches(env: NodeJS.ProcessEnv = process.env): WasmPatchStatus {
+export function installWasmPatches(env?: Environment): WasmPatchStatus {
   if (tf.getBackend() !== 'wasm') throw new Error(`installWasmPatches: the active backend is ${tf.getBackend()}, not wasm`);
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const wasmPkg = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
@@ -52,8 +51,6 @@ export function installWasmPatches(env: NodeJS.ProcessEnv = process.env): WasmPa
   replaceKernel('Identity', identityShared);
   replaceKernel('UnsortedSegmentSum', unsortedSegmentSum);
   status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum');
-  const mode = env.CLIPCAP_MATMUL === 'wasm' || env.CLIPCAP_MATMUL === 'stock' ? env.CLIPCAP_MATMUL : 'ort';
-  const threads = env.CLIPCAP_ORT_THREADS ? Number(env.CLIPCAP_ORT_THREADS) : os.cpus().length;
-  if (!Number.isInteger(threads) || threads < 1) throw new Error(`CLIPCAP_ORT_THREADS=${env.CLIPCAP_ORT_THREADS} must be a positive integer`);
-  return setMatMulProvider(mode, threads, env.CLIPCAP_CACHE_TRANSPOSES !== '0');
+  const s = settings(env);
+  return setMatMulProvider(s.matmul, s.ortThreads, s.cacheTransposes);
 }

@@ -1,0 +1,168 @@
+// Every environment variable the project reads, parsed and checked in one place (the README's
+// "Environment variables" table lists them for users). The rest of src/lib asks `settings(env)` and
+// never reads the environment itself; functions that take an `env` (for tests) pass it here.
+//
+// | variable                         | value (default)                                                         | read by                         |
+// |----------------------------------|-------------------------------------------------------------------------|---------------------------------|
+// | CLIPCAP_PROFILE                  | paper, coco-cpu, offline, smoke, auto (unset / auto: chosen)            | profile.ts                      |
+// | CLIPCAP_CONFIRM_PAPER_ON_CPU     | 1: start the paper profile without a GPU backend (off)                  | profile.ts                      |
+// | CLIPCAP_DATA_DIR                 | the local data mirror (../shared/data)                                  | paths.ts                        |
+// | CLIPCAP_CACHE                    | download cache (data/cache)                                             | paths.ts                        |
+// | CLIPCAP_HUB_URL, HF_ENDPOINT     | another hub host, the first set wins (https://huggingface.co/)          | machine.ts, io/hub.ts           |
+// | HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE | 1: hub cache only (off)                                             | profile.ts, io/hub.ts           |
+// | HF_TOKEN                         | hub token, sent by transformers.js itself (which reads it)              | transformers.js                 |
+// | CLIPCAP_BACKEND                  | tfjs-node-gpu (gpu), tfjs-node (node, tensorflow), wasm, cpu, auto      | tfjs/backend.ts, machine.ts, profile.ts |
+// | CLIPCAP_QUIET_BACKEND            | any non-empty value: do not print the backend (off)                     | tfjs/backend.ts                 |
+// | CLIPCAP_MATMUL                   | wasm, stock; any other value: ort (ort)                                 | tfjs/wasm-patches.ts            |
+// | CLIPCAP_ORT_THREADS              | a positive integer (the number of cores)                                | tfjs/wasm-patches.ts, extraction workers |
+// | CLIPCAP_WASM_THREADS             | a positive integer (1)                                                  | tfjs/wasm-patches.ts            |
+// | CLIPCAP_CACHE_TRANSPOSES         | 0: no cached transposes of frozen weights (on)                          | tfjs/wasm-patches.ts            |
+// | CLIPCAP_ORT_PROFILE              | any non-empty value: time the onnxruntime products (off; read at load)  | tfjs/ort-profile.ts             |
+// | UV_THREADPOOL_SIZE               | passed to extraction workers (2 unless set)                             | embed/extract.ts (childEnv)     |
+// | JPY_PARENT_PID                   | set by Jupyter in a kernel                                              | (jupyterKernel)                 |
+//
+// Values are parsed when read, so a bad value fails where it is used (as before this module existed),
+// with an error naming the variable and the values it takes. This module imports nothing from src/lib.
+import * as os from 'os';
+import * as path from 'path';
+
+/** An environment: process.env, or a plain object in tests. */
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+/** TensorFlow.js backends, in preference order. */
+export const BACKEND_NAMES = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** CLIPCAP_BACKEND's accepted spellings (case-insensitive). */
+const BACKEND_ALIASES: Record<string, BackendName> = {
+  gpu: 'tfjs-node-gpu',
+  'tfjs-node-gpu': 'tfjs-node-gpu',
+  node: 'tfjs-node',
+  tensorflow: 'tfjs-node',
+  'tfjs-node': 'tfjs-node',
+  wasm: 'wasm',
+  cpu: 'cpu',
+};
+
+/** Who computes the wasm backend's matMuls: onnxruntime, XNNPACK with explicit transposes, or tfjs's own kernels. */
+export type MatMulMode = 'ort' | 'wasm' | 'stock';
+
+/** The settings of one environment; each property parses its variable when read. */
+export class Settings {
+  constructor(private readonly env: Environment) {}
+
+  /**
+   * CLIPCAP_PROFILE: the profile forced by the user, checked against `names` (config.ts's
+   * PROFILE_NAMES); undefined when unset, empty or `auto` (the profile is chosen automatically).
+   */
+  forcedProfile<T extends string>(names: readonly T[]): T | undefined {
+    const v = this.env.CLIPCAP_PROFILE;
+    if (!v || v === 'auto') return undefined;
+    if (!(names as readonly string[]).includes(v)) throw new Error(`CLIPCAP_PROFILE=${v} is not a profile: use one of ${names.join(', ')} (or leave it unset)`);
+    return v as T;
+  }
+
+  /** CLIPCAP_CONFIRM_PAPER_ON_CPU=1: start the paper profile without a GPU backend. */
+  get confirmPaperOnCpu(): boolean {
+    return this.env.CLIPCAP_CONFIRM_PAPER_ON_CPU === '1';
+  }
+
+  /** CLIPCAP_DATA_DIR as an absolute path: the local data mirror; undefined when unset. */
+  get dataDir(): string | undefined {
+    return this.absolute('CLIPCAP_DATA_DIR');
+  }
+
+  /** CLIPCAP_CACHE as an absolute path: the download cache; undefined when unset. */
+  get cacheDir(): string | undefined {
+    return this.absolute('CLIPCAP_CACHE');
+  }
+
+  /** CLIPCAP_HUB_URL, else HF_ENDPOINT: another Hugging Face hub host, as written; undefined when neither is set. */
+  get hubEndpoint(): string | undefined {
+    return this.env.CLIPCAP_HUB_URL || this.env.HF_ENDPOINT || undefined;
+  }
+
+  /** HF_TOKEN: the hub token. transformers.js reads and sends it itself; listed for completeness. */
+  get hfToken(): string | undefined {
+    return this.env.HF_TOKEN || undefined;
+  }
+
+  /** HF_HUB_OFFLINE=1 or TRANSFORMERS_OFFLINE=1: no network, the hub cache and local files only. */
+  get offline(): boolean {
+    return this.env.HF_HUB_OFFLINE === '1' || this.env.TRANSFORMERS_OFFLINE === '1';
+  }
+
+  /** CLIPCAP_BACKEND: the forced TensorFlow.js backend; undefined when unset, empty or `auto`. */
+  get backend(): BackendName | undefined {
+    const v = this.env.CLIPCAP_BACKEND;
+    if (v === undefined || v === '' || v === 'auto') return undefined;
+    const name = BACKEND_ALIASES[v.toLowerCase()];
+    if (!name) throw new Error(`CLIPCAP_BACKEND=${v} is not a backend; use one of ${BACKEND_NAMES.join(', ')} (or auto)`);
+    return name;
+  }
+
+  /** CLIPCAP_QUIET_BACKEND (any non-empty value): do not print the chosen backend. */
+  get quietBackend(): boolean {
+    return !!this.env.CLIPCAP_QUIET_BACKEND;
+  }
+
+  /** CLIPCAP_MATMUL: `wasm` or `stock`; anything else (or unset) is `ort`. */
+  get matmul(): MatMulMode {
+    const v = this.env.CLIPCAP_MATMUL;
+    return v === 'wasm' || v === 'stock' ? v : 'ort';
+  }
+
+  /** CLIPCAP_ORT_THREADS: onnxruntime's threads for the wasm backend's matMuls; default the cores (extraction workers: their share). */
+  get ortThreads(): number {
+    return this.positiveInteger('CLIPCAP_ORT_THREADS', () => os.cpus().length);
+  }
+
+  /** CLIPCAP_WASM_THREADS: XNNPACK threads of the wasm backend; default 1. */
+  get wasmThreads(): number {
+    return this.positiveInteger('CLIPCAP_WASM_THREADS', () => 1);
+  }
+
+  /** CLIPCAP_CACHE_TRANSPOSES (on unless `0`): keep transposes of frozen weights. */
+  get cacheTransposes(): boolean {
+    return this.env.CLIPCAP_CACHE_TRANSPOSES !== '0';
+  }
+
+  /** CLIPCAP_ORT_PROFILE (any non-empty value): time every onnxruntime product, printed at exit. */
+  get ortProfile(): boolean {
+    return !!this.env.CLIPCAP_ORT_PROFILE;
+  }
+
+  /** JPY_PARENT_PID is set: this process is a Jupyter kernel. */
+  get jupyterKernel(): boolean {
+    return !!this.env.JPY_PARENT_PID;
+  }
+
+  /**
+   * The environment of a child process: this one, with `unlessSet` for the variables it does not
+   * define, then `set` over everything.
+   */
+  childEnv(changes: { set?: Record<string, string>; unlessSet?: Record<string, string> }): NodeJS.ProcessEnv {
+    const out: NodeJS.ProcessEnv = { ...this.env };
+    for (const [k, v] of Object.entries(changes.unlessSet ?? {})) if (out[k] === undefined) out[k] = v;
+    return Object.assign(out, changes.set);
+  }
+
+  private absolute(name: string): string | undefined {
+    const v = this.env[name];
+    return v ? path.resolve(v) : undefined;
+  }
+
+  /** A positive integer; unset or empty gives the default. */
+  private positiveInteger(name: string, fallback: () => number): number {
+    const v = this.env[name];
+    if (!v) return fallback();
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${name}=${v} must be a positive integer`);
+    return n;
+  }
+}
+
+/** The settings of `env` (default: this process's environment, read at each property access). */
+export function settings(env: Environment = process.env): Settings {
+  return new Settings(env);
+}
