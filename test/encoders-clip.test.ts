@@ -7,7 +7,8 @@ import sharp from 'sharp';
 import { startHubServer } from './helpers/hub-server';
 import { createEncoder, encoderName, ClipEncoder } from '../src/lib/embed/encoders/index';
 import { clipPixelPlan, pixelValues } from '../src/lib/embed/encoders/clip';
-import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, clipVisionReference, ensureRandomClip, randomClipWeights, TINY_CLIP_SPEC, GENERATED_MARKER } from '../src/lib/embed/encoders/tiny-clip';
+import { CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, ensureRandomClip, randomClipWeights, TINY_CLIP_SPEC, GENERATED_MARKER } from '../src/lib/embed/encoders/tiny-clip';
+import { clipVisionReference } from './helpers/clip-reference';
 import type { EncoderConfig } from '../src/lib/config';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'clipcap-clip-'));
