@@ -7,7 +7,7 @@ import * as path from 'path';
 
 const libDir = path.resolve(__dirname, '..', 'src', 'lib');
 /** The pipeline order of src/lib's top-level entries; an entry may import only entries before it. */
-const ORDER = ['settings', 'paths', 'machine', 'config', 'estimate', 'profile', 'validate', 'util', 'tfjs', 'io', 'data', 'embed', 'model', 'train', 'eval', 'notebook'];
+const ORDER = ['settings', 'paths', 'machine', 'config', 'estimate', 'profile', 'validate', 'util', 'tfjs', 'io', 'data', 'embed', 'model', 'run', 'train', 'eval', 'notebook'];
 
 function tsFiles(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []));
