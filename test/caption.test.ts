@@ -13,7 +13,7 @@ import { ensureRandomClip, TINY_CLIP_SPEC } from '../src/lib/embed/encoders/tiny
 import { GPT2 } from '../src/lib/model/gpt2';
 import { saveLanguageModel } from '../src/lib/model/gpt2-hf';
 import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
-import { saveRunWeights, loadRun, type RunConfig } from '../src/lib/train/run';
+import { saveRunWeights, loadRun, type RunConfig } from '../src/lib/run/run';
 import { loadTokenizer, restrictTokenizer, RestrictedVocab } from '../src/lib/model/tokenizer';
 import { profileConfig } from '../src/lib/config';
 

@@ -202,7 +202,7 @@ test('ids that appear in two datasets are reported', () => {
 
 
 test('a run records the fingerprint of its embeddings; opening them after they changed is refused', async () => {
-  const { openEmbeddingsOfRun } = await import('../src/lib/train/run');
+  const { openEmbeddingsOfRun } = await import('../src/lib/run/run');
   const root = tmp();
   const w = EmbeddingStore.openForAppend(path.join(root, 'ds'), { ...SIG, dataset: 'ds' });
   w.append([{ id: 'a', vector: vec('a') }]);

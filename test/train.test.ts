@@ -9,8 +9,10 @@ import { clipCapTask, padBatch, captionTokens, shuffledEmbeddings, type CaptionE
 import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
 import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
 import { linearWarmupDecay } from '../src/lib/train/optim';
-import { batchIndices, epochBatches, epochPermutation, readEpochLog, readStepLog, runTraining, stepsPerEpoch, type LoopConfig } from '../src/lib/train/loop';
-import { saveRunWeights, loadRunWeights } from '../src/lib/train/run';
+import { batchIndices, epochBatches, epochPermutation, runTraining, stepsPerEpoch } from '../src/lib/train/loop';
+import type { LoopConfig } from '../src/lib/config';
+import { readEpochLog, readStepLog } from '../src/lib/run/logs';
+import { saveRunWeights, loadRunWeights } from '../src/lib/run/run';
 import { lmTask } from '../src/lib/train/pretrain';
 import { loadSafetensorsInto, saveSafetensorsFile } from '../src/lib/io/weights';
 

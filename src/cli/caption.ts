@@ -11,6 +11,7 @@ import { parseArgs } from './args';
 import { ensureBackend } from '../lib/tfjs/backend';
 import { Captioner } from '../lib/eval/caption';
 import { repoRoot } from '../lib/paths';
+import { isRunDir } from '../lib/run/files';
 
 const USAGE = `usage: clipcap caption --run RUN [options] IMAGE...
   --run RUN            a run directory (data/<profile>/runs/<name>) or a run name found there
@@ -20,13 +21,13 @@ const USAGE = `usage: clipcap caption --run RUN [options] IMAGE...
 
 /** A run directory from a path or a bare run name (searched under data/<profile>/runs/). */
 export function resolveRunDir(run: string): string {
-  if (fs.existsSync(path.join(run, 'config.json'))) return path.resolve(run);
+  if (isRunDir(run)) return path.resolve(run);
   const dataDir = path.join(repoRoot(), 'data');
   const found = fs.existsSync(dataDir)
     ? fs
         .readdirSync(dataDir)
         .map((p) => path.join(dataDir, p, 'runs', run))
-        .filter((d) => fs.existsSync(path.join(d, 'config.json')))
+        .filter((d) => isRunDir(d))
     : [];
   if (found.length === 1) return found[0];
   if (found.length > 1) throw new Error(`run name "${run}" exists in several profiles (${found.join(', ')}); give the directory`);

@@ -162,6 +162,41 @@ export interface TrainConfig {
   maxSteps: number;
 }
 
+/**
+ * The training loop's settings (train/loop.ts), derived from a TrainConfig (train/run.ts loopConfigFor)
+ * or from the LM pretraining config; recorded in each run's config.json.
+ */
+export interface LoopConfig {
+  epochs: number;
+  batchSize: number;
+  /** Examples per forward/backward pass (gradients are accumulated); 0 = the whole batch. */
+  microBatchSize: number;
+  lr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  /** AdamW epsilon (default 1e-8, torch.optim.AdamW's). */
+  eps?: number;
+  /** Clip the global gradient norm (0 = off). */
+  gradClip: number;
+  seed: number;
+  checkpointEverySteps: number;
+  /** Stop after this many steps in total (0 = the full schedule). The schedule still spans all epochs. */
+  maxSteps: number;
+  /** Drop the last incomplete batch of an epoch (the original ClipCap DataLoader does). */
+  dropLast: boolean;
+  /**
+   * Batch examples of similar length together (within pools of 32 batches of the epoch's shuffled
+   * order; the batches are then shuffled), so that little compute goes into padding. The loss of
+   * each example is unchanged; needs TrainTask.lengthOf.
+   */
+  bucketByLength?: boolean;
+  /**
+   * Learning-rate multipliers by variable-name prefix (parameter groups), e.g. { 'lm.': 0.1 } to
+   * fine-tune GPT-2 ten times slower than the mapper. The first matching prefix wins; default 1.
+   */
+  lrScales?: Record<string, number>;
+}
+
 export interface EvalConfig {
   /** Beam width (ClipCap's generate_beam uses 5); 1 = greedy. */
   beam: number;

@@ -8,7 +8,8 @@ import { createEncoder, type ImageEncoder } from '../embed/encoders/index';
 import { readJson } from '../util/files';
 import { beamSearch, greedy } from '../model/generate';
 import { artifactPaths, repoRoot } from '../paths';
-import { loadRun, type LoadedRun } from '../train/run';
+import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../run/run';
+import { CENTER_FILE } from '../embed/store';
 import { cleanGenerated } from '../model/text';
 import { stopIds } from '../model/tokenizer';
 
@@ -79,8 +80,32 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
   return out;
 }
 
-/** Captions image files end to end: the run's encoder, its post-processing, the run's model. */
-/** One file's caption, or why it has none. */
+/**
+ * Caption photos (by id) with the trained run at `runDir`: load it, take each photo's embedding from
+ * `opts.embeddings` (default: the embeddings the run was trained on), caption, and release the model.
+ * The one path from a run to captions for dev scoring, notebook samples and the evaluation.
+ */
+export async function captionWithRun(
+  runDir: string,
+  imageIds: readonly string[],
+  decode: DecodeConfig,
+  opts: { embeddings?: (id: string) => Float32Array; onChunk?: (images: number) => void } = {},
+): Promise<Map<string, string>> {
+  const run = await loadRun(runDir);
+  try {
+    let get = opts.embeddings;
+    if (!get) {
+      const set = openEmbeddingsOfRun(run.config);
+      get = (id) => set.get(id);
+    }
+    const caps = captionEmbeddings(run, imageIds.map((id) => get!(id)), decode, opts.onChunk);
+    return new Map(imageIds.map((id, i) => [id, caps[i]]));
+  } finally {
+    run.dispose();
+  }
+}
+
+/** One file's caption, or why it has none (Captioner: image files end to end, through the run's encoder). */
 export type CaptionResult = { file: string; caption: string; error?: undefined } | { file: string; caption?: undefined; error: string };
 
 export class Captioner {
@@ -98,7 +123,7 @@ export class Captioner {
       let center: CenterFile | null = null;
       if (encoder.postprocess.kind === 'center-l2') {
         const dir = path.isAbsolute(run.config.encoder.embeddingsDir) ? run.config.encoder.embeddingsDir : path.join(repoRoot(), run.config.encoder.embeddingsDir);
-        const file = path.join(dir, 'center.json');
+        const file = path.join(dir, CENTER_FILE);
         if (!fs.existsSync(file)) throw new Error(`${file} is missing: the ${encoder.name} embeddings of this run need the centring means fitted by notebook 02`);
         center = readJson<CenterFile>(file);
       }

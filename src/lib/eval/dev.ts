@@ -4,9 +4,10 @@
 import type { ProfileConfig } from '../config';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages } from '../data/schema';
-import { loadRun, openEmbeddings, openEmbeddingsOfRun } from '../train/run';
+import { openEmbeddings } from '../embed/open';
+import { openEmbeddingsOfRun, readRunConfig } from '../run/run';
 import { retrievalCaptions } from './baselines';
-import { captionEmbeddings, type DecodeConfig } from './caption';
+import { captionWithRun, type DecodeConfig } from './caption';
 import { captionDiversity, type Diversity } from './diversity';
 import { scoreCaptions, type MetricScores } from './metrics/index';
 import { mulberry32, shuffled } from '../util/rng';
@@ -28,18 +29,15 @@ export interface DevScores {
 
 /** Caption the validation photos with the run at `runDir` and score them (BLEU, ROUGE-L, CIDEr-D). */
 export async function scoreOnDev(profile: ProfileConfig, runDir: string, decode: DecodeConfig, photos = 0): Promise<DevScores> {
-  const run = await loadRun(runDir);
-  try {
-    const emb = openEmbeddingsOfRun(run.config);
-    const groups = devSample(groupImages(frameColumns(loadSubsets(profile).val), 'val subset').filter((g) => emb.has(g.image_id)), photos);
-    if (groups.length === 0) throw new Error('no validation photo has an embedding: run notebooks 01 and 02 first');
-    const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), decode);
-    const captions = new Map(groups.map((g, i) => [g.image_id, caps[i]]));
-    const refs = new Map(groups.map((g) => [g.image_id, g.captions]));
-    return { photos: groups.length, scores: scoreCaptions(refs, captions).scores, diversity: captionDiversity(caps), samples: groups.slice(0, 5).map((g, i) => [g.image_id, caps[i]]) };
-  } finally {
-    run.dispose();
-  }
+  const config = readRunConfig(runDir);
+  if (!config) throw new Error(`${runDir} is not a ClipCap run (no config.json)`);
+  const emb = openEmbeddingsOfRun(config);
+  const groups = devSample(groupImages(frameColumns(loadSubsets(profile).val), 'val subset').filter((g) => emb.has(g.image_id)), photos);
+  if (groups.length === 0) throw new Error('no validation photo has an embedding: run notebooks 01 and 02 first');
+  const captions = await captionWithRun(runDir, groups.map((g) => g.image_id), decode, { embeddings: (id) => emb.get(id) });
+  const caps = groups.map((g) => captions.get(g.image_id)!);
+  const refs = new Map(groups.map((g) => [g.image_id, g.captions]));
+  return { photos: groups.length, scores: scoreCaptions(refs, captions).scores, diversity: captionDiversity(caps), samples: groups.slice(0, 5).map((g, i) => [g.image_id, caps[i]]) };
 }
 
 /** Nearest-neighbour retrieval (the baseline the captioners must beat) scored on the validation photos. */

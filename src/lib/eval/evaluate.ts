@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ensureBackend } from '../tfjs/backend';
 import { humanLeaveOneOut, retrievalCaptions } from './baselines';
-import { captionEmbeddings, decodeOf, describeDecode, type DecodeConfig } from './caption';
+import { captionWithRun, decodeOf, describeDecode, type DecodeConfig } from './caption';
 import { variantLabel, type EvalConfig, type ProfileConfig, type TrainConfig } from '../config';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages, type ImageGroup } from '../data/schema';
@@ -23,7 +23,8 @@ import { artifactPaths, runDirectory, safeName } from '../paths';
 import { captionDiversity, type Diversity } from './diversity';
 import type { EmbeddingSet } from '../embed/embedding-set';
 import { Progress } from '../util/progress';
-import { loadRun, openEmbeddings, type RunSummary } from '../train/run';
+import { openEmbeddings } from '../embed/open';
+import { readRunSummary } from '../run/run';
 import { ConfigError, evalProblems, validateProfile } from '../validate';
 
 export type SystemKind = 'clipcap' | 'baseline' | 'human';
@@ -144,9 +145,8 @@ interface CaptionMeta {
 /** Caption the evaluation photos with one trained variant (reusing valid earlier captions). */
 async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: ImageGroup[], emb: Map<string, Float32Array>, opts: EvaluationOptions, dir: string): Promise<SystemResult | null> {
   const runDir = runDirectory(profile.name, t.name);
-  const summaryFile = path.join(runDir, 'summary.json');
-  if (!fs.existsSync(summaryFile)) return null;
-  const summary = readJson<RunSummary>(summaryFile);
+  const summary = readRunSummary(runDir);
+  if (!summary) return null;
   const resultsFile = path.join(dir, `${t.name}.results.json`);
   const metaFile = path.join(dir, `${t.name}.meta.json`);
   const want: Omit<CaptionMeta, 'seconds'> = { run: t.name, finishedAt: summary.finishedAt, decode: opts.decode, images: groups.length };
@@ -160,23 +160,12 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
     }
   }
   if (!captions || !meta) {
-    const run = await loadRun(runDir);
-    try {
-      const t0 = Date.now();
-      const bar = new Progress({ total: groups.length, label: `captioning (${t.name})`, unit: 'img' });
-      const caps = captionEmbeddings(
-        run,
-        groups.map((g) => emb.get(g.image_id)!),
-        opts.decode,
-        (n) => bar.tick(n),
-      );
-      captions = new Map(groups.map((g, i) => [g.image_id, caps[i]]));
-      meta = { ...want, seconds: (Date.now() - t0) / 1000 };
-      writeResults(resultsFile, captions);
-      writeJsonAtomic(metaFile, meta);
-    } finally {
-      run.dispose();
-    }
+    const t0 = Date.now();
+    const bar = new Progress({ total: groups.length, label: `captioning (${t.name})`, unit: 'img' });
+    captions = await captionWithRun(runDir, groups.map((g) => g.image_id), opts.decode, { embeddings: (id) => emb.get(id)!, onChunk: (n) => bar.tick(n) });
+    meta = { ...want, seconds: (Date.now() - t0) / 1000 };
+    writeResults(resultsFile, captions);
+    writeJsonAtomic(metaFile, meta);
   }
   return {
     key: t.name,

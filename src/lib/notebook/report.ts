@@ -11,8 +11,8 @@ import { readJson, writeFileAtomic } from '../util/files';
 import { METRIC_NAMES, type Interval } from '../eval/metrics/index';
 import { artifactPaths, mirrorDir, pretrainedLMDir, runDirectory } from '../paths';
 import { smooth, type EpochLoss, type StepLoss } from './plots';
-import type { RunConfig, RunSummary } from '../train/run';
-import { readEpochLog, readStepLog } from '../train/loop';
+import { readRunConfig, readRunSummary, type RunConfig, type RunSummary } from '../run/run';
+import { readEpochLog, readStepLog } from '../run/logs';
 
 /** Rows describing a finished (or interrupted) run. */
 export function describeRun(config: RunConfig, summary: RunSummary): Record<string, unknown>[] {
@@ -47,7 +47,7 @@ export function loadVariantLosses(profile: ProfileConfig): VariantLosses[] {
   const out: VariantLosses[] = [];
   for (const t of [profile.mlp, profile.transformer]) {
     const runDir = runDirectory(profile.name, t.name);
-    if (!fs.existsSync(path.join(runDir, 'steps.jsonl'))) continue;
+    if (readStepLog(runDir).length === 0) continue;
     const label = variantLabel(t);
     out.push({
       name: t.name,
@@ -313,8 +313,8 @@ export function renderReport(inp: ReportInputs): string {
   const relToReport = (p: string) => path.relative(path.dirname(paths.report), p).split(path.sep).join('/');
   const runs = [profile.mlp, profile.transformer].map((t) => {
     const dir = runDirectory(profile.name, t.name);
-    const cfg = fs.existsSync(path.join(dir, 'config.json')) ? readJson<RunConfig>(path.join(dir, 'config.json')) : null;
-    const sum = fs.existsSync(path.join(dir, 'summary.json')) ? readJson<RunSummary>(path.join(dir, 'summary.json')) : null;
+    const cfg = readRunConfig(dir);
+    const sum = readRunSummary(dir);
     return { t, dir, cfg, sum };
   });
   const losses = loadVariantLosses(profile);

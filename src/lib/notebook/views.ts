@@ -10,9 +10,9 @@ import type { Subsets } from '../data/subset';
 import { EmbeddingStore } from '../embed/store';
 import { type EmbeddingSet } from '../embed/embedding-set';
 import type { ExtractResult } from '../embed/extract';
-import { captionEmbeddings, decodeOf } from '../eval/caption';
+import { captionWithRun, decodeOf } from '../eval/caption';
 import type { Evaluation } from '../eval/evaluate';
-import { loadRun, openEmbeddingsOfRun } from '../train/run';
+import { openEmbeddingsOfRun, readRunConfig } from '../run/run';
 import { nearestNeighbours } from '../eval/knn';
 import { escapeHtml, imgTag, thumbnailDataUri } from './display';
 
@@ -113,21 +113,18 @@ export async function captionSampleRows(
   runDir: string,
   opts: { split: 'train' | 'val' | 'eval'; count: number; beam?: number },
 ): Promise<Row[]> {
-  const run = await loadRun(runDir);
-  try {
-    const emb = openEmbeddingsOfRun(run.config);
-    const groups = groupImages(frameColumns(loadSubsets(profile)[opts.split]))
-      .filter((g) => emb.has(g.image_id))
-      .slice(0, opts.count);
-    const caps = captionEmbeddings(run, groups.map((g) => emb.get(g.image_id)), { ...decodeOf(profile.eval), beam: opts.beam ?? profile.eval.beam });
-    const rows: Row[] = [];
-    for (const [i, g] of groups.entries()) {
-      rows.push({ photo: await photoCell(g.file, 160), 'generated caption': caps[i], 'a reference': g.captions[0] ?? '', image: escapeHtml(g.image_id) });
-    }
-    return rows;
-  } finally {
-    run.dispose();
+  const config = readRunConfig(runDir);
+  if (!config) throw new Error(`${runDir} is not a ClipCap run (no config.json)`);
+  const emb = openEmbeddingsOfRun(config);
+  const groups = groupImages(frameColumns(loadSubsets(profile)[opts.split]))
+    .filter((g) => emb.has(g.image_id))
+    .slice(0, opts.count);
+  const caps = await captionWithRun(runDir, groups.map((g) => g.image_id), { ...decodeOf(profile.eval), beam: opts.beam ?? profile.eval.beam }, { embeddings: (id) => emb.get(id) });
+  const rows: Row[] = [];
+  for (const g of groups) {
+    rows.push({ photo: await photoCell(g.file, 160), 'generated caption': caps.get(g.image_id)!, 'a reference': g.captions[0] ?? '', image: escapeHtml(g.image_id) });
   }
+  return rows;
 }
 
 /** The first `count` evaluation photos: photo, a reference, and each system's caption (humans left out). */

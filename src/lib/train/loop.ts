@@ -20,37 +20,9 @@ import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay, type Named
 import { Progress } from '../util/progress';
 import { acquireLock, releaseLock } from '../util/lock';
 import { mulberry32, shuffleInPlace } from '../util/rng';
-
-export interface LoopConfig {
-  epochs: number;
-  batchSize: number;
-  /** Examples per forward/backward pass (gradients are accumulated); 0 = the whole batch. */
-  microBatchSize: number;
-  lr: number;
-  warmupSteps: number;
-  weightDecay: number;
-  /** AdamW epsilon (default 1e-8, torch.optim.AdamW's). */
-  eps?: number;
-  /** Clip the global gradient norm (0 = off). */
-  gradClip: number;
-  seed: number;
-  checkpointEverySteps: number;
-  /** Stop after this many steps in total (0 = the full schedule). The schedule still spans all epochs. */
-  maxSteps: number;
-  /** Drop the last incomplete batch of an epoch (the original ClipCap DataLoader does). */
-  dropLast: boolean;
-  /**
-   * Batch examples of similar length together (within pools of 32 batches of the epoch's shuffled
-   * order; the batches are then shuffled), so that little compute goes into padding. The loss of
-   * each example is unchanged; needs TrainTask.lengthOf.
-   */
-  bucketByLength?: boolean;
-  /**
-   * Learning-rate multipliers by variable-name prefix (parameter groups), e.g. { 'lm.': 0.1 } to
-   * fine-tune GPT-2 ten times slower than the mapper. The first matching prefix wins; default 1.
-   */
-  lrScales?: Record<string, number>;
-}
+import type { LoopConfig } from '../config';
+import { checkpointFiles, runFiles } from '../run/files';
+import { readEpochLog, readStepLog, type EpochLog, type StepLog, type TrainSummary } from '../run/logs';
 
 /**
  * A run whose loss or gradient norm became NaN or infinite: training stops at once, the last
@@ -97,42 +69,8 @@ export interface TrainTask {
   loadWeights(dir: string): Promise<void>;
 }
 
-export interface StepLog {
-  step: number;
-  epoch: number;
-  loss: number;
-  lr: number;
-  tokens: number;
-  gradNorm?: number;
-  seconds: number;
-}
 
-export interface EpochLog {
-  epoch: number;
-  trainLoss: number;
-  valLoss: number | null;
-  /**
-   * Image-conditioned tasks: the val loss with every caption conditioned on another photo's embedding.
-   * valLossShuffled - valLoss (nats per token) is how much the model uses the image.
-   */
-  valLossShuffled?: number | null;
-  steps: number;
-  seconds: number;
-}
 
-export interface TrainSummary {
-  steps: number;
-  epochs: number;
-  finalTrainLoss: number | null;
-  finalValLoss: number | null;
-  /** Image-conditioned tasks: the final val loss with shuffled images (see EpochLog). */
-  finalValLossShuffled?: number | null;
-  /** Seconds spent training (all sessions of a resumed run added up). */
-  trainSeconds: number;
-  tokensPerSecond: number;
-  resumedFromStep: number;
-  completed: boolean;
-}
 
 interface LoopState {
   step: number;
@@ -142,7 +80,6 @@ interface LoopState {
   trainTokens: number;
 }
 
-const CKPT = 'checkpoint';
 
 /** The order in which epoch `epoch` visits n examples (Fisher-Yates with a seeded PRNG). */
 export function epochPermutation(n: number, seed: number, epoch: number): number[] {
@@ -208,30 +145,6 @@ function chunks<T>(xs: T[], size: number): T[][] {
   return out;
 }
 
-function readJsonl<T>(file: string): T[] {
-  if (!fs.existsSync(file)) return [];
-  const out: T[] = [];
-  const lines = fs.readFileSync(file, 'utf8').split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i].trim();
-    if (!l) continue;
-    try {
-      out.push(JSON.parse(l) as T);
-    } catch {
-      // A line cut by a kill at the end of the file is dropped; anything else is corruption.
-      if (i < lines.length - 2) throw new Error(`${file}: line ${i + 1} is not valid JSON`);
-    }
-  }
-  return out;
-}
-
-export function readStepLog(runDir: string): StepLog[] {
-  return readJsonl<StepLog>(path.join(runDir, 'steps.jsonl'));
-}
-
-export function readEpochLog(runDir: string): EpochLog[] {
-  return readJsonl<EpochLog>(path.join(runDir, 'epochs.jsonl'));
-}
 
 /** Mean loss over the validation set (token-weighted), no dropout; `shuffledImages`: see TrainTask.lossSum. */
 export function evaluateLoss(task: TrainTask, split: 'train' | 'val', batchSize: number, indices?: number[], opts: { shuffledImages?: boolean } = {}): number | null {
@@ -270,7 +183,7 @@ export async function runTraining(task: TrainTask, cfg: LoopConfig, runDir: stri
   if (task.numTrain <= 0) throw new Error('no training examples');
   fs.mkdirSync(runDir, { recursive: true });
   // One training per run directory: a second one is refused (a lock of a killed trainer is taken over).
-  const lock = path.join(runDir, 'train.lock');
+  const lock = runFiles(runDir).lock;
   acquireLock(lock, {
     busy: (pid) => `the run ${runDir} is being trained by process ${pid}; wait for it or stop it (one training per run)`,
     self: `the run ${runDir} is already being trained in this process`,
@@ -294,18 +207,19 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
 
   // Resume.
   let state: LoopState = { step: 0, epochTrainSum: 0, epochTrainTokens: 0, trainSeconds: 0, trainTokens: 0 };
-  const ckptDir = path.join(runDir, CKPT);
-  if (fs.existsSync(path.join(ckptDir, 'state.json'))) {
-    state = readJson<LoopState>(path.join(ckptDir, 'state.json'));
-    await task.loadWeights(path.join(ckptDir, 'weights'));
-    optimizer.loadState(path.join(ckptDir, 'optimizer.safetensors'), vars);
+  const files = runFiles(runDir);
+  const ckptDir = files.checkpoint.dir;
+  if (fs.existsSync(files.checkpoint.state)) {
+    state = readJson<LoopState>(files.checkpoint.state);
+    await task.loadWeights(files.checkpoint.weights);
+    optimizer.loadState(files.checkpoint.optimizer, vars);
   }
   const resumedFrom = state.step;
   // Logs beyond the checkpoint belong to steps that will be redone.
   const steps = readStepLog(runDir).filter((s) => s.step < state.step);
   const epochs = readEpochLog(runDir).filter((e) => (e.epoch + 1) * spe <= state.step);
-  writeFileAtomic(path.join(runDir, 'steps.jsonl'), steps.map((s) => JSON.stringify(s) + '\n').join(''));
-  writeFileAtomic(path.join(runDir, 'epochs.jsonl'), epochs.map((e) => JSON.stringify(e) + '\n').join(''));
+  writeFileAtomic(files.steps, steps.map((s) => JSON.stringify(s) + '\n').join(''));
+  writeFileAtomic(files.epochs, epochs.map((e) => JSON.stringify(e) + '\n').join(''));
 
   const summary = (completed: boolean): TrainSummary => {
     const ep = readEpochLog(runDir);
@@ -324,15 +238,16 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
   };
   if (state.step >= lastStep) return summary(state.step >= totalSteps);
 
-  const stepsFile = fs.openSync(path.join(runDir, 'steps.jsonl'), 'a');
-  const epochsFile = fs.openSync(path.join(runDir, 'epochs.jsonl'), 'a');
+  const stepsFile = fs.openSync(files.steps, 'a');
+  const epochsFile = fs.openSync(files.epochs, 'a');
   const progress = new Progress({ total: lastStep, start: state.step, label: opts.label ?? 'train', unit: 'step', write: opts.write });
 
   const checkpoint = async (): Promise<void> => {
     await buildDirAtomic(ckptDir, async (tmp) => {
-      await task.saveWeights(path.join(tmp, 'weights'));
-      optimizer.saveState(path.join(tmp, 'optimizer.safetensors'), vars);
-      writeJsonAtomic(path.join(tmp, 'state.json'), state);
+      const c = checkpointFiles(tmp);
+      await task.saveWeights(c.weights);
+      optimizer.saveState(c.optimizer, vars);
+      writeJsonAtomic(c.state, state);
     });
   };
 

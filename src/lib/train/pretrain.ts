@@ -16,7 +16,10 @@ import { loadLanguageModel, saveLanguageModel, type LanguageModel } from '../mod
 import { padBatch } from './examples';
 import { formatCaption } from '../model/text';
 import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from '../model/tokenizer';
-import { epochPermutation, runTraining, type LoopConfig, type RunOptions, type TrainSummary, type TrainTask } from './loop';
+import { epochPermutation, runTraining, type RunOptions, type TrainTask } from './loop';
+import type { LoopConfig } from '../config';
+import type { TrainSummary } from '../run/logs';
+import { runFiles } from '../run/files';
 import { saveSafetensorsFile, loadSafetensorsInto } from '../io/weights';
 import { ConfigError, lmPretrainProblems } from '../validate';
 
@@ -105,8 +108,8 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
     return done;
   }
   // A killed run resumes only with the settings it started with.
-  if (fs.existsSync(path.join(opts.runDir, 'config.json'))) {
-    const file = path.join(opts.runDir, 'config.json');
+  if (fs.existsSync(runFiles(opts.runDir).config)) {
+    const file = runFiles(opts.runDir).config;
     sameSettings(readJson(file), file, `the interrupted LM pretraining in ${opts.runDir}`);
   }
 
@@ -177,7 +180,7 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
       dropLast: false,
       bucketByLength: true,
     };
-    writeJsonAtomic(path.join(opts.runDir, 'config.json'), { kind: 'lm-pretrain', arch: opts.arch, pretrain: opts.cfg, gpt2: config, loop, restrictVocab: opts.restrictVocab });
+    writeJsonAtomic(runFiles(opts.runDir).config, { kind: 'lm-pretrain', arch: opts.arch, pretrain: opts.cfg, gpt2: config, loop, restrictVocab: opts.restrictVocab });
     const summary = await runTraining(task, loop, opts.runDir, { label: 'LM pretraining', ...opts.run });
     const result: PretrainResult & { settings: typeof settings } = {
       settings,
