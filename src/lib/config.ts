@@ -1,4 +1,4 @@
-// Typed configuration: three profiles of one shape.
+// Typed configuration: four profiles of one shape.
 //
 //  - paper:   real CLIP ViT-B/32 and GPT-2 from the Hugging Face hub, COCO 2014 with the Karpathy
 //             split, sized like the seed study, with the original ClipCap hyperparameters. Chosen

@@ -49,12 +49,12 @@ const ANNOTATIONS_MB = 241 + 36;
 const PHOTO_MB = 0.16;
 
 /**
- * The team's measurement on the 2-vCPU machine this project is developed on (wasm backend, bench/dryrun.ts
- * of 2026-12-02, GPT-2 124M and CLIP ViT-B/32 with random weights): replaced by bench/out/dryrun.json
- * when the dry run has been run on this machine. The second run (16:37-17:10) measured every case with
- * the final memory estimate; its paper/mlp step ran while another job shared the two cores (160 s), so
- * that step, its validation and CLIP's speed come from the first run (16:10-16:33, no other job; 4
- * examples per pass where the estimate now picks 3).
+ * Speeds measured by bench/dryrun.ts on the 2-vCPU machine this project is developed on (wasm
+ * backend, GPT-2 124M and CLIP ViT-B/32 with random weights); bench/out/dryrun.json replaces them
+ * where the dry run has been run on this machine. Every case comes from a run with the current memory
+ * estimate, except the paper/mlp step, its validation and CLIP's speed: another job shared the two
+ * cores during that case, so they come from an earlier run on idle cores (4 examples per pass where
+ * the estimate now picks 3).
  */
 export const REFERENCE_SPEEDS: SpeedReference = {
   source: 'bench/dryrun.ts on 2 vCPUs (AMD EPYC), wasm backend, 2026-12-02',

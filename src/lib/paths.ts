@@ -118,7 +118,7 @@ export function pretrainedLMDir(profile: string, root: string = repoRoot()): str
   return path.join(artifactPaths(profile, root).lm, 'model');
 }
 
-/** Where the automatic profile choice of this checkout is recorded (see config.resolveProfile). */
+/** Where the automatic profile choice of this checkout is recorded (see resolveProfile in profile.ts). */
 export function profileChoiceFile(root: string = repoRoot()): string {
   return path.join(root, 'data', 'profile.json');
 }

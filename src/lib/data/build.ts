@@ -2,8 +2,10 @@
 // artifactPaths(profile).subsets:
 //   paper    COCO 2014, Karpathy split (downloaded; the local mirror first): train captions from
 //            train + restval, val captions from val, eval images from test.
-//   offline  the local mirror: eval images from coco-mini's val2017 photos, every other coco-mini
-//            photo and every flickr8k-mini photo to train / val (valFraction per source).
+//   coco-cpu the same COCO sources as paper, fewer captions and evaluation photos.
+//   offline  the local mirror: the Flickr8k standard split (flickr8k-mini where the mirror has only
+//            that) and coco-mini: train from Flickr8k train and coco-mini's train2017 photos, val from
+//            Flickr8k dev, eval from Flickr8k test and coco-mini's val2017 photos.
 //   smoke    synthetic fixtures generated under data/smoke/synthetic.
 import * as path from 'path';
 import pl from 'nodejs-polars';

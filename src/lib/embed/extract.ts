@@ -33,7 +33,7 @@ export interface ExtractImage {
 export interface ExtractOptions {
   encoder: EncoderConfig & EncoderExtras;
   images: readonly ExtractImage[];
-  /** The store: <artifacts>/embeddings/<encoder>/<dataset> (see storeDir in store.ts). */
+  /** The store: <artifacts>/embeddings/<encoder>/<dataset> (see storeDir in paths.ts). */
   storeDir: string;
   /** Dataset name recorded in the store (default: the store folder's name). */
   dataset?: string;
