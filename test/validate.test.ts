@@ -22,7 +22,7 @@ test('bad values are refused with the field, the value and what is allowed', () 
     [(p) => (p.data.evalImages = -1), /data\.evalImages = -1: must be a whole number in \[0, ∞\]/],
     [(p) => (p.mlp.prefixLength = 0), /mlp\.prefixLength = 0: must be a whole number in \[1, 4096\]/],
     [(p) => (p.eval.beam = 2.5), /eval\.beam = 2\.5: must be a whole number/],
-    [(p) => (p.mlp.name = '../x'), /mlp\.name = "\.\.\/x": use letters, digits/],
+    [(p) => (p.mlp.name = '../x'), /mlp\.name = "\.\.\/x": must be a single plain folder name/],
     [(p) => ((p.mlp as { mapper: string }).mapper = 'lstm'), /mlp\.mapper = "lstm": must be one of "mlp", "transformer"/],
   ];
   for (const [edit, re] of cases) {

@@ -108,9 +108,24 @@ export function storeDir(embeddingsRoot: string, encoderName: string, dataset: s
   return path.join(encoderDir(embeddingsRoot, encoderName), safeName(dataset));
 }
 
-/** The directory of a ClipCap training run (notebooks 03, 04) of a profile. */
+/**
+ * Why `name` cannot name a run (null when it can): a run name is one plain folder name (letters,
+ * digits, '.', '_' and '-', starting with a letter or digit), never '.', '..', a path or a hidden name,
+ * because it becomes data/<profile>/runs/<name> and the link training replaces there.
+ */
+export function runNameProblem(name: unknown): string | null {
+  if (typeof name !== 'string' || name.length === 0) return 'must be a non-empty string';
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || name.length > 200) {
+    return "must be a single plain folder name: letters, digits, '.', '_' and '-', starting with a letter or digit (not '.', '..', a path or a hidden name)";
+  }
+  return null;
+}
+
+/** The directory of a ClipCap training run (notebooks 03, 04) of a profile; an unsafe run name is refused. */
 export function runDirectory(profile: string, name: string, root: string = repoRoot()): string {
-  return path.join(artifactPaths(profile, root).runs, safeName(name));
+  const problem = runNameProblem(name);
+  if (problem) throw new Error(`run name ${JSON.stringify(name)}: ${problem}`);
+  return path.join(artifactPaths(profile, root).runs, name);
 }
 
 /** Where the offline/smoke profile's pretrained caption LM lives (notebook 02b). */

@@ -1,6 +1,7 @@
 // One validation of a profile's configuration before any work starts: every field that a stage reads
 // is checked for its type and range, and the first problems are reported together, each naming the
 // field, the value and what is allowed (a notebook's inline edits are checked the same way).
+import { runNameProblem } from './paths';
 import { PROFILE_NAMES, type DataConfig, type EncoderConfig, type EvalConfig, type LMConfig, type LMPretrainConfig, type ProfileConfig, type TrainConfig } from './config';
 
 export class ConfigError extends Error {
@@ -82,7 +83,8 @@ export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []
     checkpointEverySteps: int(1),
     maxSteps: int(0),
   }, out);
-  if (typeof t.name === 'string' && !/^[A-Za-z0-9._-]+$/.test(t.name)) out.push(`${prefix}.name = ${show(t.name)}: use letters, digits, '.', '_' and '-' only (it names a folder)`);
+  const nameProblem = typeof t.name === 'string' && t.name.length > 0 ? runNameProblem(t.name) : null;
+  if (nameProblem) out.push(`${prefix}.name = ${show(t.name)}: ${nameProblem} (it names the run's folder)`);
   return out;
 }
 

@@ -15,8 +15,8 @@ import type { GPT2Config } from '../model/gpt2';
 import { createMapper, type MapperConfig } from '../model/mapper';
 import type { Tokenizer } from '../model/tokenizer';
 import { readJson } from '../util/files';
-import { repoRoot, runDirectory } from '../paths';
-import { runFiles, weightFiles } from './files';
+import { repoRoot, runDirectory, runNameProblem } from '../paths';
+import { isRunDir, runFiles, weightFiles } from './files';
 import type { TrainSummary } from './logs';
 
 export interface RunConfig {
@@ -82,11 +82,29 @@ export function hashedRunDir(profile: string, c: RunConfig): string {
   return `${runDirectory(profile, c.name)}@${h}`;
 }
 
-/** Point runs/<name> at `dir` (a relative symbolic link, replaced atomically). */
+/**
+ * Point runs/<name> at `dir` (a relative symbolic link, replaced atomically). `link` must be named by a
+ * plain run name and `dir` must be one of its run folders beside it (<name>@<hash>). Nothing else is
+ * ever moved: an existing link is replaced, a run folder of the older layout (a real folder holding
+ * config.json) is kept under a name of its own, and anything else at `link` is refused.
+ */
 export function linkLatest(link: string, dir: string): void {
-  if (fs.existsSync(link) && !fs.lstatSync(link).isSymbolicLink()) {
+  const name = path.basename(link);
+  const problem = runNameProblem(name);
+  if (problem || path.basename(path.resolve(link)) !== name) throw new Error(`cannot link the latest run at ${link}: run name ${JSON.stringify(name)} ${problem ?? 'is not a plain folder name'}`);
+  if (path.resolve(path.dirname(dir)) !== path.resolve(path.dirname(link)) || !path.basename(dir).startsWith(`${name}@`)) {
+    throw new Error(`cannot link ${link} to ${dir}: a run's latest link points at one of its own folders beside it (${name}@<hash>), never outside`);
+  }
+  const st = fs.lstatSync(link, { throwIfNoEntry: false });
+  if (st && !st.isSymbolicLink()) {
+    if (!st.isDirectory() || !isRunDir(link)) {
+      throw new Error(
+        `${link} exists and is not a run (no config.json) nor a link to one; training will not move or delete it. ` +
+          'Move it away yourself, or give the run another name.',
+      );
+    }
     // a run directory of an earlier version of this code: keep it, under a name of its own
-    fs.renameSync(link, `${link}@earlier-${fs.statSync(link).mtimeMs.toFixed(0)}`);
+    fs.renameSync(link, `${link}@earlier-${st.mtimeMs.toFixed(0)}`);
   }
   const tmp = `${link}.tmp-${process.pid}`;
   fs.rmSync(tmp, { force: true });
