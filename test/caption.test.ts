@@ -130,3 +130,23 @@ test('a run records the weights of its language model; loading it after that mod
   lm.model.dispose();
   await assert.rejects(loadRun(runDir), new RegExp(`trained on the language model .* with weights ${config.lm.fingerprint}, but its weights are now [0-9a-f]{16} .*Retrain the run`));
 });
+
+test('clipcap caption on a run whose mapper holds NaN exits 1 with one line naming the file and the tensor (issue 19)', async () => {
+  const { runDir, image } = await makeRun();
+  const { writeSafetensors } = await import('../src/lib/io/safetensors');
+  const { parseSafetensors, toFloat32 } = await import('../src/lib/io/safetensors');
+  const mf = path.join(runDir, 'final', 'mapper.safetensors');
+  const parsed = parseSafetensors(new Uint8Array(fs.readFileSync(mf)), mf);
+  const tensors = new Map([...parsed.tensors].map(([k, e]) => [k, { shape: e.shape, data: toFloat32(e) }]));
+  const name = [...tensors.keys()][0];
+  tensors.get(name)!.data.fill(NaN);
+  writeSafetensors(mf, tensors, parsed.metadata);
+  for (const beam of ['1', '3']) {
+    const out = spawnSync(process.execPath, [path.join(root, 'bin', 'clipcap.js'), 'caption', '--run', runDir, '--beam', beam, '--max-new-tokens', '5', image], { encoding: 'utf8' });
+    assert.equal(out.status, 1, `beam ${beam}: ${out.stdout}`);
+    assert.equal(out.stdout.trim(), '', 'no caption is printed');
+    const lines = out.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, out.stderr);
+    assert.ok(lines[0].includes(mf) && lines[0].includes(name), lines[0]);
+  }
+});

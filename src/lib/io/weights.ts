@@ -1,5 +1,6 @@
 // Named tensors to and from safetensors files: checkpoints of mappers, language models and
-// optimizer state. Loading checks that every expected tensor is there with the expected shape.
+// optimizer state. Loading checks that every expected tensor is there with the expected shape, and
+// that every value is finite.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
@@ -12,12 +13,39 @@ export function saveSafetensorsFile(file: string, tensors: Map<string, tf.Tensor
   writeSafetensors(file, out, metadata);
 }
 
-/** Read every tensor of a safetensors file as float32 arrays. */
+/**
+ * Refuse weights holding NaN or an infinity (a diverged training, a damaged copy): the error names the
+ * file and the tensor, so that no model computes on them and turns them into a caption.
+ */
+export function assertFiniteWeights(data: ArrayLike<number>, file: string, tensor: string): void {
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i];
+    if (x - x !== 0) {
+      // NaN - NaN and Inf - Inf are NaN: one test for both
+      if (first < 0) first = i;
+      bad += 1;
+    }
+  }
+  if (bad > 0) {
+    throw new Error(
+      `${file}: tensor "${tensor}" holds ${bad} NaN or infinite value(s) of ${data.length} (the first at index ${first}, ${data[first]}): ` +
+        'these weights are damaged (a diverged training, or a bad copy) and are not used; train them again or restore the file',
+    );
+  }
+}
+
+/** Read every tensor of a safetensors file as float32 arrays (all finite: see assertFiniteWeights). */
 export function readSafetensorsFile(file: string): Map<string, { shape: number[]; data: Float32Array }> {
   if (!fs.existsSync(file)) throw new Error(`${file} does not exist`);
   const parsed = parseSafetensors(new Uint8Array(fs.readFileSync(file)), file);
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, e] of parsed.tensors) out.set(name, { shape: e.shape, data: toFloat32(e) });
+  for (const [name, e] of parsed.tensors) {
+    const data = toFloat32(e);
+    assertFiniteWeights(data, file, name);
+    out.set(name, { shape: e.shape, data });
+  }
   return out;
 }
 

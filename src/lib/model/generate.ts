@@ -5,6 +5,8 @@
 // model's KV cache: the prefix is run once, then one token per step. Token choice happens in
 // JavaScript in float64 from the float32 logits.
 //
+// Non-finite logits (NaN or infinite weights or prefix) raise NonFiniteLogitsError: never a caption.
+//
 // Stopping: a sequence ends at `eosId` or at any of `stopIds` (e.g. the id of "." for captions).
 // Returned ids include a stop token from `stopIds` (the "." belongs to the caption) but never the
 // EOS token.
@@ -30,11 +32,37 @@ function checkPrefix(model: GPT2, prefix: tf.Tensor3D): void {
  * One decoding step: GPT-2 on the new input embeddings (after those in the KV cache; without the
  * cache, on the whole sequence from position 0), and the last position's logits as floats, [B][V] flat.
  */
-function stepLogits(model: GPT2, input: tf.Tensor3D, past: KVCache | undefined, useCache: boolean) {
+function stepLogits(model: GPT2, input: tf.Tensor3D, past: KVCache | undefined, useCache: boolean, step: number) {
   const r = model.forward({ inputsEmbeds: input, past, useCache, lastOnly: true, positionOffset: useCache ? undefined : 0 });
   const logits = r.logits.dataSync() as Float32Array;
   r.logits.dispose();
+  try {
+    assertFiniteLogits(logits, step);
+  } catch (e) {
+    r.present?.dispose();
+    throw e;
+  }
   return { logits, present: r.present };
+}
+
+/** Logits that are NaN or infinite: decoding stops instead of turning them into tokens. */
+export class NonFiniteLogitsError extends Error {
+  constructor(readonly step: number, readonly count: number, readonly total: number) {
+    super(
+      `decoding stopped: the language model gave non-finite logits (${count} of ${total} NaN or infinite) at new token ${step + 1}, so no text is made; ` +
+        'the model or its prefix holds NaN or infinite values (a diverged training, or damaged weights): retrain it or restore its weights',
+    );
+    this.name = 'NonFiniteLogitsError';
+  }
+}
+
+function assertFiniteLogits(logits: Float32Array, step: number): void {
+  let bad = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (x - x !== 0) bad += 1;
+  }
+  if (bad > 0) throw new NonFiniteLogitsError(step, bad, logits.length);
 }
 
 /**
@@ -53,7 +81,7 @@ function decodeLoop(model: GPT2, prefix: tf.Tensor3D, opts: GenerateOptions, pic
   let input: tf.Tensor3D = prefix;
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
-      const r = stepLogits(model, input, past, useCache);
+      const r = stepLogits(model, input, past, useCache, step);
       if (input !== prefix) input.dispose();
       past?.dispose();
       past = r.present;
@@ -225,7 +253,7 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
   let input: tf.Tensor3D = first;
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
-      const r = stepLogits(model, input, past, useCache);
+      const r = stepLogits(model, input, past, useCache, step);
       if (input !== prefix) input.dispose();
       const logits = r.logits;
       const rows = step === 0 ? 1 : tokens.length; // beams fed in this step

@@ -4,9 +4,9 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/files';
-import { resolveModelFile, resolveModelJson, type FetchOptions } from '../io/hub';
+import { isLocalModel, resolveModelFile, resolveModelJson, type FetchOptions } from '../io/hub';
 import { parseSafetensors, toFloat32 } from '../io/safetensors';
-import { saveSafetensorsFile } from '../io/weights';
+import { assertFiniteWeights, saveSafetensorsFile } from '../io/weights';
 import { loadTokenizer, optionalJson, RestrictedVocab, restrictTokenizer, type Tokenizer } from './tokenizer';
 import { GPT2, type GPT2Config, configFromHF, configToHF, weightShapes } from './gpt2';
 
@@ -31,7 +31,9 @@ export function weightsFromSafetensors(buf: Uint8Array, config: GPT2Config, sour
       if (entry.shape.length !== shape.length || entry.shape.some((s, i) => s !== shape[i])) {
         throw new Error(`${source}: tensor ${key} has shape [${entry.shape}], config.json implies [${shape}]`);
       }
-      out.set(name, tf.tensor(toFloat32(entry), shape, 'float32'));
+      const data = toFloat32(entry);
+      assertFiniteWeights(data, source, key);
+      out.set(name, tf.tensor(data, shape, 'float32'));
     }
     if (unexpected.length) {
       throw new Error(`${source}: unexpected tensor(s) ${unexpected.slice(0, 8).join(', ')} (does config.json match the weights?)`);
@@ -63,7 +65,7 @@ export async function loadGPT2(idOrDir: string, opts: LoadGPT2Options = {}): Pro
         '`transformers` save_pretrained(safe_serialization=True))',
     );
   }
-  const weights = weightsFromSafetensors(buf, config, `model.safetensors of ${idOrDir}`);
+  const weights = weightsFromSafetensors(buf, config, isLocalModel(idOrDir) ? path.join(idOrDir, 'model.safetensors') : `model.safetensors of ${idOrDir}`);
   try {
     const model = new GPT2(config, weights);
     if (opts.frozen) model.setTrainable(false);

@@ -14,6 +14,7 @@
 import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { parseSafetensors, toFloat32, writeSafetensors, type SafeTensorInput } from '../io/safetensors';
+import { assertFiniteWeights } from '../io/weights';
 import { AdamKernel, type MomentSlot, type StepScalars } from '../tfjs/adamw-kernel';
 import { freshStorage, storageView } from '../tfjs/storage';
 
@@ -261,8 +262,11 @@ export class AdamW {
       const dot = key.indexOf('.');
       const kind = key.slice(0, dot);
       const name = key.slice(dot + 1);
-      if (kind === 'm') s.m[name] = toFloat32(entry);
-      else if (kind === 'v') s.v[name] = toFloat32(entry);
+      if (kind !== 'm' && kind !== 'v') continue;
+      const data = toFloat32(entry);
+      assertFiniteWeights(data, file, key);
+      if (kind === 'm') s.m[name] = data;
+      else s.v[name] = data;
     }
     const known = new Set(named.map((n) => n.name));
     const stray = Object.keys(s.m).filter((n) => !known.has(n));
