@@ -216,6 +216,21 @@ export function readSubsets(dir: string, profile = path.basename(path.dirname(di
   return { ...out, manifest };
 }
 
+/**
+ * The identity of the data a model is trained on: a hash of the training and validation captions
+ * (split, image id and caption, in order), 16 hex digits. Another draw (notebook 01 with another seed
+ * or sizes) gives another identity even when the counts are the same; the same draw, the same one.
+ */
+export function subsetIdentity(s: Pick<Subsets, 'train' | 'val'>): string {
+  const h = crypto.createHash('sha256');
+  for (const split of ['train', 'val'] as const) {
+    const c = frameColumns(s[split]);
+    h.update(`${split}:${c.image_id.length}\n`);
+    for (let i = 0; i < c.image_id.length; i++) h.update(`${c.image_id[i]}\t${c.caption[i]}\n`);
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
 /** One table of all three subsets (split column = train | val | eval). */
 export function allSubsets(s: Subsets): pl.DataFrame {
   return concatFrames(SUBSET_SPLITS.map((k) => s[k]));

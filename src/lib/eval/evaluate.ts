@@ -6,9 +6,14 @@
 // captions. Files under data/<profile>/eval/<set>/:
 //   annotations.json        the evaluation references in the COCO captions format
 //   <system>.results.json   each system's captions in the COCO results format [{image_id, caption}]
-//   <system>.meta.json      how they were made (run, decoding, time), used to reuse them on a rerun
+//   <system>.meta.json      how they were made (run folder, photos, decoding, time): a rerun reuses the
+//                           captions only when all of it is the same, else makes them again
+// The retrieval baseline and the human row are computed afresh each time (from the current subsets).
+// A run trained on another draw of the data than the current subsets is refused (run/run.ts
+// dataDrawProblem).
 //   scores.json             corpus and per-image scores of every system, bootstrap intervals of BLEU-4
 //                           and CIDEr-D, and paired differences between the systems
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ensureBackend } from '../tfjs/backend';
@@ -24,7 +29,8 @@ import { captionDiversity, type Diversity } from './diversity';
 import type { EmbeddingSet } from '../embed/embedding-set';
 import { Progress } from '../util/progress';
 import { openEmbeddings } from '../embed/open';
-import { readRunSummary } from '../run/run';
+import { dataDrawProblem, readRunConfig, readRunSummary } from '../run/run';
+import { subsetIdentity } from '../data/subset';
 import { ConfigError, evalProblems, validateProfile } from '../validate';
 
 export type SystemKind = 'clipcap' | 'baseline' | 'human';
@@ -88,6 +94,8 @@ export interface Evaluation {
 export interface ProfileEvaluation {
   profile: string;
   sets: Evaluation[];
+  /** Wall seconds the evaluation took (captioning, baselines, scoring). */
+  seconds: number;
 }
 
 /** The evaluation set of a photo, by its source: key, label, and order (the benchmark first). */
@@ -134,35 +142,74 @@ function readResults(file: string): Map<string, string> {
   return new Map(arr.map((r) => [String(r.image_id), r.caption]));
 }
 
-interface CaptionMeta {
+/** How a system's cached captions were made: they are reused only when all of it is the same. */
+export interface CaptionMeta {
   run: string;
+  /** The run folder (runs/<name>@<hash>, the latest link resolved): another run is another key. */
+  runFolder: string;
   finishedAt: string;
   decode: DecodeConfig;
   images: number;
+  /** A hash of the photos' ids in order (the same number of other photos is another key). */
+  imageIds: string;
   seconds: number;
 }
 
+function idsHash(ids: Iterable<string>): string {
+  const h = crypto.createHash('sha256');
+  for (const id of ids) h.update(`${id}\n`);
+  return h.digest('hex').slice(0, 16);
+}
+
+/** The cache key of a run's captions of these photos with this decoding (see cachedCaptions). */
+export function captionMetaFor(o: { name: string; runDir: string; finishedAt: string; decode: DecodeConfig; imageIds: readonly string[] }): Omit<CaptionMeta, 'seconds'> {
+  return { run: o.name, runFolder: path.basename(o.runDir), finishedAt: o.finishedAt, decode: decodeOf(o.decode), images: o.imageIds.length, imageIds: idsHash(o.imageIds) };
+}
+
+const META_KEYS = ['run', 'runFolder', 'finishedAt', 'decode', 'images', 'imageIds'] as const;
+
+/**
+ * The captions cached in `dir` as <key>.results.json and <key>.meta.json when they were made by the
+ * same run folder, of the same photos, with the same decoding (`want`), and cover exactly those photos;
+ * null otherwise (a meta file of an older format included), and they are made again.
+ */
+export function cachedCaptions(dir: string, key: string, want: Omit<CaptionMeta, 'seconds'>): { captions: Map<string, string>; meta: CaptionMeta } | null {
+  const resultsFile = path.join(dir, `${key}.results.json`);
+  const metaFile = path.join(dir, `${key}.meta.json`);
+  if (!fs.existsSync(resultsFile) || !fs.existsSync(metaFile)) return null;
+  try {
+    const earlier = readJson<CaptionMeta>(metaFile);
+    const pick = (m: Partial<CaptionMeta>) => JSON.stringify(META_KEYS.map((k) => (k === 'decode' && m.decode ? decodeOf(m.decode) : m[k]) ?? null));
+    if (pick(earlier) !== pick(want)) return null;
+    const captions = readResults(resultsFile);
+    if (captions.size !== want.images || idsHash(captions.keys()) !== want.imageIds) return null;
+    return { captions, meta: earlier };
+  } catch {
+    return null; // unreadable: made again
+  }
+}
+
 /** Caption the evaluation photos with one trained variant (reusing valid earlier captions). */
-async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: ImageGroup[], emb: Map<string, Float32Array>, opts: EvaluationOptions, dir: string): Promise<SystemResult | null> {
+async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: ImageGroup[], emb: Map<string, Float32Array>, opts: EvaluationOptions, dir: string, dataIdentity: string): Promise<SystemResult | null> {
   const runDir = runDirectory(profile.name, t.name);
   const summary = readRunSummary(runDir);
-  if (!summary) return null;
+  const config = readRunConfig(runDir);
+  if (!summary || !config) return null;
+  const problem = dataDrawProblem(config, dataIdentity);
+  if (problem) throw new Error(problem);
+  if (!config.data.identity) console.warn(`[eval] ${t.name}: the run does not record which data it was trained on (made by an older version); rerun notebook ${t.mapper === 'mlp' ? '03' : '04'} if notebook 01 ran again since`);
   const resultsFile = path.join(dir, `${t.name}.results.json`);
   const metaFile = path.join(dir, `${t.name}.meta.json`);
-  const want: Omit<CaptionMeta, 'seconds'> = { run: t.name, finishedAt: summary.finishedAt, decode: opts.decode, images: groups.length };
-  let captions: Map<string, string> | null = null;
-  let meta: CaptionMeta | null = null;
-  if (!opts.force && fs.existsSync(resultsFile) && fs.existsSync(metaFile)) {
-    const earlier = readJson<CaptionMeta>(metaFile);
-    if (JSON.stringify({ ...earlier, seconds: undefined }) === JSON.stringify({ ...want, seconds: undefined })) {
-      captions = readResults(resultsFile);
-      meta = earlier;
-    }
-  }
-  if (!captions || !meta) {
+  const ids = groups.map((g) => g.image_id);
+  const want = captionMetaFor({ name: t.name, runDir: fs.realpathSync(runDir), finishedAt: summary.finishedAt, decode: opts.decode, imageIds: ids });
+  const hit = opts.force ? null : cachedCaptions(dir, t.name, want);
+  let captions: Map<string, string>;
+  let meta: CaptionMeta;
+  if (hit) ({ captions, meta } = hit);
+  else {
     const t0 = Date.now();
     const bar = new Progress({ total: groups.length, label: `captioning (${t.name})`, unit: 'img' });
-    captions = await captionWithRun(runDir, groups.map((g) => g.image_id), opts.decode, { embeddings: (id) => emb.get(id)!, onChunk: (n) => bar.tick(n) });
+    captions = await captionWithRun(runDir, ids, opts.decode, { embeddings: (id) => emb.get(id)!, onChunk: (n) => bar.tick(n) });
     meta = { ...want, seconds: (Date.now() - t0) / 1000 };
     writeResults(resultsFile, captions);
     writeJsonAtomic(metaFile, meta);
@@ -183,6 +230,7 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
 
 /** Evaluate every trained variant of a profile and the baselines on each evaluation set. */
 export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOptions): Promise<ProfileEvaluation> {
+  const started = Date.now();
   validateProfile(profile);
   const problems = evalProblems({ ...profile.eval, ...decodeOf(opts.decode), retrievalK: opts.retrievalK } as EvalConfig);
   if (problems.length) throw new ConfigError(problems);
@@ -193,12 +241,13 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
   const missing = allEval.filter((g) => !embSet.has(g.image_id));
   if (missing.length) throw new Error(`${missing.length} evaluation photos have no embedding (e.g. ${missing[0].image_id}): run notebook 02 first`);
   const trainGroups = groupImages(frameColumns(subsets.train), 'train subset').filter((g) => embSet.has(g.image_id));
+  const dataIdentity = subsetIdentity(subsets);
   const sets: Evaluation[] = [];
   for (const set of evalSets(allEval)) {
     console.log(`[eval] ${set.label}: ${set.groups.length} photos`);
-    sets.push(await evaluateSet(profile, set, trainGroups, embSet, opts));
+    sets.push(await evaluateSet(profile, set, trainGroups, embSet, opts, dataIdentity));
   }
-  return { profile: profile.name, sets };
+  return { profile: profile.name, sets, seconds: (Date.now() - started) / 1000 };
 }
 
 /** One evaluation set: caption, score, compare (see the file comment). */
@@ -208,6 +257,7 @@ async function evaluateSet(
   trainGroups: ImageGroup[],
   embSet: EmbeddingSet,
   opts: EvaluationOptions,
+  dataIdentity: string,
 ): Promise<Evaluation> {
   const dir = path.join(artifactPaths(profile.name).eval, set.key);
   fs.mkdirSync(dir, { recursive: true });
@@ -221,7 +271,7 @@ async function evaluateSet(
 
   const systems: SystemResult[] = [];
   for (const t of opts.variants ?? [profile.mlp, profile.transformer]) {
-    const r = await captionVariant(profile, t, evalGroups, evalEmb, opts, dir);
+    const r = await captionVariant(profile, t, evalGroups, evalEmb, opts, dir, dataIdentity);
     if (r) systems.push(r);
   }
 

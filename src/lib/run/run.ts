@@ -34,7 +34,11 @@ export interface RunConfig {
    * when the run is loaded again.
    */
   lm: { source: string; config: GPT2Config; vocabSize: number; restrictedVocab: boolean; fingerprint?: string };
-  data: { trainExamples: number; valExamples: number; trainImages: number; valImages: number; skippedNoEmbedding: number; subsetsDir: string };
+  /**
+   * `identity`: data/subset.subsetIdentity of the training and validation subsets it was trained on
+   * (part of the run's key; absent in runs made before it was recorded).
+   */
+  data: { trainExamples: number; valExamples: number; trainImages: number; valImages: number; skippedNoEmbedding: number; subsetsDir: string; identity?: string };
   backend: string;
   createdAt: string;
 }
@@ -54,17 +58,36 @@ function fromRepo(p: string): string {
   return path.isAbsolute(p) || !fs.existsSync(path.join(repoRoot(), p)) ? p : path.join(repoRoot(), p);
 }
 
-/** What makes two runs the same experiment (the run name aside): hyperparameters, model, LM weights, data. */
+/**
+ * What makes two runs the same experiment (the run name aside): hyperparameters, model, LM weights,
+ * and the data: which captions it trains and validates on (data.identity), not only how many.
+ */
 function experimentKey(c: RunConfig): string {
+  // settings that never change what is computed stay out of the key (a stopped run is not complete)
+  const { divergenceFactor: _stopsOnly, ...train } = c.train as TrainConfig & { divergenceFactor?: number };
   return JSON.stringify({
     // the examples per pass actually used ('auto' resolved): they change the sums' rounding
-    train: { ...c.train, name: '', maxSteps: 0, checkpointEverySteps: 0, microBatchSize: c.loop.microBatchSize },
+    train: { ...train, name: '', maxSteps: 0, checkpointEverySteps: 0, microBatchSize: c.loop.microBatchSize },
     mapper: c.mapper,
     encoder: c.encoder.name,
     lm: c.lm.source,
     lmFingerprint: c.lm.fingerprint ?? null,
     data: c.data.trainExamples,
+    dataIdentity: c.data.identity ?? null,
   });
+}
+
+/**
+ * Why a run cannot be evaluated on the current subsets (null when it can): it was trained on another
+ * draw of the data than `identity` (the current subsets' subsetIdentity), so its training photos may be
+ * among today's evaluation photos. A run made before identities were recorded is not refused.
+ */
+export function dataDrawProblem(config: RunConfig, identity: string): string | null {
+  if (!config.data.identity || config.data.identity === identity) return null;
+  return (
+    `the run ${config.name} was trained on another draw of the data (${config.data.identity}) than the subsets hold now (${identity}): ` +
+    'notebook 01 was run again with other settings, so its training photos may be among the evaluation photos. Rerun notebooks 03 and 04 (they train new runs on the current draw), then this one'
+  );
 }
 
 /** Do two run configurations describe the same experiment? */

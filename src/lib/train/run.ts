@@ -7,6 +7,7 @@ import { ClipCapModel } from '../model/clipcap';
 import { buildExamples, clipCapTask } from './examples';
 import type { LoopConfig, ProfileConfig, TrainConfig } from '../config';
 import { loadSubsets } from '../data/build';
+import { subsetIdentity } from '../data/subset';
 import { frameRows } from '../data/schema';
 import { openEmbeddings } from '../embed/open';
 import { writeJsonAtomic } from '../util/files';
@@ -136,6 +137,7 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
         valImages: new Set(va.examples.map((e) => e.imageId)).size,
         skippedNoEmbedding: tr.skipped + va.skipped,
         subsetsDir: repoRelative(subsets.dir),
+        identity: subsetIdentity(subsets),
       },
       backend: backend.name,
       createdAt: new Date().toISOString(),
