@@ -33,6 +33,10 @@ function run(prefix: string, obj: object, checks: Record<string, Check>, out: st
 
 export function dataProblems(d: DataConfig, out: string[] = []): string[] {
   run('data', d, { source: oneOf('coco-karpathy', 'mirror', 'synthetic'), seed: int(0), trainCaptions: int(0), valCaptions: int(0), evalImages: int(0), valFraction: num(0, 1, { maxOpen: true }), evalMinCaptions: int(1) }, out);
+  if (d.evalImages === 0 && d.source !== 'mirror') {
+    // 0 = "every photo of the evaluation pool": only the mirror's pool (the Flickr8k test split) is one
+    out.push(`data.evalImages = 0: "every photo of the evaluation pool" exists only with data.source "mirror" (the offline profile's Flickr8k test split); with ${show(d.source)} use a whole number from 1 (the number of evaluation photos)`);
+  }
   if (d.source === 'mirror' && (!Array.isArray(d.datasets) || d.datasets.length === 0)) out.push(`data.datasets = ${show(d.datasets)}: list the mirror datasets to use (flickr8k, coco-mini)`);
   if (d.source === 'synthetic') run('data.synthetic', d.synthetic, { images: int(2), size: int(8, 4096) }, out);
   return out;

@@ -105,6 +105,17 @@ export function splitByImage(df: pl.DataFrame, spec: SplitSpec): Subsets {
       trainImgs.push(...mine.slice(nVal));
     }
   }
+  // An empty training (or, with a validation fraction, validation) subset is said here, when the
+  // subsets are made (notebook 01), naming the fields to change, not later by training.
+  const evalNote = `${evalSet.length} of the ${groups.length} photos go to evaluation (data.evalImages = ${spec.evalImages}${spec.evalImages === 0 ? ': all of the evaluation pool' : ''})`;
+  if (trainImgs.length === 0) {
+    throw new Error(`the split leaves no training photos: ${evalNote}; lower data.evalImages, or give the source more photos (data.synthetic.images, data.datasets)`);
+  }
+  if (valImgs.length === 0 && 'fraction' in spec.val && spec.val.fraction > 0) {
+    throw new Error(
+      `the split leaves no validation photos: ${evalNote}, and data.valFraction = ${spec.val.fraction} of the ${trainImgs.length} left rounds to none; raise data.valFraction or lower data.evalImages (data.valFraction = 0 trains without validation)`,
+    );
+  }
   trainImgs = takeCaptions(shuffled(trainImgs.sort(byKey), rngFor(spec.seed, 'train')), spec.trainCaptions, 'train');
   valImgs = takeCaptions(shuffled(valImgs.sort(byKey), rngFor(spec.seed, 'val')), spec.valCaptions, 'val');
   const result = {

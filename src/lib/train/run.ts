@@ -107,6 +107,7 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
     const valRows = frameRows(subsets.val);
     const tr = buildExamples(trainRows, emb, tokenizer, train.maxCaptionTokens);
     const va = buildExamples(valRows, emb, tokenizer, train.maxCaptionTokens);
+    if (trainRows.length === 0) throw new Error(`no training examples: the training subset in ${subsets.dir} is empty; rerun notebook 01 with fewer evaluation photos (data.evalImages) or more data`);
     if (tr.examples.length === 0) throw new Error(`no training examples: none of the ${trainRows.length} training captions has an image embedding (run notebook 02)`);
     const mapperCfg = mapperConfigFor(train, emb.dim, lm.model.config);
     if (train.prefixLength + train.maxCaptionTokens > lm.model.config.nPositions) {
