@@ -58,12 +58,18 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const droppedBefore = tokenizer instanceof RestrictedTokenizer ? tokenizer.dropped : 0;
     const promptIds = tokenizer.encode(prompt);
-    if (tokenizer instanceof RestrictedTokenizer && tokenizer.dropped > droppedBefore) {
-      console.error(
-        `clipcap lm: warning: ${tokenizer.dropped - droppedBefore} prompt token(s) are not in this model's restricted vocabulary (${tokenizer.vocabSize} tokens) and were dropped; the model continues "${tokenizer.decode(promptIds)}"`,
+    const dropped = tokenizer instanceof RestrictedTokenizer ? tokenizer.dropped - droppedBefore : 0;
+    if (promptIds.length === 0 && dropped > 0) {
+      throw new Error(
+        `the prompt ${JSON.stringify(prompt)} has no token in this model's restricted vocabulary (${tokenizer.vocabSize} tokens, the words of the captions it was trained on), so there is nothing to continue; use words that occur in captions`,
       );
     }
     if (promptIds.length === 0) throw new Error('the prompt encodes to no tokens; give a non-empty --prompt');
+    if (dropped > 0) {
+      console.error(
+        `clipcap lm: warning: ${dropped} prompt token(s) are not in this model's restricted vocabulary (${tokenizer.vocabSize} tokens) and were dropped; the model continues "${tokenizer.decode(promptIds)}"`,
+      );
+    }
     if (promptIds.length + maxNewTokens > model.config.nPositions) {
       throw new Error(`prompt (${promptIds.length} tokens) + --max-new-tokens ${maxNewTokens} exceed the model's ${model.config.nPositions} positions`);
     }
