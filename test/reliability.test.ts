@@ -390,6 +390,40 @@ test('disk full during an atomic write or a checkpoint: one line naming the fold
   assert.deepEqual(fs.readdirSync(dir).filter((n) => n.includes('.tmp-')), [], 'no temporary file is left');
 });
 
+test('disk full while training writes a checkpoint: one line naming the checkpoint folder; the last checkpoint is intact and a rerun resumes', async () => {
+  const realFs = require('fs') as typeof fs;
+  const task = scriptedTask(() => 2);
+  const dir = tmp();
+  const paths = new Map<number, string>();
+  const openSync = realFs.openSync;
+  const writeSync = realFs.writeSync;
+  let full = false;
+  (realFs as { openSync: unknown }).openSync = (p: fs.PathLike, ...rest: unknown[]) => {
+    const fd = (openSync as (...a: unknown[]) => number)(p, ...rest);
+    paths.set(fd, String(p));
+    return fd;
+  };
+  (realFs as { writeSync: unknown }).writeSync = (fd: number, ...rest: unknown[]) => {
+    if (full && (paths.get(fd) ?? '').includes(`${path.sep}checkpoint.tmp-`)) throw enospc();
+    return (writeSync as (...a: unknown[]) => number)(fd, ...rest);
+  };
+  try {
+    await assert.rejects(
+      runTraining(task, loopCfg({ epochs: 2 }), dir, { write: () => {}, onStep: (l) => (full = l.step === 3) }),
+      (e: Error) => !e.message.includes('\n') && e.message.includes(path.join(dir, 'checkpoint')) && /rerun/.test(e.message) && /resume/.test(e.message),
+    );
+  } finally {
+    (realFs as { openSync: unknown }).openSync = openSync;
+    (realFs as { writeSync: unknown }).writeSync = writeSync;
+  }
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint', 'state.json'), 'utf8')).step, 2, 'the last good checkpoint is intact');
+  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.includes('.tmp-')), []);
+  const s = await runTraining(task, loopCfg({ epochs: 2 }), dir, { write: () => {} });
+  assert.ok(s.completed);
+  assert.equal(s.resumedFromStep, 2);
+  task.w.dispose();
+});
+
 // ---------------------------------------------------------------------------------------------
 // 8. A diverging run; a damaged checkpoint; a truncated JPEG
 

@@ -23,7 +23,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import pl from 'nodejs-polars';
-import { cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
+import { cleanStaleTemps, DiskFullError, isDiskFull, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
 import { acquireLock } from '../util/lock';
 import type { Postprocess } from './encoders/encoder';
 
@@ -329,9 +329,15 @@ export class EmbeddingStore {
     const block = new Float32Array(fresh.length * this.dim);
     fresh.forEach((r, i) => block.set(r.vector, i * this.dim));
     const bytes = new Uint8Array(block.buffer);
-    let off = 0;
-    while (off < bytes.byteLength) off += fs.writeSync(this.fd, bytes, off, bytes.byteLength - off, n0 * this.dim * 4 + off);
-    fs.fsyncSync(this.fd);
+    try {
+      let off = 0;
+      while (off < bytes.byteLength) off += fs.writeSync(this.fd, bytes, off, bytes.byteLength - off, n0 * this.dim * 4 + off);
+      fs.fsyncSync(this.fd);
+    } catch (e) {
+      // rows past the committed index are cut by the next writer: a rerun resumes after the last commit
+      if (isDiskFull(e)) throw new DiskFullError(this.dir);
+      throw e;
+    }
     // 2. rejects, 3. index (the commit), 4. meta (informational counts)
     const rejectList = newRejects.length ? [...this.rejectList, ...newRejects.map((r) => ({ image_id: String(r.image_id), file: r.file, reason: r.reason }))] : this.rejectList;
     if (newRejects.length) writeJsonAtomic(path.join(this.dir, REJECTS_FILE), rejectList);

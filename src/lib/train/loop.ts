@@ -15,7 +15,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { buildDirAtomic, cleanStaleTemps, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
+import { buildDirAtomic, cleanStaleTemps, DiskFullError, isDiskFull, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
 import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay, type NamedVariable } from './optim';
 import { Progress } from '../util/progress';
 import { acquireLock, releaseLock } from '../util/lock';
@@ -333,6 +333,10 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
       }
       if (stop) break;
     }
+  } catch (e) {
+    // a full disk while appending the logs: one line naming the run (a checkpoint names its own folder)
+    if (isDiskFull(e) && !(e instanceof DiskFullError)) throw new DiskFullError(runDir);
+    throw e;
   } finally {
     fs.closeSync(stepsFile);
     fs.closeSync(epochsFile);

@@ -2,7 +2,8 @@
 //
 // Every artifact the project writes (subsets, embedding stores, checkpoints, reports) goes through
 // these helpers: the bytes land in a temporary file beside the target, are fsync'ed, then renamed
-// over it. A run killed at any moment leaves either the old file or the new one, never half of one.
+// over it. A run killed at any moment leaves either the old file or the new one, never half of one. A
+// full disk (ENOSPC) is one line, DiskFullError, naming the folder being written.
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -14,6 +15,28 @@ export function tmpPathFor(target: string): string {
   return `${target}.tmp-${process.pid}-${Date.now().toString(36)}-${tmpCounter}`;
 }
 
+/** Error codes of a full disk (or a full quota). */
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT']);
+
+export function isDiskFull(e: unknown): boolean {
+  return e instanceof DiskFullError || DISK_FULL_CODES.has((e as NodeJS.ErrnoException)?.code ?? '');
+}
+
+/**
+ * The disk filled up while a folder was being written: one line naming the folder. What was there
+ * before is intact (atomic writes: the new file or folder never replaced it), so freeing space and
+ * rerunning resumes from what was saved last.
+ */
+export class DiskFullError extends Error {
+  constructor(readonly folder: string) {
+    super(
+      `the disk is full (no space left on the device) while writing ${folder}: nothing was half-written there, the files saved before are intact; ` +
+        'free some space and rerun, it resumes from what was saved last',
+    );
+    this.name = 'DiskFullError';
+  }
+}
+
 /** Write `data` to `target` atomically (temp file, fsync, rename). Creates parent directories. */
 export function writeFileAtomic(target: string, data: string | Uint8Array): void {
   writeChunksAtomic(target, [typeof data === 'string' ? Buffer.from(data, 'utf8') : data]);
@@ -21,22 +44,32 @@ export function writeFileAtomic(target: string, data: string | Uint8Array): void
 
 /** Write several buffers as one file atomically, without concatenating them in memory first. */
 export function writeChunksAtomic(target: string, chunks: Iterable<Uint8Array>): void {
-  fs.mkdirSync(path.dirname(target), { recursive: true });
   const tmp = tmpPathFor(target);
-  const fd = fs.openSync(tmp, 'w');
+  let fd: number | null = null;
   try {
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fd = fs.openSync(tmp, 'w');
     for (const c of chunks) {
       let off = 0;
       while (off < c.byteLength) off += fs.writeSync(fd, c, off, c.byteLength - off);
     }
     fs.fsyncSync(fd);
+    const done = fd;
+    fd = null;
+    fs.closeSync(done);
+    fs.renameSync(tmp, target);
   } catch (e) {
-    fs.closeSync(fd);
+    if (fd !== null) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* closing a failed file: the error that matters is e */
+      }
+    }
     fs.rmSync(tmp, { force: true });
+    if (isDiskFull(e)) throw new DiskFullError(path.dirname(target));
     throw e;
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, target);
 }
 
 /** JSON.stringify with a trailing newline, written atomically. */
@@ -65,13 +98,15 @@ export function readJson<T = unknown>(file: string): T {
  * complete).
  */
 export async function buildDirAtomic(target: string, build: (tmpDir: string) => Promise<void> | void): Promise<void> {
-  fs.mkdirSync(path.dirname(target), { recursive: true });
   const tmp = tmpPathFor(target);
-  fs.mkdirSync(tmp, { recursive: true });
   try {
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    fs.mkdirSync(tmp, { recursive: true });
     await build(tmp);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
+    // the folder being written is `target` (not the temporary one the build filled): name it
+    if (isDiskFull(e)) throw new DiskFullError(target);
     throw e;
   }
   const old = fs.existsSync(target) ? tmpPathFor(target) + '.old' : null;
