@@ -160,7 +160,16 @@ export interface TrainConfig {
   checkpointEverySteps: number;
   /** Stop after this many steps in total (0 = no limit); for quick experiments. */
   maxSteps: number;
+  /**
+   * Stop a diverging run: when the mean training loss of the last 10 steps exceeds this many times the
+   * first step's loss, training stops with DivergenceError and the run is not marked complete (a loss
+   * that is NaN or infinite always stops it). 0 = off; otherwise a number above 1 (default 3).
+   */
+  divergenceFactor: number;
 }
+
+/** TrainConfig.divergenceFactor of every profile (and of the LM pretraining). */
+export const DEFAULT_DIVERGENCE_FACTOR = 3;
 
 /**
  * The training loop's settings (train/loop.ts), derived from a TrainConfig (train/run.ts loopConfigFor)
@@ -190,6 +199,8 @@ export interface LoopConfig {
    * each example is unchanged; needs TrainTask.lengthOf.
    */
   bucketByLength?: boolean;
+  /** Stop when the mean loss of the last steps exceeds this times the first step's (TrainConfig.divergenceFactor; 0 or absent = off). */
+  divergenceFactor?: number;
   /**
    * Learning-rate multipliers by variable-name prefix (parameter groups), e.g. { 'lm.': 0.1 } to
    * fine-tune GPT-2 ten times slower than the mapper. The first matching prefix wins; default 1.
@@ -264,6 +275,7 @@ function paperTrain(kind: 'mlp' | 'transformer'): TrainConfig {
     maxCaptionTokens: 40,
     checkpointEverySteps: 500,
     maxSteps: 0,
+    divergenceFactor: DEFAULT_DIVERGENCE_FACTOR,
   };
 }
 

@@ -86,6 +86,7 @@ export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []
     maxCaptionTokens: int(2, 65536),
     checkpointEverySteps: int(1),
     maxSteps: int(0),
+    divergenceFactor: (f, v) => (v === 0 || (typeof v === 'number' && Number.isFinite(v) && v > 1) ? null : `${f} = ${show(v)}: must be 0 (off) or a number above 1 (stop when the loss exceeds this many times its starting value)`),
   }, out);
   const nameProblem = typeof t.name === 'string' && t.name.length > 0 ? runNameProblem(t.name) : null;
   if (nameProblem) out.push(`${prefix}.name = ${show(t.name)}: ${nameProblem} (it names the run's folder)`);

@@ -25,8 +25,9 @@ import { checkpointFiles, runFiles } from '../run/files';
 import { readEpochLog, readStepLog, type EpochLog, type StepLog, type TrainSummary } from '../run/logs';
 
 /**
- * A run whose loss or gradient norm became NaN or infinite: training stops at once, the last
- * checkpoint (written before the divergence) stays as it was, and the run is not marked complete.
+ * A run whose loss or gradient norm became NaN or infinite, or whose loss rose far above its start
+ * (LoopConfig.divergenceFactor): training stops at once, the last checkpoint (written before that
+ * step) stays as it was, and the run is not marked complete.
  */
 export class DivergenceError extends Error {
   constructor(readonly runDir: string, readonly step: number, what: string) {
@@ -36,6 +37,25 @@ export class DivergenceError extends Error {
     );
     this.name = 'DivergenceError';
   }
+}
+
+/** Steps in the moving mean that divergence compares with the first step's loss. */
+export const DIVERGENCE_WINDOW = 10;
+
+/**
+ * Has the loss risen far above its start? With `earlier` the losses of the steps before this one and
+ * `loss` this step's: the mean of the last DIVERGENCE_WINDOW steps (this one included, step 0 excluded)
+ * above `factor` times the first step's loss. Returns what to say, or null.
+ */
+export function risingLoss(earlier: readonly number[], loss: number, factor: number): string | null {
+  if (!(factor > 0) || earlier.length === 0 || !(earlier[0] > 0)) return null;
+  const recent = [...earlier.slice(Math.max(1, earlier.length + 1 - DIVERGENCE_WINDOW)), loss];
+  const mean = recent.reduce((a, b) => a + b, 0) / recent.length;
+  if (!(mean > factor * earlier[0])) return null;
+  return (
+    `the training loss is ${mean.toFixed(3)} on average over the last ${recent.length} step(s), more than ${factor} times its starting value ${earlier[0].toFixed(3)} ` +
+    '(divergenceFactor in the training config; 0 turns this check off)'
+  );
 }
 
 /** The learning-rate multiplier of each variable (LoopConfig.lrScales). */
@@ -210,13 +230,24 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
   const files = runFiles(runDir);
   const ckptDir = files.checkpoint.dir;
   if (fs.existsSync(files.checkpoint.state)) {
-    state = readJson<LoopState>(files.checkpoint.state);
-    await task.loadWeights(files.checkpoint.weights);
-    optimizer.loadState(files.checkpoint.optimizer, vars);
+    try {
+      state = readJson<LoopState>(files.checkpoint.state);
+      await task.loadWeights(files.checkpoint.weights);
+      optimizer.loadState(files.checkpoint.optimizer, vars);
+    } catch (e) {
+      throw new Error(
+        `the checkpoint of this run cannot be loaded (${(e as Error).message.split('\n')[0]}): delete ${ckptDir} to restart the run from scratch ` +
+          '(the training done so far is lost), or restore that folder from a copy, then rerun',
+      );
+    }
   }
   const resumedFrom = state.step;
   // Logs beyond the checkpoint belong to steps that will be redone.
   const steps = readStepLog(runDir).filter((s) => s.step < state.step);
+  // Divergence: the losses so far (a resumed run reads them back from its log, so it stops where an
+  // uninterrupted one would).
+  const divergence = cfg.divergenceFactor ?? 0;
+  const losses = steps.map((s) => s.loss);
   const epochs = readEpochLog(runDir).filter((e) => (e.epoch + 1) * spe <= state.step);
   writeFileAtomic(files.steps, steps.map((s) => JSON.stringify(s) + '\n').join(''));
   writeFileAtomic(files.epochs, epochs.map((e) => JSON.stringify(e) + '\n').join(''));
@@ -282,6 +313,12 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
         grads.forEach((g) => g.dispose());
         throw new DivergenceError(runDir, state.step, `the training loss is ${stepLoss}`);
       }
+      const rising = divergence > 0 ? risingLoss(losses, stepLoss, divergence) : null;
+      if (rising) {
+        grads.forEach((g) => g.dispose());
+        throw new DivergenceError(runDir, state.step, rising);
+      }
+      losses.push(stepLoss);
       if (cfg.gradClip > 0) {
         const clipped = clipByGlobalNorm(grads, cfg.gradClip);
         gradNorm = clipped.norm;

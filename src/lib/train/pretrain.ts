@@ -17,7 +17,7 @@ import { padBatch } from './examples';
 import { formatCaption } from '../model/text';
 import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from '../model/tokenizer';
 import { epochPermutation, runTraining, type RunOptions, type TrainTask } from './loop';
-import type { LoopConfig } from '../config';
+import { DEFAULT_DIVERGENCE_FACTOR, type LoopConfig } from '../config';
 import type { TrainSummary } from '../run/logs';
 import { runFiles } from '../run/files';
 import { saveSafetensorsFile, loadSafetensorsInto } from '../io/weights';
@@ -177,6 +177,7 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
       seed: opts.cfg.seed,
       checkpointEverySteps: 200,
       maxSteps: opts.maxSteps ?? 0,
+      divergenceFactor: DEFAULT_DIVERGENCE_FACTOR,
       dropLast: false,
       bucketByLength: true,
     };

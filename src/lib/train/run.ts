@@ -80,6 +80,7 @@ export function loopConfigFor(train: TrainConfig, numTrain: number, microBatchSi
     seed: train.seed,
     checkpointEverySteps: train.checkpointEverySteps,
     maxSteps: train.maxSteps,
+    divergenceFactor: train.divergenceFactor,
     dropLast: true,
     bucketByLength: true,
     ...(train.finetuneLM && train.lmLrScale !== 1 ? { lrScales: { 'lm.': train.lmLrScale } } : {}),
