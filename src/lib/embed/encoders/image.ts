@@ -12,6 +12,7 @@
 //  - animated images: the first frame;
 //  - truncated or undecodable files throw an `ImageDecodeError` naming the file (the extraction
 //    puts them on its rejects list).
+import * as fs from 'fs';
 import sharp from 'sharp';
 
 export interface DecodedImage {
@@ -114,8 +115,48 @@ export async function decodeImage(input: string | Uint8Array, opts: ImageDecodeO
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 };
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;
-    throw new ImageDecodeError(describe(input), ((e as Error).message ?? String(e)).split('\n')[0]);
+    const message = ((e as Error).message ?? String(e)).split('\n')[0];
+    let bytes: Uint8Array | null = typeof input === 'string' ? null : input;
+    if (!bytes) {
+      try {
+        bytes = new Uint8Array(fs.readFileSync(input as string));
+      } catch {
+        bytes = null; // missing or unreadable: sharp's message says so
+      }
+    }
+    throw new ImageDecodeError(describe(input), bytes ? decodeFailureReason(bytes, message) : message);
   }
+}
+
+const IMAGE_MAGIC: [string, number[]][] = [
+  ['PNG', [0x89, 0x50, 0x4e, 0x47]],
+  ['GIF', [0x47, 0x49, 0x46, 0x38]],
+  ['WebP', [0x52, 0x49, 0x46, 0x46]],
+  ['BMP', [0x42, 0x4d]],
+  ['TIFF', [0x49, 0x49, 0x2a, 0x00]],
+  ['TIFF', [0x4d, 0x4d, 0x00, 0x2a]],
+];
+
+/**
+ * Why an image file could not be decoded, in words a reader can act on: a JPEG that lacks its end
+ * marker, or that the decoder calls premature, corrupt or an "Unknown error" (libvips' empty message,
+ * seen when several decodes fail at once), is a "truncated or damaged JPEG"; an unknown error on a
+ * file of another image format is a damaged file of that format, and on anything else not an image.
+ * Other messages are kept as they are.
+ */
+export function decodeFailureReason(bytes: Uint8Array, message: string): string {
+  const unknown = message.trim() === '' || /unknown error/i.test(message);
+  const said = message.trim() ? ` (the decoder says: ${message.trim()})` : '';
+  if (bytes.length >= 2 && bytes[0] === 0xff && bytes[1] === 0xd8) {
+    let end = bytes.length;
+    while (end > 2 && (bytes[end - 1] === 0x00 || bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d || bytes[end - 1] === 0x20)) end -= 1;
+    const noEndMarker = !(bytes[end - 2] === 0xff && bytes[end - 1] === 0xd9);
+    if (unknown || noEndMarker || /premature|truncat|corrupt|end of (file|input|stream)/i.test(message)) return `truncated or damaged JPEG${said}`;
+    return message;
+  }
+  if (!unknown) return message;
+  const format = IMAGE_MAGIC.find(([, m]) => m.every((b, i) => bytes[i] === b))?.[0];
+  return format ? `damaged ${format} image${said}` : `not a readable image file${said}`;
 }
 
 /** Target size for a shortest-edge resize (torchvision / OpenAI CLIP rounding: floor). Pure. */
