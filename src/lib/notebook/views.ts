@@ -12,7 +12,7 @@ import { type EmbeddingSet } from '../embed/embedding-set';
 import type { ExtractResult } from '../embed/extract';
 import { captionWithRun, decodeOf } from '../eval/caption';
 import type { Evaluation } from '../eval/evaluate';
-import { openEmbeddingsOfRun, readRunConfig } from '../run/run';
+import { openEmbeddingsOfRun, readRunConfig, type RunConfig, type RunSummary } from '../run/run';
 import { nearestNeighbours } from '../eval/knn';
 import { escapeHtml, imgTag, thumbnailDataUri } from './display';
 
@@ -150,6 +150,26 @@ export function configTable(profileValues: object, used: object): Row[] {
     used: value,
     edited: base.has(parameter) && base.get(parameter) !== value ? '✎' : '',
   }));
+}
+
+/** Rows describing a finished (or interrupted) run (notebooks 03, 04). */
+export function describeRun(config: RunConfig, summary: RunSummary): Row[] {
+  const t = config.train;
+  return [
+    { item: 'variant', value: `${t.mapper} mapper + ${t.finetuneLM ? 'fine-tuned' : 'frozen'} GPT-2` },
+    { item: 'language model', value: `${config.lm.source} (${config.lm.config.nLayer} layers, d=${config.lm.config.nEmbd}, vocabulary ${config.lm.vocabSize})` },
+    { item: 'encoder', value: `${config.encoder.name} (${config.encoder.dim}-d)` },
+    { item: 'train / val examples', value: `${config.data.trainExamples} / ${config.data.valExamples} captions of ${config.data.trainImages} / ${config.data.valImages} images` },
+    { item: 'steps', value: `${summary.steps}${summary.completed ? '' : ' (not finished)'}${summary.resumedFromStep ? `, resumed from step ${summary.resumedFromStep}` : ''}` },
+    { item: 'final train loss', value: summary.finalTrainLoss ?? '' },
+    { item: 'final val loss', value: summary.finalValLoss ?? '' },
+    ...(summary.finalValLossShuffled != null && summary.finalValLoss != null
+      ? [{ item: 'final val loss, shuffled images (gap)', value: `${summary.finalValLossShuffled.toFixed(4)} (+${(summary.finalValLossShuffled - summary.finalValLoss).toFixed(4)} nats/token)` }]
+      : []),
+    { item: 'training time (s)', value: summary.trainSeconds },
+    { item: 'tokens/s', value: summary.tokensPerSecond },
+    { item: 'backend', value: config.backend },
+  ];
 }
 
 /**
