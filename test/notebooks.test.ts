@@ -56,3 +56,26 @@ test('notebooks use the tslab kernel, carry no outputs, import from ./lib, and s
     assert.match((code[0].source as string[]).join(''), /resolveProfile\(\)/, `${b}: the first code cell resolves the profile`);
   }
 });
+
+test('first cells name what a reader edits: the settings by name beside the profile, one config view, no state across distant cells', () => {
+  const firstCode = (b: string) => {
+    const nb = JSON.parse(fs.readFileSync(path.join(root, 'notebooks', b), 'utf8'));
+    return (nb.cells.find((c: { cell_type: string }) => c.cell_type === 'code').source as string[]).join('');
+  };
+  const named: Record<string, string[]> = {
+    '01_data_subset.ipynb': ['seed', 'evalImages', 'trainCaptions', 'valCaptions', 'valFraction'],
+    '02_extract_embeddings.ipynb': ['kind', 'modelId', 'quantized', 'batchSize', 'workers'],
+    '02b_pretrain_lm.ipynb': ['nLayer', 'nEmbd', 'nHead', 'nPositions', 'epochs', 'batchSize', 'lr', 'warmupSteps', 'maxTokens'],
+    '03_train_mlp_finetune.ipynb': ['lr', 'lmLrScale', 'epochs', 'batchSize', 'prefixLength', 'warmupSteps', 'gradClip', 'weightDecay', 'microBatchSize', 'maxSteps', 'seed'],
+    '04_train_transformer_frozen.ipynb': ['lr', 'epochs', 'batchSize', 'prefixLength', 'clipLength', 'numLayers', 'numHeads', 'warmupSteps', 'gradClip', 'weightDecay', 'microBatchSize', 'maxSteps', 'seed'],
+    '06_evaluate.ipynb': ['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight', 'retrievalK', 'samples'],
+  };
+  for (const [b, keys] of Object.entries(named)) {
+    const src = firstCode(b);
+    for (const k of keys) assert.match(src, new RegExp(`\\n  ${k}: [ap]\\.${k},`), `${b}: the first code cell lists ${k} by name`);
+    assert.match(src, /configTable\(/, `${b}: the configuration table comes from notebook/views.ts configTable`);
+    assert.doesNotMatch(src, /configRows/, `${b}: one config view helper (configTable)`);
+  }
+  const evaluate = fs.readFileSync(path.join(root, 'notebooks', '06_evaluate.ipynb'), 'utf8');
+  assert.doesNotMatch(evaluate, /started|## Setup/, '06: the evaluation measures its own time and the report module gives the summary');
+});

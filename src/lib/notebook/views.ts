@@ -1,6 +1,7 @@
-// Table rows the notebooks show: sample photos of the subsets (01), the embedding stores and a
-// nearest-neighbour sanity view (02), captions of a trained run (03, 04). Photos are thumbnails;
-// a photo that cannot be read is shown as a note naming the file, never as a failed cell.
+// Table rows the notebooks show: every notebook's configuration (configTable), sample photos of the
+// subsets (01), the embedding stores and a nearest-neighbour sanity view (02), a trained run, its
+// losses per epoch and captions (03, 04). Photos are thumbnails; a photo that cannot be read is shown
+// as a note naming the file, never as a failed cell.
 import * as path from 'path';
 import { configRows, type ProfileConfig } from '../config';
 import { estimateProfile, formatHours, speedsFor } from '../estimate';
@@ -13,6 +14,7 @@ import type { ExtractResult } from '../embed/extract';
 import { captionWithRun, decodeOf } from '../eval/caption';
 import type { Evaluation } from '../eval/evaluate';
 import { openEmbeddingsOfRun, readRunConfig, type RunConfig, type RunSummary } from '../run/run';
+import { readEpochLog } from '../run/logs';
 import { nearestNeighbours } from '../eval/knn';
 import { escapeHtml, imgTag, thumbnailDataUri } from './display';
 
@@ -139,17 +141,21 @@ export async function evalSampleRows(evaluation: Evaluation, count: number, size
 }
 
 /**
- * A configuration cell's table: each parameter with the profile's value and the value used here
- * (edited ones marked), so that a notebook shows its profile's defaults, not the paper's.
+ * A configuration cell's table, the same in every notebook: each parameter with the profile's value
+ * and the value used here (edited ones marked), so that a notebook shows its profile's defaults, not
+ * the paper's; then `context` (e.g. the backend), as rows with a value used only.
  */
-export function configTable(profileValues: object, used: object): Row[] {
+export function configTable(profileValues: object, used: object, context: Record<string, unknown> = {}): Row[] {
   const base = new Map(configRows(profileValues));
-  return configRows(used).map(([parameter, value]) => ({
-    parameter,
-    profile: base.get(parameter) ?? '',
-    used: value,
-    edited: base.has(parameter) && base.get(parameter) !== value ? '✎' : '',
-  }));
+  return [
+    ...configRows(used).map(([parameter, value]) => ({
+      parameter,
+      profile: base.get(parameter) ?? '',
+      used: value,
+      edited: base.has(parameter) && base.get(parameter) !== value ? '✎' : '',
+    })),
+    ...Object.entries(context).map(([parameter, value]) => ({ parameter, profile: '', used: String(value), edited: '' })),
+  ];
 }
 
 /** Rows describing a finished (or interrupted) run (notebooks 03, 04). */
@@ -170,6 +176,22 @@ export function describeRun(config: RunConfig, summary: RunSummary): Row[] {
     { item: 'tokens/s', value: summary.tokensPerSecond },
     { item: 'backend', value: config.backend },
   ];
+}
+
+/** A run's losses per epoch, with the image-use gap (notebooks 03, 04), and the table's caption. */
+export function epochTable(runDir: string): { rows: Row[]; caption: string } {
+  return {
+    rows: readEpochLog(runDir).map((e) => ({
+      epoch: e.epoch + 1,
+      'train loss': e.trainLoss,
+      'val loss': e.valLoss ?? '',
+      'val loss, shuffled images': e.valLossShuffled ?? '',
+      'image-use gap': e.valLossShuffled != null && e.valLoss != null ? e.valLossShuffled - e.valLoss : '',
+      steps: e.steps,
+      'time (s)': e.seconds,
+    })),
+    caption: 'mean token cross-entropy per epoch (nats); shuffled images: every val caption conditioned on another photo, so the gap is how much the model uses the image',
+  };
 }
 
 /**
