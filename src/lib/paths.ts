@@ -74,6 +74,8 @@ export interface ArtifactPaths {
   models: string;
   /** Executed copies of the notebooks. */
   executed: string;
+  /** Dev-split trials of scripts/tune.ts, one JSON line each (REPORT.md's recipe table). */
+  tuningResults: string;
 }
 
 export function artifactPaths(profile: string, root: string = repoRoot()): ArtifactPaths {
@@ -90,6 +92,7 @@ export function artifactPaths(profile: string, root: string = repoRoot()): Artif
     report: isSmoke ? path.join(base, 'REPORT.md') : path.join(root, 'REPORT.md'),
     models: path.join(base, 'models'),
     executed: path.join(base, 'notebooks'),
+    tuningResults: path.join(base, 'tuning', 'results.jsonl'),
   };
 }
 

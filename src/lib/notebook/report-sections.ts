@@ -13,6 +13,7 @@ import type { ConvergenceStats, SeedFinding } from './convergence';
 import { escapeHtml, tableMarkdown } from './display';
 import { PUBLISHED, publicPhotoUrls } from './published';
 import { fmt, interval, seconds } from './report-format';
+import { artifactPaths } from '../paths';
 
 /** Notebook wall times recorded by scripts/run-notebooks.ts (data/<profile>/notebooks/timings.json). */
 export type NotebookTimings = Record<string, { seconds: number; ok: boolean; finishedAt: string }>;
@@ -217,7 +218,7 @@ interface TuningRecord {
 
 /** The dev-split trials of scripts/tune.ts, if any. */
 export function recipeSection(ctx: ReportContext): string[] {
-  const tuningFile = path.join(ctx.artifactsRoot, 'tuning', 'results.jsonl');
+  const tuningFile = artifactPaths(ctx.profile.name).tuningResults;
   if (!fs.existsSync(tuningFile)) return [];
   const trials = fs
     .readFileSync(tuningFile, 'utf8')
