@@ -1,5 +1,6 @@
 // Rich outputs for notebooks (tslab's display API), with plain-text fallbacks outside Jupyter.
 import sharp from 'sharp';
+import { settings } from '../settings';
 
 interface TslabDisplay {
   html(s: string): void;
@@ -11,7 +12,7 @@ interface TslabDisplay {
 
 function tslabDisplay(): TslabDisplay | null {
   // Only inside a tslab kernel is there somewhere to send rich outputs.
-  if (!process.env.JPY_PARENT_PID && !process.argv.some((a) => a.includes('tslab'))) return null;
+  if (!settings().jupyterKernel && !process.argv.some((a) => a.includes('tslab'))) return null;
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     return (require('tslab') as { display: TslabDisplay }).display;
