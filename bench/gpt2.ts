@@ -12,6 +12,7 @@
 import { spawnSync } from 'child_process';
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
+import { printKernelProfile } from './lib/kernels';
 import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
 import { GPT2, GPT2_SMALL } from '../src/lib/model/gpt2';
 import { lmLoss } from '../src/lib/model/loss';
@@ -73,23 +74,6 @@ function heapMiB(): string {
   return b ? `${(b.HEAPU8.buffer.byteLength / 2 ** 20).toFixed(0)} MiB wasm heap` : `${(tf.memory().numBytes / 2 ** 20).toFixed(0)} MiB tensors`;
 }
 
-async function profileOnce(label: string, f: () => void): Promise<void> {
-  const info = await tf.profile(() => {
-    f();
-    return tf.scalar(0);
-  });
-  const byName = new Map<string, { ms: number; n: number }>();
-  for (const k of info.kernels) {
-    const e = byName.get(k.name) ?? { ms: 0, n: 0 };
-    e.ms += k.kernelTimeMs as number;
-    e.n += 1;
-    byName.set(k.name, e);
-  }
-  const rows = [...byName].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15);
-  const total = [...byName.values()].reduce((a, e) => a + e.ms, 0);
-  console.log(`  profile of one ${label} step: kernels ${total.toFixed(0)} ms in total`);
-  for (const [name, e] of rows) console.log(`    ${name.padEnd(22)} ${e.ms.toFixed(0).padStart(6)} ms  ${String(e.n).padStart(5)} calls`);
-}
 
 function trainStep(model: GPT2, opt: AdamW | null, ids: tf.Tensor2D, targets: tf.Tensor2D, mask: tf.Tensor2D, micro: number, embeds: tf.Tensor3D | null): void {
   const vars = model.trainableVariables();
@@ -153,7 +137,7 @@ async function main(): Promise<void> {
           `${(ms / 1000).toFixed(2)} s/step, ${results[`${mode}_tokens_per_s`].toFixed(1)} tokens/s (median of ${times.length}; ${times.map((t) => (t / 1000).toFixed(2)).join(' ')} s; ${heapMiB()})`,
       );
       calib.push(cpuCalibration());
-      if (o.profile) await profileOnce(mode, () => trainStep(model, opt, ids, targets, mask, o.micro, embeds));
+      if (o.profile) await printKernelProfile(mode, () => trainStep(model, opt, ids, targets, mask, o.micro, embeds));
       embeds?.dispose();
     }
     model.dispose();

@@ -14,6 +14,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
+import { printKernelProfile } from './lib/kernels';
 import { profileConfig } from '../src/lib/config';
 import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
 import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
@@ -91,22 +92,6 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-async function kernelProfile(label: string, f: () => void): Promise<void> {
-  const info = await tf.profile(() => {
-    f();
-    return tf.scalar(0);
-  });
-  const byName = new Map<string, { ms: number; n: number }>();
-  for (const k of info.kernels) {
-    const e = byName.get(k.name) ?? { ms: 0, n: 0 };
-    e.ms += k.kernelTimeMs as number;
-    e.n += 1;
-    byName.set(k.name, e);
-  }
-  const total = [...byName.values()].reduce((a, e) => a + e.ms, 0);
-  console.log(`  kernels of one ${label} step: ${total.toFixed(0)} ms in ${info.kernels.length} calls`);
-  for (const [name, e] of [...byName].sort((a, b) => b[1].ms - a[1].ms).slice(0, 14)) console.log(`    ${name.padEnd(24)} ${e.ms.toFixed(1).padStart(7)} ms  ${String(e.n).padStart(5)} calls`);
-}
 
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
@@ -122,7 +107,7 @@ async function main(): Promise<void> {
 
   const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void, note: string): Promise<void> => {
     step(batches[0]); // warm-up (kernels, transposes cached)
-    if (o.kernels) await kernelProfile(kind, () => step(batches[1 % batches.length]));
+    if (o.kernels) await printKernelProfile(kind, () => step(batches[1 % batches.length]));
     const ms: number[] = [];
     let real = 0;
     let padded = 0;
