@@ -464,9 +464,20 @@ test('a run whose loss rises far above its start stops with DivergenceError (thr
     assert.equal(e.name, 'DivergenceError');
     assert.match(e.message, /training diverged at step \d+: the training loss .* more than 3 times its starting value/);
     assert.match(e.message, /divergenceFactor/);
+    // checkpoints every 2 steps: one was written before the divergence, and the message says it is kept
+    assert.match(e.message, /its last checkpoint, from before step \d+, is kept/);
     return true;
   });
   task.w.dispose();
+  // diverging before the first checkpoint: the message does not promise one
+  const early = scriptedTask((st: number) => (st < 1 ? 5 : 500));
+  await assert.rejects(runTraining(early, loopCfg({ divergenceFactor: 3, checkpointEverySteps: 50 }), tmp(), { write: () => {} }), (e: Error) => {
+    assert.equal(e.name, 'DivergenceError');
+    assert.match(e.message, /has no checkpoint yet/);
+    assert.doesNotMatch(e.message, /last checkpoint/);
+    return true;
+  });
+  early.w.dispose();
   // off: the same run completes
   const off = scriptedTask(rising);
   const s = await runTraining(off, loopCfg({ divergenceFactor: 0, epochs: 3 }), tmp(), { write: () => {} });

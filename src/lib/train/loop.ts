@@ -32,7 +32,8 @@ import { readEpochLog, readStepLog, type EpochLog, type StepLog, type TrainSumma
 export class DivergenceError extends Error {
   constructor(readonly runDir: string, readonly step: number, what: string) {
     super(
-      `training diverged at step ${step}: ${what}. The run (${runDir}) is not complete; its last checkpoint, from before step ${step}, is kept. ` +
+      `training diverged at step ${step}: ${what}. The run (${runDir}) is not complete; ` +
+        (fs.existsSync(runFiles(runDir).checkpoint.state) ? `its last checkpoint, from before step ${step}, is kept. ` : 'it has no checkpoint yet (nothing was saved). ') +
         'Lower the learning rate (lr), add gradient clipping (gradClip), or check the data; then rerun (new settings train a new run).',
     );
     this.name = 'DivergenceError';
