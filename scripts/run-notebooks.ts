@@ -5,7 +5,8 @@
 //
 // The profile is resolved once (CLIPCAP_PROFILE, else data/profile.json, else what the machine can do:
 // src/lib/profile.ts) and passed to every
-// notebook. Executed copies (with outputs) go to data/<profile>/notebooks/; the notebooks in
+// notebook, and so is CLIPCAP_DATASET (your own dataset). Executed copies (with outputs) go to
+// data/<profile>/notebooks/ (your own dataset: data/<profile>/custom/<name>-<hash>/notebooks/); the notebooks in
 // notebooks/ stay as they are. A failing cell stops the run with a non-zero exit status.
 // Wall times are appended to data/<profile>/notebooks/timings.json (REPORT.md reads them).
 import { spawnSync } from 'child_process';
@@ -61,7 +62,8 @@ async function main(): Promise<void> {
   if (args.profile) env.CLIPCAP_PROFILE = args.profile;
   // Resolved once for the whole run (recorded in data/profile.json when chosen automatically, so that
   // notebooks opened by hand afterwards use the same profile) and passed to every notebook.
-  const profile = (await resolveProfile(env)).name;
+  const cfg = await resolveProfile(env);
+  const profile = cfg.name;
   env.CLIPCAP_PROFILE = profile;
   env.PATH = `${path.join(root, 'node_modules', '.bin')}${path.delimiter}${env.PATH ?? ''}`;
   const nbDir = path.join(root, 'notebooks');
@@ -73,7 +75,8 @@ async function main(): Promise<void> {
   if (args.from) books = books.filter((b) => b >= args.from!);
   if (books.length === 0) throw new Error('no notebooks selected');
   const python = nbclientPython();
-  const out = artifactPaths(profile, root).executed;
+  // (with CLIPCAP_DATASET, passed on to every notebook, under that dataset's own artifacts)
+  const out = artifactPaths(cfg, root).executed;
   fs.mkdirSync(out, { recursive: true });
   const timingsFile = path.join(out, 'timings.json');
   const timings: Record<string, NotebookTiming> = fs.existsSync(timingsFile) ? JSON.parse(fs.readFileSync(timingsFile, 'utf8')) : {};

@@ -81,7 +81,7 @@ function row(s: DevScores): Record<string, number> {
 async function main(): Promise<void> {
   const args = parse(process.argv.slice(2));
   const profile = await resolveProfile();
-  const out = artifactPaths(profile.name).tuningResults;
+  const out = artifactPaths(profile).tuningResults;
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const decode: DecodeConfig = { ...decodeOf(profile.eval), beam: args.beam ?? profile.eval.beam };
   for (const [k, v] of Object.entries(args.decode)) {

@@ -11,6 +11,7 @@ test('settings: the defaults of an empty environment', () => {
   assert.equal(s.forcedProfile(['paper', 'smoke']), undefined);
   assert.equal(s.confirmPaperOnCpu, false);
   assert.equal(s.dataDir, undefined);
+  assert.equal(s.dataset, undefined);
   assert.equal(s.cacheDir, undefined);
   assert.equal(s.hubEndpoint, undefined);
   assert.equal(s.hfToken, undefined);
@@ -30,6 +31,7 @@ test('settings: values as set', () => {
     CLIPCAP_PROFILE: 'smoke',
     CLIPCAP_CONFIRM_PAPER_ON_CPU: '1',
     CLIPCAP_DATA_DIR: 'mirror',
+    CLIPCAP_DATASET: 'my-photos',
     CLIPCAP_CACHE: '/c',
     HF_ENDPOINT: 'http://h/',
     HF_TOKEN: 't',
@@ -45,6 +47,7 @@ test('settings: values as set', () => {
   assert.equal(s.forcedProfile(['paper', 'smoke']), 'smoke');
   assert.equal(s.confirmPaperOnCpu, true);
   assert.equal(s.dataDir, path.resolve('mirror'));
+  assert.equal(s.dataset, path.resolve('my-photos'));
   assert.equal(s.cacheDir, '/c');
   assert.equal(s.hubEndpoint, 'http://h/');
   assert.equal(settings({ HF_ENDPOINT: 'http://h/', CLIPCAP_HUB_URL: 'http://mine/' }).hubEndpoint, 'http://mine/');

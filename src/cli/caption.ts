@@ -14,23 +14,29 @@ import { repoRoot } from '../lib/paths';
 import { isRunDir } from '../lib/run/files';
 
 const USAGE = `usage: clipcap caption --run RUN [options] IMAGE...
-  --run RUN            a run directory (data/<profile>/runs/<name>) or a run name found there
+  --run RUN            a run directory (data/<profile>/runs/<name>, or with your own dataset
+                       data/<profile>/custom/<dataset>/runs/<name>) or a run name found there
   --beam N             beam width (default 5, as ClipCap's generate_beam); 1 = greedy
   --max-new-tokens N   longest caption in tokens (default 30)
   --json               print a JSON array of {"file", "caption"} or {"file", "error"}`;
 
-/** A run directory from a path or a bare run name (searched under data/<profile>/runs/). */
+/** The folders of a directory ([] when it is missing). */
+function subdirs(dir: string): string[] {
+  return fs.existsSync(dir) ? fs.readdirSync(dir).map((p) => path.join(dir, p)) : [];
+}
+
+/**
+ * A run directory from a path or a bare run name (searched under data/<profile>/runs/ and, for runs
+ * trained on a dataset of your own, data/<profile>/custom/<dataset>/runs/).
+ */
 export function resolveRunDir(run: string): string {
   if (isRunDir(run)) return path.resolve(run);
-  const dataDir = path.join(repoRoot(), 'data');
-  const found = fs.existsSync(dataDir)
-    ? fs
-        .readdirSync(dataDir)
-        .map((p) => path.join(dataDir, p, 'runs', run))
-        .filter((d) => isRunDir(d))
-    : [];
+  const profiles = subdirs(path.join(repoRoot(), 'data'));
+  const found = [...profiles, ...profiles.flatMap((p) => subdirs(path.join(p, 'custom')))]
+    .map((p) => path.join(p, 'runs', run))
+    .filter((d) => isRunDir(d));
   if (found.length === 1) return found[0];
-  if (found.length > 1) throw new Error(`run name "${run}" exists in several profiles (${found.join(', ')}); give the directory`);
+  if (found.length > 1) throw new Error(`run name "${run}" exists in several profiles or datasets (${found.join(', ')}); give the directory`);
   throw new Error(`no ClipCap run at "${run}": give a run directory such as data/offline/runs/mlp_finetune (notebooks 03 and 04 make them)`);
 }
 

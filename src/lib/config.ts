@@ -15,19 +15,31 @@
 //
 // A notebook's first cell calls `resolveProfile()` (profile.ts: which profile this machine runs) and
 // then edits the fields it shows inline.
+import * as path from 'path';
+
 export type ProfileName = 'paper' | 'coco-cpu' | 'offline' | 'smoke';
 export const PROFILE_NAMES: readonly ProfileName[] = ['paper', 'coco-cpu', 'offline', 'smoke'];
 
 export interface DataConfig {
-  /** Where photos and captions come from. */
-  source: 'coco-karpathy' | 'mirror' | 'synthetic';
+  /** Where photos and captions come from ('custom': the user's own folder, data.custom). */
+  source: 'coco-karpathy' | 'mirror' | 'synthetic' | 'custom';
+  /**
+   * Your own dataset (source 'custom'): the folder holding images/ and captions.csv, captions.txt or
+   * captions.json (README, "Your own photos and captions"; data/custom.ts). Set by CLIPCAP_DATASET
+   * (withCustomDataset), so that notebooks 01-06 all use it; absent in every profile.
+   */
+  custom?: string;
   /** Seed of the subsetting (which images go to train / val / eval). */
   seed: number;
   /** Target number of training captions (paper: 33,841 as in the seed study). */
   trainCaptions: number;
   /** Target number of validation captions (paper: 12,505). */
   valCaptions: number;
-  /** Number of evaluation images (paper: 193; 0 = every photo of the evaluation pool). They come from photos with 5 references. */
+  /**
+   * Number of evaluation images (paper: 193; 0 = every photo of the evaluation pool: the offline
+   * profile's Flickr8k test split; with your own dataset, every photo of splits/test.txt, or one photo
+   * in ten without it). They come from photos with at least evalMinCaptions references.
+   */
   evalImages: number;
   /** Mirror datasets (offline profile): flickr8k (the benchmark; flickr8k-mini when only that is present) and coco-mini. */
   datasets: ('coco-mini' | 'flickr8k' | 'flickr8k-mini')[];
@@ -410,6 +422,37 @@ function smoke(): ProfileConfig {
 
 const BUILDERS: Record<ProfileName, () => ProfileConfig> = { paper, 'coco-cpu': cocoCpu, offline, smoke };
 
+/** With your own dataset and evalImages 0 but no splits/test.txt: this share of the photos is evaluated (at least one). */
+export const CUSTOM_EVAL_SHARE = 0.1;
+
+/**
+ * A profile trained and evaluated on your own dataset folder (CLIPCAP_DATASET; data/custom.ts) with
+ * the profile's models and recipe. The data settings become: every caption of the chosen photos
+ * (trainCaptions, valCaptions 0), evaluation photos from splits/test.txt (evalImages 0: all of them;
+ * without it one photo in ten), validation photos from splits/val.txt or the profile's valFraction
+ * of the rest (0.1 where the profile has none), any number of references per photo (evalMinCaptions
+ * 1); the seed stays. Notebook 01's first cell shows and edits them as usual.
+ */
+export function withCustomDataset(cfg: ProfileConfig, folder: string): ProfileConfig {
+  const d = cfg.data;
+  const dir = path.resolve(folder);
+  return {
+    ...cfg,
+    description: `your own dataset "${path.basename(dir)}" (${dir}) with the ${cfg.name} profile's models and recipe`,
+    data: {
+      ...d,
+      source: 'custom',
+      custom: dir,
+      trainCaptions: 0,
+      valCaptions: 0,
+      evalImages: 0,
+      datasets: [],
+      valFraction: d.valFraction > 0 ? d.valFraction : 0.1,
+      evalMinCaptions: 1,
+    },
+  };
+}
+
 export function isProfileName(s: string): s is ProfileName {
   return (PROFILE_NAMES as readonly string[]).includes(s);
 }
@@ -427,10 +470,11 @@ export function variantLabel(t: { mapper: string; finetuneLM: boolean }): string
   return `${t.mapper === 'mlp' ? 'MLP' : 'Transformer'} + ${t.finetuneLM ? 'fine-tuned' : 'frozen'} GPT-2`;
 }
 
-/** Flatten a config object into [key, value] rows for display (nested keys joined with '.'). */
+/** Flatten a config object into [key, value] rows for display (nested keys joined with '.'; unset optional fields left out). */
 export function configRows(obj: object, prefix = ''): [string, string][] {
   const rows: [string, string][] = [];
   for (const [k, v] of Object.entries(obj)) {
+    if (v === undefined) continue;
     const key = prefix ? `${prefix}.${k}` : k;
     if (v && typeof v === 'object' && !Array.isArray(v)) rows.push(...configRows(v as object, key));
     else rows.push([key, Array.isArray(v) ? v.join(', ') : String(v)]);

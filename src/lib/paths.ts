@@ -1,4 +1,5 @@
 // Where things live: the repository root, the local data mirror, and each profile's artifacts.
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { settings, type Environment } from './settings';
@@ -66,11 +67,11 @@ export interface ArtifactPaths {
   lm: string;
   runs: string;
   eval: string;
-  /** Figures: figures/ for real profiles, data/smoke/figures for the smoke profile. */
+  /** Figures: figures/ for real profiles, data/smoke/figures for the smoke profile (a dataset of your own: its folder's figures/). */
   figures: string;
-  /** REPORT.md at the root for real profiles, data/smoke/REPORT.md for smoke. */
+  /** REPORT.md at the root for real profiles, data/smoke/REPORT.md for smoke (a dataset of your own: its folder's REPORT.md). */
   report: string;
-  /** Models and fixtures generated locally (tiny random models, the offline language model). */
+  /** Models and fixtures generated locally (tiny random models), data/<profile>/models whatever the dataset. */
   models: string;
   /** Executed copies of the notebooks. */
   executed: string;
@@ -78,9 +79,33 @@ export interface ArtifactPaths {
   tuningResults: string;
 }
 
-export function artifactPaths(profile: string, root: string = repoRoot()): ArtifactPaths {
-  const base = path.join(root, 'data', profile);
-  const isSmoke = profile === 'smoke';
+/**
+ * Whose artifacts: a profile name, or a profile (config.ts ProfileConfig fits) whose data.custom names
+ * a dataset folder of the user's own (CLIPCAP_DATASET): those artifacts live apart, see artifactPaths.
+ */
+export type ArtifactOwner = string | { name: string; data?: { custom?: string } };
+
+/**
+ * The folder name of a dataset of your own under data/<profile>/custom/: the folder's name and 8 hex
+ * digits of its absolute path (two folders of the same name never share embeddings or runs).
+ */
+export function customDatasetKey(folder: string): string {
+  const abs = path.resolve(folder);
+  const h = crypto.createHash('sha256').update(abs).digest('hex').slice(0, 8);
+  return `${safeName(path.basename(abs)).replace(/^[._-]+/, '') || 'dataset'}-${h}`;
+}
+
+/**
+ * Every artifact of one profile, under data/<profile>/. With a dataset of your own (data.custom) they
+ * go under data/<profile>/custom/<customDatasetKey>/ instead, figures and REPORT.md included (the
+ * committed REPORT.md and figures/ stay the profile's), except the generated models (shared).
+ */
+export function artifactPaths(owner: ArtifactOwner, root: string = repoRoot()): ArtifactPaths {
+  const profile = typeof owner === 'string' ? owner : owner.name;
+  const custom = typeof owner === 'string' ? undefined : owner.data?.custom || undefined;
+  const profileBase = path.join(root, 'data', profile);
+  const base = custom ? path.join(profileBase, 'custom', customDatasetKey(custom)) : profileBase;
+  const own = custom !== undefined || profile === 'smoke';
   return {
     root: base,
     subsets: path.join(base, 'subsets'),
@@ -88,9 +113,9 @@ export function artifactPaths(profile: string, root: string = repoRoot()): Artif
     lm: path.join(base, 'lm'),
     runs: path.join(base, 'runs'),
     eval: path.join(base, 'eval'),
-    figures: isSmoke ? path.join(base, 'figures') : path.join(root, 'figures'),
-    report: isSmoke ? path.join(base, 'REPORT.md') : path.join(root, 'REPORT.md'),
-    models: path.join(base, 'models'),
+    figures: own ? path.join(base, 'figures') : path.join(root, 'figures'),
+    report: own ? path.join(base, 'REPORT.md') : path.join(root, 'REPORT.md'),
+    models: path.join(profileBase, 'models'),
     executed: path.join(base, 'notebooks'),
     tuningResults: path.join(base, 'tuning', 'results.jsonl'),
   };
@@ -125,14 +150,14 @@ export function runNameProblem(name: unknown): string | null {
 }
 
 /** The directory of a ClipCap training run (notebooks 03, 04) of a profile; an unsafe run name is refused. */
-export function runDirectory(profile: string, name: string, root: string = repoRoot()): string {
+export function runDirectory(profile: ArtifactOwner, name: string, root: string = repoRoot()): string {
   const problem = runNameProblem(name);
   if (problem) throw new Error(`run name ${JSON.stringify(name)}: ${problem}`);
   return path.join(artifactPaths(profile, root).runs, name);
 }
 
 /** Where the offline/smoke profile's pretrained caption LM lives (notebook 02b). */
-export function pretrainedLMDir(profile: string, root: string = repoRoot()): string {
+export function pretrainedLMDir(profile: ArtifactOwner, root: string = repoRoot()): string {
   return path.join(artifactPaths(profile, root).lm, 'model');
 }
 

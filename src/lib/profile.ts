@@ -6,13 +6,14 @@
 // but there is no GPU; `offline` where the hub is not reachable (or HF_HUB_OFFLINE is set). It is
 // recorded in data/profile.json by `npm run main` or the first notebook opened, so that every notebook
 // of the checkout uses it, across kernel restarts. The paper profile on a CPU backend takes days: it
-// is refused, with the estimate, unless CLIPCAP_CONFIRM_PAPER_ON_CPU=1.
+// is refused, with the estimate, unless CLIPCAP_CONFIRM_PAPER_ON_CPU=1. CLIPCAP_DATASET points any
+// profile at a dataset folder of your own (config.ts withCustomDataset).
 import * as fs from 'fs';
 import * as path from 'path';
-import { isProfileName, PROFILE_NAMES, profileConfig, type ProfileConfig, type ProfileName } from './config';
+import { isProfileName, PROFILE_NAMES, profileConfig, withCustomDataset, type ProfileConfig, type ProfileName } from './config';
 import { estimateProfile, formatHours, speedsFor } from './estimate';
 import { hubReachable, probeNativeGpu, type GpuProbe } from './machine';
-import { profileChoiceFile } from './paths';
+import { artifactPaths, profileChoiceFile } from './paths';
 import { settings, type Environment } from './settings';
 
 /** What the machine can do (injectable for tests). */
@@ -80,7 +81,11 @@ export async function resolveProfile(
   const confirmed = (name: ProfileName) => {
     const warning = checkPaperOnCpu(name, env, opts);
     if (warning) say(warning);
-    return profileConfig(name);
+    const dataset = settings(env).dataset;
+    if (!dataset) return profileConfig(name);
+    const p = withCustomDataset(profileConfig(name), dataset);
+    say(`dataset ${dataset} (CLIPCAP_DATASET): your own photos and captions, with the ${name} profile's models and recipe; artifacts in ${path.relative(process.cwd(), artifactPaths(p).root) || '.'}`);
+    return p;
   };
   const forced = settings(env).forcedProfile(PROFILE_NAMES);
   if (forced) {

@@ -7,6 +7,7 @@
 // | CLIPCAP_PROFILE                  | paper, coco-cpu, offline, smoke, auto (unset / auto: chosen)            | profile.ts                      |
 // | CLIPCAP_CONFIRM_PAPER_ON_CPU     | 1: start the paper profile without a GPU backend (off)                  | profile.ts                      |
 // | CLIPCAP_DATA_DIR                 | the local data mirror (../shared/data)                                  | paths.ts                        |
+// | CLIPCAP_DATASET                  | your own dataset folder (images/ + captions); unset: the profile's data | profile.ts                      |
 // | CLIPCAP_CACHE                    | download cache (data/cache)                                             | paths.ts                        |
 // | CLIPCAP_HUB_URL, HF_ENDPOINT     | another hub host, the first set wins (https://huggingface.co/)          | machine.ts, io/hub.ts           |
 // | HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE | 1: hub cache only (off)                                             | profile.ts, io/hub.ts           |
@@ -70,6 +71,15 @@ export class Settings {
   /** CLIPCAP_DATA_DIR as an absolute path: the local data mirror; undefined when unset. */
   get dataDir(): string | undefined {
     return this.absolute('CLIPCAP_DATA_DIR');
+  }
+
+  /**
+   * CLIPCAP_DATASET as an absolute path: a dataset folder of the user's own (images/ plus captions.csv,
+   * captions.txt or captions.json; data/custom.ts) that every notebook trains and evaluates on instead
+   * of the profile's data; undefined when unset or empty.
+   */
+  get dataset(): string | undefined {
+    return this.absolute('CLIPCAP_DATASET');
   }
 
   /** CLIPCAP_CACHE as an absolute path: the download cache; undefined when unset. */

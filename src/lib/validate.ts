@@ -32,10 +32,18 @@ function run(prefix: string, obj: object, checks: Record<string, Check>, out: st
 }
 
 export function dataProblems(d: DataConfig, out: string[] = []): string[] {
-  run('data', d, { source: oneOf('coco-karpathy', 'mirror', 'synthetic'), seed: int(0), trainCaptions: int(0), valCaptions: int(0), evalImages: int(0), valFraction: num(0, 1, { maxOpen: true }), evalMinCaptions: int(1) }, out);
-  if (d.evalImages === 0 && d.source !== 'mirror') {
-    // 0 = "every photo of the evaluation pool": only the mirror's pool (the Flickr8k test split) is one
-    out.push(`data.evalImages = 0: "every photo of the evaluation pool" exists only with data.source "mirror" (the offline profile's Flickr8k test split); with ${show(d.source)} use a whole number from 1 (the number of evaluation photos)`);
+  run('data', d, { source: oneOf('coco-karpathy', 'mirror', 'synthetic', 'custom'), seed: int(0), trainCaptions: int(0), valCaptions: int(0), evalImages: int(0), valFraction: num(0, 1, { maxOpen: true }), evalMinCaptions: int(1) }, out);
+  if (d.evalImages === 0 && d.source !== 'mirror' && d.source !== 'custom') {
+    // 0 = "every photo of the evaluation pool": the mirror's pool (the Flickr8k test split) is one, and
+    // so is a dataset of your own (its splits/test.txt, or one photo in ten)
+    out.push(`data.evalImages = 0: "every photo of the evaluation pool" exists only with data.source "mirror" (the offline profile's Flickr8k test split) or your own dataset (CLIPCAP_DATASET); with ${show(d.source)} use a whole number from 1 (the number of evaluation photos)`);
+  }
+  if (d.source === 'custom' && !(typeof d.custom === 'string' && d.custom.length > 0)) {
+    out.push(`data.custom = ${show(d.custom)}: data.source "custom" needs the folder of your dataset; set CLIPCAP_DATASET=/path/to/folder (see the README, "Your own photos and captions")`);
+  }
+  if (d.source !== 'custom' && d.custom !== undefined && d.custom !== '') {
+    // edited in notebook 01 alone, it would not reach notebooks 02-06, which read CLIPCAP_DATASET
+    out.push(`data.custom = ${show(d.custom)}: set CLIPCAP_DATASET=${typeof d.custom === 'string' ? d.custom : '/path/to/folder'} instead (in the environment of Jupyter or of npm run main), so that notebooks 01-06 all use that folder; then leave data.custom as it is`);
   }
   if (d.source === 'mirror' && (!Array.isArray(d.datasets) || d.datasets.length === 0)) out.push(`data.datasets = ${show(d.datasets)}: list the mirror datasets to use (flickr8k, coco-mini)`);
   if (d.source === 'synthetic') run('data.synthetic', d.synthetic, { images: int(2), size: int(8, 4096) }, out);

@@ -1,6 +1,7 @@
 // Caption text for pretraining the offline profile's small GPT-2: the captions of the training photos
 // and the text-only caption corpora of the local mirror, never a caption of a validation (Flickr8k
-// dev), test or evaluation photo.
+// dev), test or evaluation photo. With a dataset of your own (data.source 'custom'): its training
+// captions first, then the mirror's text where there is one (customCorpus).
 //
 // Sources (in this order; the first copy of a caption wins when deduplicating):
 //   coco-val2017  coco-mini/captions_val2017.json (official COCO format, 4,903 val2017 images)
@@ -122,6 +123,13 @@ export function assembleCorpus(parts: CorpusPart[], exclude: CorpusExclusions): 
 
 /** The offline corpus from a mirror folder, keeping `exclude` out. */
 export function buildCaptionCorpus(opts: { mirror: string; exclude: CorpusExclusions }): CaptionCorpus {
+  const { parts, exclude, inputs } = mirrorCorpusParts(opts);
+  const { records, counts } = assembleCorpus(parts, exclude);
+  return { records, counts, inputs, excluded: { images: exclude.images.size, captions: exclude.captions.size } };
+}
+
+/** The mirror's caption tables of the corpus (see the file comment), and `exclude` with the Flickr8k dev and test photos added. */
+function mirrorCorpusParts(opts: { mirror: string; exclude: CorpusExclusions }): { parts: CorpusPart[]; exclude: CorpusExclusions; inputs: string[] } {
   const { datasets } = resolveMirrorDatasets(opts.mirror, ['coco-mini', 'flickr8k']);
   const m = checkMirror(opts.mirror, datasets);
   const f8k = datasets.includes('flickr8k') ? m.flickr8k : m.flickr8kMini;
@@ -150,8 +158,7 @@ export function buildCaptionCorpus(opts: { mirror: string; exclude: CorpusExclus
     parts.push({ source: 'flickr30k', df: concatFrames(f30.map((f) => loadFlickr30kCaptions(f, { imagesDir: path.join(m.textCorpus.dir, 'images') }))), ids: 'flickr' });
     inputs.push(...f30);
   }
-  const { records, counts } = assembleCorpus(parts, exclude);
-  return { records, counts, inputs, excluded: { images: exclude.images.size, captions: exclude.captions.size } };
+  return { parts, exclude, inputs };
 }
 
 /**
@@ -166,7 +173,33 @@ export function captionCorpusForProfile(cfg: ProfileConfig, opts: { root?: strin
     const env = opts.env;
     return buildCaptionCorpus({ mirror: opts.mirror ?? mirrorDir(env) ?? requireMirrorDir(env), exclude });
   }
+  if (cfg.data.source === 'custom') return customCorpus(cfg, subsets, exclude, opts);
   const parts: CorpusPart[] = [{ source: `${cfg.name}-train`, df: subsets.train, ids: 'none' }];
   const { records, counts } = assembleCorpus(parts, exclude);
   return { records, counts, inputs: [subsets.dir], excluded: { images: exclude.images.size, captions: exclude.captions.size } };
+}
+
+/**
+ * A dataset of your own: its training captions, then (except on the smoke profile, whose tiny model
+ * learns from the dataset alone) the mirror's caption text where a complete mirror is present, with the
+ * same exclusions: no caption of a validation or evaluation photo, nor any caption of the same text.
+ */
+function customCorpus(cfg: ProfileConfig, subsets: { train: pl.DataFrame; dir: string }, exclude: CorpusExclusions, opts: { env?: Environment; mirror?: string }): CaptionCorpus {
+  const name = cfg.data.custom ? path.basename(cfg.data.custom) : 'custom';
+  let parts: CorpusPart[] = [{ source: `${name} (train)`, df: subsets.train, ids: 'none' }];
+  let inputs = [subsets.dir];
+  let ex = exclude;
+  const mirror = cfg.name === 'smoke' ? null : (opts.mirror ?? mirrorDir(opts.env));
+  if (mirror) {
+    try {
+      const m = mirrorCorpusParts({ mirror, exclude });
+      parts = [...parts, ...m.parts];
+      inputs = [...inputs, ...m.inputs];
+      ex = m.exclude;
+    } catch (e) {
+      console.warn(`[corpus] the mirror's caption text is not used (${(e as Error).message.split('\n')[0]}): the language model learns from your training captions alone`);
+    }
+  }
+  const { records, counts } = assembleCorpus(parts, ex);
+  return { records, counts, inputs, excluded: { images: ex.images.size, captions: ex.captions.size } };
 }

@@ -7,6 +7,7 @@ export * from './karpathy';
 export * from './flickr';
 export * from './mirror';
 export * from './synthetic';
+export * from './custom';
 export * from './subset';
 export * from './zip';
 export * from './download';

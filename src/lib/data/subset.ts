@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import pl from 'nodejs-polars';
 import type { DataConfig } from '../config';
+import type { CustomDatasetSummary } from './custom';
 import { buildDirAtomic, writeJsonAtomic } from '../util/files';
 import { rngFor, shuffled } from '../util/rng';
 import {
@@ -159,6 +160,8 @@ export interface SubsetManifest {
   inputs: string[];
   /** What the reader of the results must know about the data (e.g. a fallback to a smaller set). */
   notes?: string[];
+  /** A dataset of your own (data.source 'custom'): what was read, and every kind of bad input with its first examples. */
+  dataset?: CustomDatasetSummary;
   files: Record<SubsetSplit, { file: string; rows: number; sha256: string }>;
 }
 
@@ -182,7 +185,7 @@ function sha256(file: string): string {
 export async function writeSubsets(
   dir: string,
   subsets: Subsets,
-  meta: { profile: string; config: DataConfig; inputs: string[]; notes?: string[] },
+  meta: { profile: string; config: DataConfig; inputs: string[]; notes?: string[]; dataset?: CustomDatasetSummary },
 ): Promise<SubsetManifest> {
   assertDisjoint(subsets);
   let manifest: SubsetManifest | null = null;
@@ -203,6 +206,7 @@ export async function writeSubsets(
       config: meta.config,
       inputs: meta.inputs,
       ...(meta.notes?.length ? { notes: meta.notes } : {}),
+      ...(meta.dataset ? { dataset: meta.dataset } : {}),
       files,
     };
     writeJsonAtomic(path.join(tmp, 'manifest.json'), manifest);

@@ -6,5 +6,5 @@ import { encoderName } from './encoders/index';
 
 /** The embedding set of a profile's encoder (all its datasets). */
 export function openEmbeddings(profile: ProfileConfig): EmbeddingSet {
-  return EmbeddingSet.open(encoderDir(artifactPaths(profile.name).embeddings, encoderName(profile.encoder)));
+  return EmbeddingSet.open(encoderDir(artifactPaths(profile).embeddings, encoderName(profile.encoder)));
 }

@@ -1,5 +1,5 @@
 // Evaluation of a profile, per evaluation set (the evaluation photos grouped by their source: the
-// offline profile has Flickr8k test and COCO val2017): captions for every evaluation photo from each
+// offline profile has Flickr8k test and COCO val2017; a dataset of your own, its evaluation photos): captions for every evaluation photo from each
 // trained variant (beam search by default), the baselines (nearest-neighbour caption retrieval with
 // the same encoder, and the human leave-one-out row where photos have 5 references), all scored with
 // the COCO caption toolkit's metrics (src/lib/eval/metrics), and the diversity of each system's
@@ -98,9 +98,11 @@ export interface ProfileEvaluation {
   seconds: number;
 }
 
-/** The evaluation set of a photo, by its source: key, label, and order (the benchmark first). */
-export function evalSetOf(source: string): { key: string; label: string; order: number } {
+/** The evaluation set of a photo, by its source: key, label, and order (the benchmark first); `dataset`: the name of a dataset of your own. */
+export function evalSetOf(source: string, dataset?: string): { key: string; label: string; order: number } {
   switch (source) {
+    case 'custom':
+      return { key: 'custom-test', label: `${dataset ?? 'your dataset'} (your dataset)`, order: 0 };
     case 'flickr8k':
       return { key: 'flickr8k-test', label: 'Flickr8k test', order: 0 };
     case 'flickr8k-mini':
@@ -115,10 +117,10 @@ export function evalSetOf(source: string): { key: string; label: string; order: 
 }
 
 /** The evaluation photos grouped into sets (see evalSetOf), the benchmark first. */
-export function evalSets(groups: readonly ImageGroup[]): { key: string; label: string; groups: ImageGroup[] }[] {
+export function evalSets(groups: readonly ImageGroup[], dataset?: string): { key: string; label: string; groups: ImageGroup[] }[] {
   const sets = new Map<string, { key: string; label: string; order: number; groups: ImageGroup[] }>();
   for (const g of groups) {
-    const s = evalSetOf(g.source);
+    const s = evalSetOf(g.source, dataset);
     if (!sets.has(s.key)) sets.set(s.key, { ...s, groups: [] });
     sets.get(s.key)!.groups.push(g);
   }
@@ -191,7 +193,7 @@ export function cachedCaptions(dir: string, key: string, want: Omit<CaptionMeta,
 
 /** Caption the evaluation photos with one trained variant (reusing valid earlier captions). */
 async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: ImageGroup[], emb: Map<string, Float32Array>, opts: EvaluationOptions, dir: string, dataIdentity: string): Promise<SystemResult | null> {
-  const runDir = runDirectory(profile.name, t.name);
+  const runDir = runDirectory(profile, t.name);
   const summary = readRunSummary(runDir);
   const config = readRunConfig(runDir);
   if (!summary || !config) return null;
@@ -243,7 +245,7 @@ export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOp
   const trainGroups = groupImages(frameColumns(subsets.train), 'train subset').filter((g) => embSet.has(g.image_id));
   const dataIdentity = subsetIdentity(subsets);
   const sets: Evaluation[] = [];
-  for (const set of evalSets(allEval)) {
+  for (const set of evalSets(allEval, profile.data.custom ? path.basename(profile.data.custom) : undefined)) {
     console.log(`[eval] ${set.label}: ${set.groups.length} photos`);
     sets.push(await evaluateSet(profile, set, trainGroups, embSet, opts, dataIdentity));
   }
@@ -259,7 +261,7 @@ async function evaluateSet(
   opts: EvaluationOptions,
   dataIdentity: string,
 ): Promise<Evaluation> {
-  const dir = path.join(artifactPaths(profile.name).eval, set.key);
+  const dir = path.join(artifactPaths(profile).eval, set.key);
   fs.mkdirSync(dir, { recursive: true });
   const evalGroups = set.groups;
   const refs = new Map(evalGroups.map((g) => [g.image_id, g.captions]));

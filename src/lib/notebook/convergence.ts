@@ -17,7 +17,7 @@ export interface VariantLosses {
 export function loadVariantLosses(profile: ProfileConfig): VariantLosses[] {
   const out: VariantLosses[] = [];
   for (const t of [profile.mlp, profile.transformer]) {
-    const runDir = runDirectory(profile.name, t.name);
+    const runDir = runDirectory(profile, t.name);
     if (readStepLog(runDir).length === 0) continue;
     const label = variantLabel(t);
     out.push({

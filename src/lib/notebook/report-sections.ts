@@ -13,7 +13,8 @@ import type { ConvergenceStats, SeedFinding } from './convergence';
 import { escapeHtml, tableMarkdown } from './display';
 import { PUBLISHED, publicPhotoUrls } from './published';
 import { fmt, interval, seconds } from './report-format';
-import { artifactPaths } from '../paths';
+import { artifactPaths, repoRoot } from '../paths';
+import { PROBLEM_SHORT, type CustomDatasetSummary, type ProblemKind } from '../data/custom';
 
 /** Notebook wall times recorded by scripts/run-notebooks.ts (data/<profile>/notebooks/timings.json). */
 export type NotebookTimings = Record<string, { seconds: number; ok: boolean; finishedAt: string }>;
@@ -53,8 +54,10 @@ export interface ReportContext extends ReportInputs {
   runs: ReportRun[];
   /** Images and captions per subset (the subsets' manifest). */
   sizes: Record<string, { images: number; captions: number } | undefined>;
-  /** The data notes of the subsets' manifest (e.g. the flickr8k-mini fallback). */
+  /** The data notes of the subsets' manifest (e.g. the flickr8k-mini fallback, a dataset's bad rows). */
   notes: string[];
+  /** A dataset of your own (the subsets' manifest): what was read and left out. */
+  dataset?: CustomDatasetSummary;
   stats: ConvergenceStats[];
   finding: SeedFinding | null;
   /** When the report is written, "YYYY-MM-DD HH:MM UTC". */
@@ -65,14 +68,37 @@ export interface ReportContext extends ReportInputs {
   relToReport: (file: string) => string;
 }
 
+/** Where a profile's artifacts are, as the report names them: data/<profile>/ (a dataset of your own: data/<profile>/custom/<name>-<hash>/). */
+function artifactsDir(ctx: ReportContext): string {
+  return ctx.profile.data.source === 'custom' ? `${path.relative(repoRoot(), ctx.artifactsRoot).split(path.sep).join('/')}/` : `data/${ctx.profile.name}/`;
+}
+
 export function headerSection(ctx: ReportContext): string[] {
-  const { profile } = ctx;
+  const { profile, dataset } = ctx;
+  if (profile.data.source === 'custom') {
+    const name = dataset?.name ?? path.basename(profile.data.custom ?? 'custom');
+    return [
+      `# ClipCap in TypeScript: results on your dataset "${name}" (${profile.name} profile)`,
+      '',
+      `> Written by \`notebooks/06_evaluate\` from the run artifacts under \`${artifactsDir(ctx)}\` on ${ctx.now}. Do not edit by hand: rerun the notebooks (\`CLIPCAP_DATASET=${profile.data.custom} npm run main\`) to regenerate it.`,
+      '',
+    ];
+  }
   return [
     `# ClipCap in TypeScript: results (${profile.name} profile)`,
     '',
     `> Written by \`notebooks/06_evaluate\` from the run artifacts under \`data/${profile.name}/\` on ${ctx.now}. Do not edit by hand: rerun the notebooks (\`npm run main\`) to regenerate it.`,
     '',
   ];
+}
+
+/** The dataset line of the setup table: a dataset of your own, its size, split and what was left out. */
+export function datasetDescription(d: CustomDatasetSummary, data: ProfileConfig['data']): string {
+  const split = d.splitFiles.length
+    ? `split by its splits/${d.splitFiles.join(', ')}${d.splitFiles.length < 3 ? `, the rest a seeded draw by photo (seed ${data.seed})` : ''}`
+    : `a seeded split by photo (seed ${data.seed}, valFraction ${data.valFraction}, evalImages ${data.evalImages === 0 ? '0: one photo in ten' : data.evalImages})`;
+  const left = (Object.keys(PROBLEM_SHORT) as ProblemKind[]).filter((k) => d.problems[k]).map((k) => `${d.problems[k]!.count} ${PROBLEM_SHORT[k]}`);
+  return `"${d.name}" (${d.folder}): ${d.photos} photos with ${d.captions} captions, from ${d.rows} rows of ${path.basename(d.captionsFile)}${d.format === 'coco-json' ? ' (COCO captions format)' : ''}; ${split}; ${left.length ? `left out: ${left.join(', ')} (see the data notes)` : 'no bad rows'}`;
 }
 
 /** Per evaluation set: the variants' BLEU-4 and CIDEr-D beside the baselines; the seed study's finding. */
@@ -101,7 +127,7 @@ export function summarySection(ctx: ReportContext): string[] {
     L.push(
       '',
       profile.lm.source === 'hub'
-        ? `These numbers come from the **${profile.name}** profile (${profile.description}): CLIP and GPT-2 124M as in the paper, but ${profile.data.trainCaptions} training captions (the seed study: 33,841) and ${profile.mlp.epochs} epochs, so they are not comparable with the paper's or the seed study's (see Limitations).`
+        ? `These numbers come from the **${profile.name}** profile (${profile.description}): CLIP and GPT-2 124M as in the paper, but ${profile.data.source === 'custom' ? (ctx.sizes.train?.captions ?? '?') : profile.data.trainCaptions} training captions (the seed study: 33,841) and ${profile.mlp.epochs} epochs, so they are not comparable with the paper's or the seed study's (see Limitations).`
         : `These numbers come from the **${profile.name}** profile (${profile.description}); they are not comparable with the paper's or the seed study's, which used CLIP and the 124M-parameter GPT-2 on COCO (see Limitations).`,
     );
   }
@@ -131,6 +157,7 @@ export function setupSection(ctx: ReportContext): string[] {
           },
         ]
       : []),
+    ...(ctx.dataset ? [{ item: 'dataset', value: datasetDescription(ctx.dataset, profile.data) }] : []),
     { item: 'data (images / captions)', value: ['train', 'val', 'eval'].map((s) => `${s} ${sizes[s]?.images ?? '?'} / ${sizes[s]?.captions ?? '?'}`).join('; ') },
     { item: 'TensorFlow.js backend', value: ctx.backend },
     { item: 'machine', value: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}` },
@@ -218,7 +245,7 @@ interface TuningRecord {
 
 /** The dev-split trials of scripts/tune.ts, if any. */
 export function recipeSection(ctx: ReportContext): string[] {
-  const tuningFile = artifactPaths(ctx.profile.name).tuningResults;
+  const tuningFile = artifactPaths(ctx.profile).tuningResults;
   if (!fs.existsSync(tuningFile)) return [];
   const trials = fs
     .readFileSync(tuningFile, 'utf8')
@@ -230,7 +257,7 @@ export function recipeSection(ctx: ReportContext): string[] {
   return [
     '## Recipe: what was tried on the validation split',
     '',
-    `Trials on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`data/${ctx.profile.name}/tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on ${devPhotos} validation photos (a seeded sample where fewer than all).` +
+    `Trials on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`${artifactsDir(ctx)}tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on ${devPhotos} validation photos (a seeded sample where fewer than all).` +
       (alternatives === 0
         ? ' Only the configured recipe was measured here (no alternative trials yet): it was set before these measurements, not selected by them; run `scripts/tune.ts --set ...` to compare others.'
         : ` ${alternatives} alternative trial(s) against the configured recipe.`),
@@ -372,7 +399,7 @@ export function limitationsSection(ctx: ReportContext): string[] {
     }
     const subset = (k: string) => `${sizes[k]?.images ?? '?'} photos / ${sizes[k]?.captions ?? '?'} captions`;
     lim.push(
-      `Data: train ${subset('train')}, validation ${subset('val')}, evaluation ${evaluation.sets.map((s) => `${s.label} ${s.evalImages.length} photos`).join(', ')}. ${ctx.notes.length ? 'The mirror lacked the full Flickr8k, so these are not the standard benchmark\'s numbers (see the data note above). ' : ''}With few evaluation photos the metrics have wide confidence intervals (see the bootstrap intervals above).`,
+      `Data: train ${subset('train')}, validation ${subset('val')}, evaluation ${evaluation.sets.map((s) => `${s.label} ${s.evalImages.length} photos`).join(', ')}. ${ctx.notes.length && profile.data.source === 'mirror' ? 'The mirror lacked the full Flickr8k, so these are not the standard benchmark\'s numbers (see the data note above). ' : ''}${profile.data.source === 'custom' ? 'This is your own dataset, not a published benchmark: the numbers compare the two variants and the baselines with each other on it, not with published results. ' : ''}With few evaluation photos the metrics have wide confidence intervals (see the bootstrap intervals above).`,
     );
     lim.push(`Hyperparameters are scaled to the budget (all notebooks in ${profile.lm.source === 'hub' ? 'about two hours' : 'at most 90 minutes'} on two CPU cores): larger learning rates (the mapper at 1e-3, a fine-tuned GPT-2 at a tenth of it), fewer epochs, a shorter warm-up, a shorter prefix and clip length for the transformer mapper; the optimizer is the original's (AdamW, eps 1e-6, no weight decay). See the table above, the recipe section and \`src/lib/config.ts\`.`);
   }

@@ -5,6 +5,7 @@ import * as path from 'path';
 import { tableMarkdown } from './display';
 import { seconds } from './report-format';
 import type { ReportContext, ReportRun } from './report-sections';
+import { repoRoot } from '../paths';
 
 /** The budget of the offline profile: notebooks 01-06 in at most 90 minutes. */
 const BUDGET_SECONDS = 90 * 60;
@@ -16,7 +17,7 @@ const FULL_FLICKR8K = { trainImages: 6130, trainCaptions: 30650, evalImages: 118
 export function wallTimesSection(ctx: ReportContext): string[] {
   const L: string[] = ['### Wall times', ''];
   const rows: Record<string, unknown>[] = [];
-  const notebooks = new Set(fs.readdirSync(path.join(ctx.artifactsRoot, '..', '..', 'notebooks')));
+  const notebooks = new Set(fs.readdirSync(path.join(repoRoot(), 'notebooks')));
   let notebookSeconds = 0;
   for (const [nb, t] of Object.entries(ctx.timings ?? {}).sort()) {
     if (nb.startsWith('06') || !notebooks.has(nb)) continue;

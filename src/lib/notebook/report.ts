@@ -2,9 +2,10 @@
 // then each section (report-sections.ts, report-times.ts) writes its lines.
 import * as fs from 'fs';
 import * as path from 'path';
-import { artifactPaths, pretrainedLMDir, runDirectory } from '../paths';
+import { artifactPaths, pretrainedLMDir, runDirectory, type ArtifactOwner } from '../paths';
 import { readRunConfig, readRunSummary } from '../run/run';
 import { readJson, writeFileAtomic } from '../util/files';
+import type { SubsetManifest } from '../data/subset';
 import { convergenceStats, loadVariantLosses, seedFinding } from './convergence';
 import {
   headerSection,
@@ -27,19 +28,20 @@ export type { ReportInputs } from './report-sections';
 /** The run artifacts every section reads, gathered once. */
 function reportContext(inp: ReportInputs): ReportContext {
   const { profile, evaluation } = inp;
-  const paths = artifactPaths(profile.name);
+  const paths = artifactPaths(profile);
   const runs = [profile.mlp, profile.transformer].map((t) => {
-    const dir = runDirectory(profile.name, t.name);
+    const dir = runDirectory(profile, t.name);
     return { t, dir, cfg: readRunConfig(dir), sum: readRunSummary(dir) };
   });
   const stats = loadVariantLosses(profile).map((v) => convergenceStats(v));
-  const manifest = readJson<{ sizes: Record<string, { images: number; captions: number }>; notes?: string[] }>(path.join(paths.subsets, 'manifest.json'));
+  const manifest = readJson<Pick<SubsetManifest, 'sizes' | 'notes' | 'dataset'>>(path.join(paths.subsets, 'manifest.json'));
   if (!evaluation.sets[0]) throw new Error('the evaluation has no evaluation set: run notebook 06 on a profile with evaluation photos');
   return {
     ...inp,
     runs,
     sizes: manifest.sizes,
     notes: manifest.notes ?? [],
+    ...(manifest.dataset ? { dataset: manifest.dataset } : {}),
     stats,
     finding: stats.length === 2 ? seedFinding(stats[0], stats[1]) : null,
     now: new Date().toISOString().replace('T', ' ').slice(0, 16) + ' UTC',
@@ -78,11 +80,11 @@ export function renderReport(inp: ReportInputs): string {
  * unless given. Returns the file and the report's title and summary (Markdown), for notebook 06 to show.
  */
 export function writeReport(inp: Omit<ReportInputs, 'timings' | 'lossFigure' | 'lmPretrain'> & Partial<ReportInputs>): { file: string; summary: string } {
-  const paths = artifactPaths(inp.profile.name);
+  const paths = artifactPaths(inp.profile);
   const lossFigure = path.join(paths.figures, 'loss.png');
-  const pretrainFile = path.join(pretrainedLMDir(inp.profile.name), 'pretrain.json');
+  const pretrainFile = path.join(pretrainedLMDir(inp.profile), 'pretrain.json');
   const full: ReportInputs = {
-    timings: readTimings(inp.profile.name),
+    timings: readTimings(inp.profile),
     lossFigure: fs.existsSync(lossFigure) ? lossFigure : undefined,
     lmPretrain: inp.profile.lm.source !== 'hub' && fs.existsSync(pretrainFile) ? readJson(pretrainFile) : null,
     ...inp,
@@ -93,7 +95,7 @@ export function writeReport(inp: Omit<ReportInputs, 'timings' | 'lossFigure' | '
 }
 
 /** Notebook wall times recorded by scripts/run-notebooks.ts, if any. */
-export function readTimings(profile: string): NotebookTimings | undefined {
+export function readTimings(profile: ArtifactOwner): NotebookTimings | undefined {
   const f = path.join(artifactPaths(profile).executed, 'timings.json');
   return fs.existsSync(f) ? readJson(f) : undefined;
 }

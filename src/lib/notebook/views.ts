@@ -20,6 +20,11 @@ import { escapeHtml, imgTag, thumbnailDataUri } from './display';
 
 type Row = Record<string, unknown>;
 
+/** How figures name a profile: "offline profile", or with your own dataset 'offline profile, dataset "my-photos"'. */
+export function profileLabel(profile: Pick<ProfileConfig, 'name' | 'data'>): string {
+  return profile.data.source === 'custom' && profile.data.custom ? `${profile.name} profile, dataset "${path.basename(profile.data.custom)}"` : `${profile.name} profile`;
+}
+
 /** An <img> of a photo, or a note naming the file and what is wrong with it. */
 export async function photoCell(file: string, size: number): Promise<string> {
   try {
@@ -165,6 +170,7 @@ export function describeRun(config: RunConfig, summary: RunSummary): Row[] {
     { item: 'variant', value: `${t.mapper} mapper + ${t.finetuneLM ? 'fine-tuned' : 'frozen'} GPT-2` },
     { item: 'language model', value: `${config.lm.source} (${config.lm.config.nLayer} layers, d=${config.lm.config.nEmbd}, vocabulary ${config.lm.vocabSize})` },
     { item: 'encoder', value: `${config.encoder.name} (${config.encoder.dim}-d)` },
+    ...(config.data.dataset ? [{ item: 'dataset', value: `your dataset "${config.data.dataset.name}" (${config.data.dataset.folder})` }] : []),
     { item: 'train / val examples', value: `${config.data.trainExamples} / ${config.data.valExamples} captions of ${config.data.trainImages} / ${config.data.valImages} images` },
     { item: 'steps', value: `${summary.steps}${summary.completed ? '' : ' (not finished)'}${summary.resumedFromStep ? `, resumed from step ${summary.resumedFromStep}` : ''}` },
     { item: 'final train loss', value: summary.finalTrainLoss ?? '' },

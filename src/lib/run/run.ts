@@ -15,7 +15,7 @@ import type { GPT2Config } from '../model/gpt2';
 import { createMapper, type MapperConfig } from '../model/mapper';
 import type { Tokenizer } from '../model/tokenizer';
 import { readJson } from '../util/files';
-import { repoRoot, runDirectory, runNameProblem } from '../paths';
+import { repoRoot, runDirectory, runNameProblem, type ArtifactOwner } from '../paths';
 import { isRunDir, runFiles, weightFiles } from './files';
 import type { TrainSummary } from './logs';
 
@@ -38,7 +38,17 @@ export interface RunConfig {
    * `identity`: data/subset.subsetIdentity of the training and validation subsets it was trained on
    * (part of the run's key; absent in runs made before it was recorded).
    */
-  data: { trainExamples: number; valExamples: number; trainImages: number; valImages: number; skippedNoEmbedding: number; subsetsDir: string; identity?: string };
+  data: {
+    trainExamples: number;
+    valExamples: number;
+    trainImages: number;
+    valImages: number;
+    skippedNoEmbedding: number;
+    subsetsDir: string;
+    identity?: string;
+    /** A dataset of your own (CLIPCAP_DATASET): its name and folder; absent for a profile's own data. */
+    dataset?: { name: string; folder: string };
+  };
   backend: string;
   createdAt: string;
 }
@@ -100,7 +110,7 @@ export function sameExperiment(a: RunConfig, b: RunConfig): boolean {
  * hyperparameters (or another language model) is a new run, and rerunning the same one resumes or
  * reuses it. runs/<name> links to the latest of them that training reached (see linkLatest).
  */
-export function hashedRunDir(profile: string, c: RunConfig): string {
+export function hashedRunDir(profile: ArtifactOwner, c: RunConfig): string {
   const h = crypto.createHash('sha256').update(experimentKey(c)).digest('hex').slice(0, 8);
   return `${runDirectory(profile, c.name)}@${h}`;
 }

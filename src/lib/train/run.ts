@@ -24,7 +24,7 @@ import { hashedRunDir, isComplete, linkLatest, loadRunWeights, readRunConfig, re
 
 /** The language model of a profile: a hub id / directory, or the locally pretrained one. */
 export function lmSource(profile: ProfileConfig): string {
-  return profile.lm.source === 'hub' ? profile.lm.modelId : pretrainedLMDir(profile.name);
+  return profile.lm.source === 'hub' ? profile.lm.modelId : pretrainedLMDir(profile);
 }
 
 /** The mapper configuration of a variant for an encoder and language model. */
@@ -96,7 +96,7 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
     throw new ConfigError([`microBatchSize = ${opts.microBatchSize}: must be 'auto' or a whole number >= 0 (0 = the whole batch in one pass)`]);
   }
   const backend = await ensureBackend();
-  const latest = runDirectory(profile.name, train.name);
+  const latest = runDirectory(profile, train.name);
 
   const subsets = loadSubsets(profile);
   const emb = openEmbeddings(profile);
@@ -140,11 +140,12 @@ export async function trainVariant(opts: TrainVariantOptions): Promise<TrainVari
         skippedNoEmbedding: tr.skipped + va.skipped,
         subsetsDir: repoRelative(subsets.dir),
         identity: subsetIdentity(subsets),
+        ...(profile.data.source === 'custom' && profile.data.custom ? { dataset: { name: path.basename(profile.data.custom), folder: profile.data.custom } } : {}),
       },
       backend: backend.name,
       createdAt: new Date().toISOString(),
     };
-    const runDir = hashedRunDir(profile.name, config);
+    const runDir = hashedRunDir(profile, config);
     const files = runFiles(runDir);
     fs.mkdirSync(runDir, { recursive: true });
     const old = readRunConfig(runDir);
