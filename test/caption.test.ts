@@ -150,3 +150,17 @@ test('clipcap caption on a run whose mapper holds NaN exits 1 with one line nami
     assert.ok(lines[0].includes(mf) && lines[0].includes(name), lines[0]);
   }
 });
+
+test('clipcap caption decodes as notebook 06 does for the run\'s profile, each option overriding one setting, bad values refused', async () => {
+  const { decodingFor } = await import('../src/cli/caption');
+  const { profileConfig } = await import('../src/lib/config');
+  const off = profileConfig('offline').eval;
+  const d = decodingFor('offline', {});
+  assert.deepEqual(d, { beam: off.beam, maxNewTokens: off.maxNewTokens, noRepeatNgram: off.noRepeatNgram, lengthPenalty: off.lengthPenalty, contrastWeight: off.contrastWeight });
+  assert.equal(d.noRepeatNgram, 3, 'the offline profile evaluates without repeated 3-grams');
+  const o = decodingFor('offline', { beam: 1, 'no-repeat-ngram': 0, 'length-penalty': 0.5, contrast: 0.2, 'max-new-tokens': 7 });
+  assert.deepEqual(o, { beam: 1, maxNewTokens: 7, noRepeatNgram: 0, lengthPenalty: 0.5, contrastWeight: 0.2 });
+  assert.equal(decodingFor('smoke', {}).beam, profileConfig('smoke').eval.beam);
+  assert.throws(() => decodingFor('offline', { contrast: 1 }), /contrastWeight/);
+  assert.throws(() => decodingFor('offline', { beam: 0 }), /beam/);
+});

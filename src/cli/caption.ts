@@ -1,5 +1,8 @@
-// `clipcap caption --run <run dir | run name> [--beam N] [--max-new-tokens N] [--json] IMAGE...`
+// `clipcap caption --run <run dir | run name> [--beam N] [--max-new-tokens N] [--no-repeat-ngram N]
+//                  [--length-penalty X] [--contrast W] [--json] IMAGE...`
 //
+// The decoding is the one notebook 06 uses for the run's profile (e.g. the offline profile's beam 5
+// without repeated 3-grams); each option overrides one setting.
 // Captions image files with a trained ClipCap run: the encoder recorded in the run (with its
 // post-processing, e.g. the stand-in's centring on the training images), the mapper, and the
 // language model (fine-tuned weights when the run fine-tuned it). One caption per line, or with
@@ -9,15 +12,23 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from './args';
 import { ensureBackend } from '../lib/tfjs/backend';
-import { Captioner } from '../lib/eval/caption';
+import { Captioner, decodeOf, describeDecode, type DecodeConfig } from '../lib/eval/caption';
+import { profileConfig, type EvalConfig } from '../lib/config';
+import { evalProblems } from '../lib/validate';
 import { repoRoot } from '../lib/paths';
 import { isRunDir } from '../lib/run/files';
 
 const USAGE = `usage: clipcap caption --run RUN [options] IMAGE...
   --run RUN            a run directory (data/<profile>/runs/<name>, or with your own dataset
                        data/<profile>/custom/<dataset>/runs/<name>) or a run name found there
-  --beam N             beam width (default 5, as ClipCap's generate_beam); 1 = greedy
-  --max-new-tokens N   longest caption in tokens (default 30)
+  --beam N             beam width; 1 = greedy
+  --max-new-tokens N   longest caption in tokens
+  --no-repeat-ngram N  beam search: never repeat an n-gram of N tokens (0 = off)
+  --length-penalty X   beam search: beams compete by log-prob / tokens^X (1 = the original's)
+  --contrast W         beam search: minus W times the log-prob under the average photo (0 = off)
+                       (defaults: the decoding of notebook 06 for the run's profile, e.g. the
+                       offline profile's beam 5 without repeated 3-grams, at most 30 tokens)
+  --verbose            print the decoding used on stderr
   --json               print a JSON array of {"file", "caption"} or {"file", "error"}`;
 
 /** The folders of a directory ([] when it is missing). */
@@ -40,8 +51,34 @@ export function resolveRunDir(run: string): string {
   throw new Error(`no ClipCap run at "${run}": give a run directory such as data/offline/runs/mlp_finetune (notebooks 03 and 04 make them)`);
 }
 
+/** The decoding of notebook 06 for a run's profile, with the command line's overrides (checked). */
+export function decodingFor(profile: string, values: Record<string, string | number | undefined>): DecodeConfig {
+  let base: EvalConfig;
+  try {
+    base = profileConfig(profile).eval;
+  } catch {
+    base = profileConfig('offline').eval; // a run of an unknown profile: the offline decoding
+  }
+  const pick = (flag: string, v: number) => (values[flag] === undefined ? v : (values[flag] as number));
+  const e: EvalConfig = {
+    ...base,
+    beam: pick('beam', base.beam),
+    maxNewTokens: pick('max-new-tokens', base.maxNewTokens),
+    noRepeatNgram: pick('no-repeat-ngram', base.noRepeatNgram),
+    lengthPenalty: pick('length-penalty', base.lengthPenalty),
+    contrastWeight: pick('contrast', base.contrastWeight),
+  };
+  const problems = evalProblems(e);
+  if (problems.length) throw new Error(`clipcap caption: ${problems.join('; ')}`);
+  return decodeOf(e);
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const a = parseArgs(argv, { values: { run: 'string', beam: 'number', 'max-new-tokens': 'number' }, flags: ['json'], usage: USAGE });
+  const a = parseArgs(argv, {
+    values: { run: 'string', beam: 'number', 'max-new-tokens': 'number', 'no-repeat-ngram': 'number', 'length-penalty': 'number', contrast: 'number' },
+    flags: ['json', 'verbose'],
+    usage: USAGE,
+  });
   if (a.help) {
     console.log(USAGE);
     return 0;
@@ -50,14 +87,13 @@ export async function run(argv: string[]): Promise<number> {
     console.error(`clipcap caption: --run and at least one IMAGE are required\n${USAGE}`);
     return 2;
   }
-  const beam = (a.values.beam as number | undefined) ?? 5;
-  const maxNewTokens = (a.values['max-new-tokens'] as number | undefined) ?? 30;
-  if (!Number.isInteger(beam) || beam < 1) throw new Error(`--beam must be a positive integer, got ${beam}`);
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new Error(`--max-new-tokens must be a positive integer, got ${maxNewTokens}`);
+  const runDir = resolveRunDir(a.values.run as string);
   await ensureBackend({ quiet: true });
-  const captioner = await Captioner.open(resolveRunDir(a.values.run as string));
+  const captioner = await Captioner.open(runDir);
   try {
-    const out = await captioner.caption(a.positional, { beam, maxNewTokens });
+    const decode = decodingFor(captioner.run.config.profile, a.values);
+    if (a.flags.verbose) console.error(`clipcap caption: ${describeDecode(decode)} (run ${runDir})`);
+    const out = await captioner.caption(a.positional, decode);
     if (a.flags.json) console.log(JSON.stringify(out));
     else for (const r of out) if (r.caption !== undefined) console.log(`${r.file}\t${r.caption}`);
     const failed = out.filter((r) => r.error !== undefined);
