@@ -1,13 +1,15 @@
 // Training-step speed at the shapes the notebooks train (issue: training at PyTorch speed).
 //
 //   npx tsx bench/steps.ts [--profile offline|smoke|coco-cpu] [--kinds lm,mlp,transformer,val,beam]
-//                          [--steps 6] [--kernels] [--torch]
+//                          [--steps 6] [--kernels] [--products] [--torch]
 //
 // For the profile's caption LM (02b), MLP + fine-tuned GPT-2 (03), Transformer mapper + frozen GPT-2
 // (04), the validation pass and beam-search captioning (06): random weights of the profile's sizes,
 // caption lengths drawn from the length distribution of Flickr8k training captions (GPT-2 BPE, EOS
 // included, mean 13.6, cut at the profile's maxCaptionTokens), batches bucketed by length as the
 // training loop does. Reports ms/step, real caption tokens/s and the share of padded positions.
+// --products also times the matrix products run on onnxruntime (ms/step, their share of the step,
+// GFLOP/s): the floor that the rest of the step (element-wise kernels, JS) sits on.
 // --torch runs the same steps in PyTorch (Debian's python3 with torch) at 1 and 2 threads, in this run,
 // and prints our ratio to PyTorch's best thread count.
 import { spawnSync } from 'child_process';
@@ -15,6 +17,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { printKernelProfile } from './lib/kernels';
+import { startOrtProfile, takeOrtTotals } from '../src/lib/tfjs/ort-profile';
 import { profileConfig } from '../src/lib/config';
 import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
 import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
@@ -31,19 +34,21 @@ interface Opts {
   kinds: string[];
   steps: number;
   kernels: boolean;
+  products: boolean;
   torch: boolean;
   vocab: number;
   dim: number;
 }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, torch: false, vocab: 8489, dim: 200 };
+  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, products: false, torch: false, vocab: 8489, dim: 200 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--profile') o.profile = argv[++i];
     else if (a === '--kinds') o.kinds = argv[++i].split(',');
     else if (a === '--steps') o.steps = Number(argv[++i]);
     else if (a === '--kernels') o.kernels = true;
+    else if (a === '--products') o.products = true;
     else if (a === '--torch') o.torch = true;
     else if (a === '--vocab') o.vocab = Number(argv[++i]);
     else throw new Error(`bench/steps: unknown argument ${a}`);
@@ -85,6 +90,8 @@ interface Result {
   tokensPerSecond: number;
   paddedShare: number;
   note: string;
+  /** --products: ms/step of the matrix products run on onnxruntime. */
+  productsMs?: number;
 }
 
 function median(xs: number[]): number {
@@ -108,6 +115,8 @@ async function main(): Promise<void> {
   const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void, note: string): Promise<void> => {
     step(batches[0]); // warm-up (kernels, transposes cached)
     if (o.kernels) await printKernelProfile(kind, () => step(batches[1 % batches.length]));
+    if (o.products) startOrtProfile();
+    takeOrtTotals(); // (the warm-up's products are not counted)
     const ms: number[] = [];
     let real = 0;
     let padded = 0;
@@ -122,8 +131,14 @@ async function main(): Promise<void> {
     }
     const tokens = real / o.steps;
     const m = median(ms);
-    results.push({ kind, msPerStep: m, tokensPerSecond: (tokens / m) * 1000, paddedShare: 1 - real / padded, note });
+    const prod = takeOrtTotals();
+    const productsMs = o.products ? prod.ms / o.steps : undefined;
+    results.push({ kind, msPerStep: m, tokensPerSecond: (tokens / m) * 1000, paddedShare: 1 - real / padded, note, productsMs });
     console.log(`  ${kind.padEnd(12)} ${m.toFixed(0).padStart(6)} ms/step  ${((tokens / m) * 1000).toFixed(0).padStart(6)} caption tokens/s  padding ${((1 - real / padded) * 100).toFixed(1)}%  (${note})`);
+    if (productsMs !== undefined) {
+      const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
+      console.log(`  ${''.padEnd(12)} matrix products on onnxruntime: ${productsMs.toFixed(0)} ms/step (${((productsMs / mean) * 100).toFixed(0)}% of the mean step), ${(prod.calls / o.steps).toFixed(0)} calls, ${(prod.flop / prod.ms / 1e6).toFixed(1)} GFLOP/s`);
+    }
   };
 
   // One pool of caption lengths per kind, bucketed as training does.
@@ -235,7 +250,11 @@ function runTorch(spec: Record<string, unknown>, ours: Result[]): void {
     }
   }
   console.log('  ratio to PyTorch\'s best thread count (>1 = ours faster):');
-  for (const r of ours) if (best[r.kind] !== undefined) console.log(`    ${r.kind.padEnd(12)} ${(best[r.kind] / r.msPerStep).toFixed(2)}x  (ours ${r.msPerStep.toFixed(0)} ms, PyTorch ${best[r.kind].toFixed(0)} ms)`);
+  for (const r of ours) {
+    if (best[r.kind] === undefined) continue;
+    const products = r.productsMs === undefined ? '' : `; our matrix products alone ${r.productsMs.toFixed(0)} ms, ${(r.productsMs / best[r.kind]).toFixed(2)}x PyTorch's whole step`;
+    console.log(`    ${r.kind.padEnd(12)} ${(best[r.kind] / r.msPerStep).toFixed(2)}x  (ours ${r.msPerStep.toFixed(0)} ms, PyTorch ${best[r.kind].toFixed(0)} ms${products})`);
+  }
 }
 
 main().catch((e) => {

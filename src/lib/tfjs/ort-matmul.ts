@@ -83,9 +83,10 @@ export class OrtMatMul {
     const o = shared ? new Float32Array(out.length) : out;
     const feeds: Record<string, unknown> = { A: { dims: ad, type: 'float32', data: own(a) }, B: { dims: bd, type: 'float32', data: own(b) } };
     if (bias) feeds.C = { dims: [bias.length], type: 'float32', data: own(bias) };
-    const t0 = ortProfiling ? performance.now() : 0;
+    const profiling = ortProfiling();
+    const t0 = profiling ? performance.now() : 0;
     const r = s.run(feeds, { Y: { dims: od, type: 'float32', data: o } }, {});
-    if (ortProfiling) {
+    if (profiling) {
       const key = `${batched ? 'b' : bias ? 'c' : 'g'}${+tA}${+tB} A[${ad}] B[${bd}]`;
       recordOrtProduct(key, performance.now() - t0, 2 * outDims[0] * outDims[1] * outDims[2] * (tA ? aDims[1] : aDims[2]));
     }
