@@ -104,6 +104,37 @@ test('UnsortedSegmentSum on wasm: the kernel and the stock tf.gather gradient eq
   close((await on('wasm', [table, idx, w], gatherGrad))[0], (await on('cpu', [table, idx, w], gatherGrad))[0]);
 });
 
+test('GatherV2 on wasm (block copies) equals the cpu backend on every axis, for float32 and int32, with its gradient; a bad index is an error', async () => {
+  await ensureBackend({ quiet: true });
+  assert.ok(wasmPatchStatus().patched.some((p) => p.startsWith('GatherV2')), 'the GatherV2 patch is installed');
+  const x = rand([4, 3, 5, 2], 7);
+  const cases: [number[], number[], number][] = [
+    [[2, 0, 2, 3], [4], 0],
+    [[1, 0], [2], 1],
+    [[4, 0, 4, 1, 2, 3], [2, 3], 2],
+    [[1, 1, 0], [3], 3],
+    [[3], [1], -4],
+  ];
+  for (const [ids, shape, axis] of cases) {
+    const idx = { shape, data: Float32Array.from(ids) };
+    const g = (t: tf.Tensor, i: tf.Tensor) => tf.gather(t, tf.cast(i, 'int32'), axis);
+    const want = await on('cpu', [x, idx], g);
+    const got = await on('wasm', [x, idx], g);
+    assert.deepEqual([...got[0]], [...want[0]], `axis ${axis}, indices ${ids}`);
+    const gi = (t: tf.Tensor, i: tf.Tensor) => tf.cast(tf.gather(tf.cast(tf.mul(t, 100), 'int32'), tf.cast(i, 'int32'), axis), 'float32');
+    assert.deepEqual([...(await on('wasm', [x, idx], gi))[0]], [...(await on('cpu', [x, idx], gi))[0]], `int32, axis ${axis}`);
+  }
+  // the gradient of a gather along axis 0 (an embedding lookup), repeated indices
+  const idx = { shape: [5], data: Float32Array.from([1, 3, 1, 0, 1]) };
+  const w = rand([5, 3, 5, 2], 8);
+  const gg = (t: tf.Tensor, i: tf.Tensor, ww: tf.Tensor) => tf.grad((tt: tf.Tensor) => tf.sum(tf.mul(tf.gather(tt, tf.cast(i, 'int32') as tf.Tensor1D), ww)))(t);
+  close((await on('wasm', [x, idx, w], gg))[0], (await on('cpu', [x, idx, w], gg))[0]);
+  await tf.setBackend('wasm');
+  const before = tf.memory().numTensors;
+  assert.throws(() => tf.tidy(() => tf.gather(tf.tensor(x.data, x.shape), tf.tensor1d([0, 4], 'int32'))), /index value 4 is not in \[0, 3\]/);
+  assert.equal(tf.memory().numTensors, before, 'nothing leaks from a refused gather');
+});
+
 test('Identity shares the buffer: clones keep their values when the original is disposed', async () => {
   await ensureBackend({ quiet: true });
   await tf.setBackend('wasm');

@@ -9,6 +9,8 @@
 //  4. matmul.ts         BatchMatMul / _FusedMatMul: large products through onnxruntime (ort-matmul.ts,
 //                       timed by ort-profile.ts), XNNPACK with explicit transposes otherwise, cached
 //                       transposes of frozen weights (transpose-cache.ts).
+//  5. gather.ts         GatherV2 copies whole blocks (the stock kernel computes every element's source;
+//                       beam search's KV-cache reordering spent most of its time there).
 //
 // Settings: CLIPCAP_MATMUL=ort|wasm|stock (default ort when onnxruntime-node loads), CLIPCAP_ORT_THREADS
 // (default: the number of cores), CLIPCAP_WASM_THREADS (default 1: the matMuls go to onnxruntime),
@@ -18,12 +20,13 @@
 // backend in test/gpt2-patches.test.ts.
 import * as tf from '@tensorflow/tfjs';
 import { settings, type Environment } from '../settings';
+import { makeGatherV2 } from './gather';
 import { identityShared } from './identity';
 import { setMatMulProvider } from './matmul';
 import { status, wasmPatchStatus, type WasmPatchStatus } from './patch-status';
 import { unsortedSegmentSum } from './segment-sum';
 import { registerThreadedWasm } from './threads';
-import { replaceKernel } from './wasm-internals';
+import { replaceKernel, type KernelFn } from './wasm-internals';
 
 /** Patch 1, before the wasm backend starts (called by backend.ts): the threaded binary when CLIPCAP_WASM_THREADS > 1. */
 export function prepareWasm(env?: Environment): void {
@@ -34,7 +37,7 @@ export function prepareWasm(env?: Environment): void {
 let installed = false;
 
 /**
- * Patches 2-4 on the active wasm backend (once per process). Called by ensureBackend(). Settings
+ * Patches 2-5 on the active wasm backend (once per process). Called by ensureBackend(). Settings
  * from the environment (see the module comment; parsed by settings.ts).
  */
 export function installWasmPatches(env?: Environment): WasmPatchStatus {
@@ -50,7 +53,8 @@ export function installWasmPatches(env?: Environment): WasmPatchStatus {
   installed = true;
   replaceKernel('Identity', identityShared);
   replaceKernel('UnsortedSegmentSum', unsortedSegmentSum);
-  status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum');
+  replaceKernel('GatherV2', makeGatherV2(tf.getKernel('GatherV2', 'wasm').kernelFunc as unknown as KernelFn));
+  status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2 (block copies)');
   const s = settings(env);
   return setMatMulProvider(s.matmul, s.ortThreads, s.cacheTransposes);
 }
