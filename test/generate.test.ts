@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
 import { loadGPT2 } from '../src/lib/model/gpt2-hf';
 import { type GPT2 } from '../src/lib/model/gpt2';
-import { greedy, beamSearch, bannedNextTokens, topP, sampleTopP } from '../src/lib/model/generate';
+import { greedy, beamSearch, beamSearchBatch, bannedNextTokens, topP, sampleTopP } from '../src/lib/model/generate';
 import { TINY, writeTinyGPT2, normalSampler, type RawWeight } from './helpers/gpt2-fixture';
 import { refLogits, toRef } from './helpers/gpt2-reference';
 
@@ -216,6 +216,40 @@ test('beam search with a contrast prefix: weight 0 is plain beam search; scores 
   }
   assert.throws(() => beamSearch(model, P, { ...o, contrast: { prefix: Cp, weight: 1.5 } }), /contrast weight/);
   assert.throws(() => beamSearch(model, P, { ...o, useCache: false, contrast: { prefix: Cp, weight: 0.3 } }), /KV cache/);
+  P.dispose();
+  Cp.dispose();
+});
+
+test('batched beam search: every image gets exactly the beams of beamSearch on its prefix alone (plain, n-gram block and length penalty, contrast, without the cache); no leak', async () => {
+  await setup();
+  const N = 5;
+  const pre = prefixOf(N, 3, 31);
+  const P = tf.tensor3d(pre);
+  const Cp = tf.tensor3d(prefixOf(1, 3, 32));
+  // eosId 7 is a real token of the tiny vocabulary: beams stop at different steps, so images leave the batch early
+  const settings = [
+    { beamSize: 3, maxNewTokens: 8, eosId: 7 },
+    { beamSize: 3, maxNewTokens: 8, eosId: 7, stopIds: [5], noRepeatNgram: 2, lengthPenalty: 0.6 },
+    { beamSize: 2, maxNewTokens: 6, eosId: 7, contrast: { prefix: Cp, weight: 0.3 } },
+    { beamSize: 3, maxNewTokens: 5, eosId: 7, useCache: false },
+  ];
+  let early = 0;
+  for (const o of settings) {
+    model.clearCaches();
+    const before = tf.memory().numTensors;
+    const batch = beamSearchBatch(model, P, o);
+    model.clearCaches();
+    assert.equal(tf.memory().numTensors, before, 'batched beam search leaks no tensors');
+    assert.equal(batch.length, N);
+    for (let i = 0; i < N; i++) {
+      const one = tf.tensor3d([pre[i]]);
+      assert.deepEqual(batch[i], beamSearch(model, one, o), `image ${i}, ${JSON.stringify({ ...o, contrast: undefined })}`);
+      one.dispose();
+      if (batch[i].every((b) => b.ids.length < o.maxNewTokens)) early += 1;
+    }
+  }
+  assert.ok(early > 0, 'some image stopped before maxNewTokens (else leaving the batch early is not exercised)');
+  assert.throws(() => beamSearch(model, P, settings[0]), /beamSearchBatch/);
   P.dispose();
   Cp.dispose();
 });

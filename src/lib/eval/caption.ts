@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { centerL2, type CenterFile } from '../embed/embedding-set';
 import { createEncoder, type ImageEncoder } from '../embed/encoders/index';
 import { readJson } from '../util/files';
-import { beamSearch, greedy } from '../model/generate';
+import { beamSearchBatch, greedy } from '../model/generate';
 import { artifactPaths, repoRoot } from '../paths';
 import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../run/run';
 import { CENTER_FILE } from '../embed/store';
@@ -41,9 +41,14 @@ export function describeDecode(d: DecodeConfig): string {
 }
 
 
+/** Images decoded together (one GPT-2 batch): greedy, and beam search (BEAM_CHUNK x beam rows). */
+export const GREEDY_CHUNK = 16;
+export const BEAM_CHUNK = 8;
+
 /**
  * Caption a batch of (post-processed) image embeddings with a loaded run (greedy in chunks of 16, beam
- * search one image at a time); `onChunk` hears how many images each chunk captioned (progress bars).
+ * search in chunks of 8 images, each image's beams the same as alone); `onChunk` hears how many
+ * images each chunk captioned (progress bars).
  */
 export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], opts: DecodeConfig, onChunk?: (images: number) => void): string[] {
   if (embeddings.length === 0) return [];
@@ -52,7 +57,7 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
   const stops = stopIds(tokenizer);
   const base = { maxNewTokens: opts.maxNewTokens, eosId: tokenizer.eosId, stopIds: stops };
   const out: string[] = [];
-  const chunk = opts.beam <= 1 ? 16 : 1;
+  const chunk = opts.beam <= 1 ? GREEDY_CHUNK : BEAM_CHUNK;
   // the contrast prefix: the mapper on the zero embedding (the centre of the training embeddings)
   const weight = opts.beam > 1 ? opts.contrastWeight ?? 0 : 0;
   const contrastPrefix = weight > 0 ? tf.tidy(() => model.prefix(tf.zeros([1, dim]) as tf.Tensor2D)) : null;
@@ -67,7 +72,7 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
       const prefix = tf.tidy(() => model.prefix(tf.tensor2d(data, [part.length, dim])));
       try {
         const beamOpts = { ...base, beamSize: opts.beam, noRepeatNgram: opts.noRepeatNgram ?? 0, lengthPenalty: opts.lengthPenalty ?? 1, ...(contrastPrefix ? { contrast: { prefix: contrastPrefix, weight } } : {}) };
-        const ids = opts.beam <= 1 ? greedy(model.lm, prefix, base) : [beamSearch(model.lm, prefix, beamOpts)[0].ids];
+        const ids = opts.beam <= 1 ? greedy(model.lm, prefix, base) : beamSearchBatch(model.lm, prefix, beamOpts).map((beams) => beams[0].ids);
         for (const seq of ids) out.push(cleanGenerated(tokenizer.decode(seq)));
       } finally {
         prefix.dispose();

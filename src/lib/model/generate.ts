@@ -172,14 +172,22 @@ export interface Beam {
   score: number;
 }
 
-/** log-softmax of row `r` (with temperature), in float64. */
-function logSoftmaxRow(logits: Float32Array, r: number, V: number, temperature: number): Float64Array {
+/** log-softmax of row `r` (with temperature), in float64, into `out` (a new array when absent). */
+function logSoftmaxRow(logits: Float32Array, r: number, V: number, temperature: number, out = new Float64Array(V)): Float64Array {
   const off = r * V;
-  const out = new Float64Array(V);
   let mx = -Infinity;
-  for (let v = 0; v < V; v++) {
-    out[v] = logits[off + v] / temperature;
-    if (out[v] > mx) mx = out[v];
+  if (temperature === 1) {
+    for (let v = 0; v < V; v++) {
+      const x = logits[off + v];
+      out[v] = x;
+      if (x > mx) mx = x;
+    }
+  } else {
+    for (let v = 0; v < V; v++) {
+      const x = logits[off + v] / temperature;
+      out[v] = x;
+      if (x > mx) mx = x;
+    }
   }
   let z = 0;
   for (let v = 0; v < V; v++) z += Math.exp(out[v] - mx);
@@ -189,17 +197,20 @@ function logSoftmaxRow(logits: Float32Array, r: number, V: number, temperature: 
 }
 
 /** Indices of the k largest values (ties: lower index first), best first. */
-function topK(values: ArrayLike<number>, k: number): number[] {
+function topK(values: Float64Array, k: number): number[] {
   const idx: number[] = [];
+  let worst = -Infinity; // values[idx[k - 1]] once k are held
   for (let i = 0; i < values.length; i++) {
     const x = values[i];
     if (x === -Infinity || Number.isNaN(x)) continue;
     if (idx.length < k) {
       idx.push(i);
       for (let j = idx.length - 1; j > 0 && values[idx[j]] > values[idx[j - 1]]; j--) [idx[j], idx[j - 1]] = [idx[j - 1], idx[j]];
-    } else if (x > values[idx[k - 1]]) {
+      if (idx.length === k) worst = values[idx[k - 1]];
+    } else if (x > worst) {
       idx[k - 1] = i;
       for (let j = k - 1; j > 0 && values[idx[j]] > values[idx[j - 1]]; j--) [idx[j], idx[j - 1]] = [idx[j - 1], idx[j]];
+      worst = values[idx[k - 1]];
     }
   }
   return idx;
@@ -214,7 +225,27 @@ function topK(values: ArrayLike<number>, k: number): number[] {
  */
 export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions): Beam[] {
   checkPrefix(model, prefix);
-  if (prefix.shape[0] !== 1) throw new Error(`beamSearch takes one prefix [1, P, d], got batch ${prefix.shape[0]}`);
+  if (prefix.shape[0] !== 1) throw new Error(`beamSearch takes one prefix [1, P, d], got batch ${prefix.shape[0]}; beamSearchBatch takes several`);
+  return beamSearchBatch(model, prefix, opts)[0];
+}
+
+/** One image's beams during a batched beam search. */
+interface BeamState {
+  tokens: number[][];
+  sums: number[];
+  stopped: boolean[];
+  done: boolean;
+}
+
+/**
+ * Beam search of several images at once, prefixes `[N, P, d]`: each image's beams are exactly those of
+ * `beamSearch` on its prefix alone (the same scores and choices; only the rows of GPT-2's batch are
+ * shared, which amortises its per-step cost), and an image leaves the batch when all its beams have
+ * stopped. Returns, per image, all its beams, best first.
+ */
+export function beamSearchBatch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions): Beam[][] {
+  checkPrefix(model, prefix);
+  const N = prefix.shape[0];
   const K = opts.beamSize ?? 5;
   const temperature = opts.temperature ?? 1;
   const V = model.config.vocabSize;
@@ -234,93 +265,107 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
     checkPrefix(model, contrast.prefix);
     if (contrast.prefix.shape[0] !== 1 || contrast.prefix.shape[1] !== prefix.shape[1]) throw new Error(`the contrast prefix must be [1, ${prefix.shape[1]}, d] like the prefix, got [${contrast.prefix.shape}]`);
   }
-  // Scores of row b's next tokens: log-softmax, minus the weighted log-softmax of its contrast row.
-  const rowScores = (logits: Float32Array, b: number, rows: number): Float64Array => {
-    const lp = logSoftmaxRow(logits, b, V, temperature);
+  // Scores of row r's next tokens: log-softmax, minus the weighted log-softmax of its contrast row.
+  const lpBuf = new Float64Array(V);
+  const baseBuf = contrast ? new Float64Array(V) : lpBuf;
+  const rowScores = (logits: Float32Array, r: number, rows: number): Float64Array => {
+    const lp = logSoftmaxRow(logits, r, V, temperature, lpBuf);
     if (contrast) {
-      const base = logSoftmaxRow(logits, rows + b, V, temperature);
+      const base = logSoftmaxRow(logits, rows + r, V, temperature, baseBuf);
       for (let v = 0; v < V; v++) lp[v] -= contrast.weight * base[v];
     }
     return lp;
   };
 
-  let tokens: number[][] = [];
-  let sums: number[] = [];
-  let stopped: boolean[] = [];
+  const vals = new Float64Array(V); // one beam's candidate scores (reused)
+  const states: BeamState[] = Array.from({ length: N }, () => ({ tokens: [], sums: [], stopped: [], done: false }));
+  // The batch holds the beams of the images still searching (`active`, in image order), then, with
+  // contrast, the same beams again on the contrast prefix.
+  let active = states.map((_, i) => i);
   let past: KVCache | undefined;
-  // with contrast, the batch holds the beams' rows, then the same beams on the contrast prefix
-  const first: tf.Tensor3D = contrast ? (tf.concat([prefix, contrast.prefix], 0) as tf.Tensor3D) : prefix;
+  const first: tf.Tensor3D = contrast ? tf.tidy(() => tf.concat([prefix, tf.tile(contrast.prefix, [N, 1, 1])], 0) as tf.Tensor3D) : prefix;
   let input: tf.Tensor3D = first;
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
       const r = stepLogits(model, input, past, useCache, step);
       if (input !== prefix) input.dispose();
       const logits = r.logits;
-      const rows = step === 0 ? 1 : tokens.length; // beams fed in this step
-      let source: number[];
-      let chosen: number[];
-      if (step === 0) {
-        const lp = rowScores(logits, 0, rows);
-        chosen = topK(lp, K);
-        source = chosen.map(() => 0);
-        sums = chosen.map((v) => lp[v]);
-        tokens = chosen.map((v) => [v]);
-        stopped = chosen.map((v) => stops.has(v));
-      } else {
-        // candidates: (beam, token) with average log-prob; a stopped beam has one candidate (itself)
-        const n = tokens.length;
-        const cand = new Float64Array(n * V).fill(-Infinity);
-        const candSum = new Float64Array(n * V);
-        for (let b = 0; b < n; b++) {
-          if (stopped[b]) {
-            cand[b * V] = norm(sums[b], tokens[b].length);
-            candSum[b * V] = sums[b];
-            continue;
+      const rows = step === 0 ? active.length : active.length * K; // beam rows fed in this step
+      const keep: number[] = []; // rows of this step the next one continues, in the next batch's order
+      const stillActive: number[] = [];
+      active.forEach((img, j) => {
+        const st = states[img];
+        const row0 = step === 0 ? j : j * K; // this image's first row
+        let source: number[];
+        if (step === 0) {
+          const lp = rowScores(logits, row0, rows);
+          const chosen = topK(lp, K);
+          source = chosen.map(() => 0);
+          st.sums = chosen.map((v) => lp[v]);
+          st.tokens = chosen.map((v) => [v]);
+          st.stopped = chosen.map((v) => stops.has(v));
+        } else {
+          // candidates: (beam, token) with average log-prob; a stopped beam has one candidate (itself).
+          // The best K overall are among each beam's best K, so only those are kept: `index` b * V + v
+          // orders ties as a search over all n * V candidates would (lower index first).
+          const n = st.tokens.length;
+          const cands: { value: number; index: number; sum: number }[] = [];
+          for (let b = 0; b < n; b++) {
+            if (st.stopped[b]) {
+              cands.push({ value: norm(st.sums[b], st.tokens[b].length), index: b * V, sum: st.sums[b] });
+              continue;
+            }
+            const lp = rowScores(logits, row0 + b, rows);
+            const len = st.tokens[b].length + 1;
+            const sb = st.sums[b];
+            const den = alpha === 1 ? len : Math.pow(len, alpha); // norm(sum, len) = sum / den
+            for (let v = 0; v < V; v++) vals[v] = (sb + lp[v]) / den;
+            if (ngram > 0) for (const v of bannedNextTokens(st.tokens[b], ngram)) vals[v] = -Infinity;
+            for (const v of topK(vals, K)) cands.push({ value: vals[v], index: b * V + v, sum: st.sums[b] + lp[v] });
           }
-          const lp = rowScores(logits, b, rows);
-          const len = tokens[b].length + 1;
-          for (let v = 0; v < V; v++) {
-            const s = sums[b] + lp[v];
-            candSum[b * V + v] = s;
-            cand[b * V + v] = norm(s, len);
-          }
-          if (ngram > 0) for (const v of bannedNextTokens(tokens[b], ngram)) cand[b * V + v] = -Infinity;
+          const top = cands.filter((c) => c.value !== -Infinity).sort((x, y) => y.value - x.value || x.index - y.index).slice(0, K);
+          const best = top.map((c) => c.index);
+          source = best.map((i) => Math.floor(i / V));
+          const chosen = best.map((i) => i % V);
+          const nextTokens: number[][] = [];
+          const nextStopped: boolean[] = [];
+          st.sums = top.map((c) => c.sum);
+          best.forEach((_, q) => {
+            const b = source[q];
+            if (st.stopped[b]) {
+              nextTokens.push(st.tokens[b]);
+              nextStopped.push(true);
+            } else {
+              nextTokens.push([...st.tokens[b], chosen[q]]);
+              nextStopped.push(stops.has(chosen[q]));
+            }
+          });
+          st.tokens = nextTokens;
+          st.stopped = nextStopped;
         }
-        const best = topK(cand, K);
-        source = best.map((i) => Math.floor(i / V));
-        chosen = best.map((i) => i % V);
-        const nextTokens: number[][] = [];
-        const nextStopped: boolean[] = [];
-        sums = best.map((i) => candSum[i]);
-        best.forEach((_, j) => {
-          const b = source[j];
-          if (stopped[b]) {
-            nextTokens.push(tokens[b]);
-            nextStopped.push(true);
-          } else {
-            nextTokens.push([...tokens[b], chosen[j]]);
-            nextStopped.push(stops.has(chosen[j]));
-          }
-        });
-        tokens = nextTokens;
-        stopped = nextStopped;
-      }
+        if (st.stopped.every(Boolean) || step === opts.maxNewTokens - 1) st.done = true;
+        else {
+          stillActive.push(img);
+          for (const b of source) keep.push(row0 + b);
+        }
+      });
       const present = r.present;
       if (useCache) {
-        const reordered = present!.select(contrast ? [...source, ...source.map((b) => rows + b)] : source);
+        const reordered = stillActive.length ? present!.select(contrast ? [...keep, ...keep.map((k) => rows + k)] : keep) : undefined;
         present!.dispose();
         past?.dispose();
         past = reordered;
       }
-      if (stopped.every(Boolean) || step === opts.maxNewTokens - 1) break;
-      const n = tokens.length;
+      active = stillActive;
+      if (active.length === 0) break;
       input = tf.tidy(() => {
         // stopped beams feed a dummy token (their continuation is ignored)
-        const last = tokens.map((t, b) => (stopped[b] ? 0 : t[t.length - 1]));
+        const last = active.flatMap((img) => states[img].tokens.map((t, b) => (states[img].stopped[b] ? 0 : t[t.length - 1])));
+        const n = last.length;
         if (useCache) return model.embedTokens(contrast ? tf.tensor2d([...last, ...last], [2 * n, 1], 'int32') : tf.tensor2d(last, [n, 1], 'int32'));
         const L = step + 1;
-        const hist = tokens.map((t) => t.concat(new Array(L - t.length).fill(0)));
-        const pre = tf.tile(prefix, [n, 1, 1]);
+        const hist = active.flatMap((img) => states[img].tokens.map((t) => t.concat(new Array(L - t.length).fill(0))));
+        const pre = tf.gather(prefix, tf.tensor1d(active.flatMap((img) => new Array<number>(K).fill(img)), 'int32'));
         return tf.concat([pre, model.embedTokens(tf.tensor2d(hist, [n, L], 'int32'))], 1) as tf.Tensor3D;
       });
     }
@@ -328,11 +373,13 @@ export function beamSearch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOptions):
     if (input !== prefix) input.dispose();
     past?.dispose();
   }
-  const beams = tokens.map((t, b) => ({ ids: t[t.length - 1] === opts.eosId ? t.slice(0, -1) : t, score: norm(sums[b], t.length) }));
-  return beams
-    .map((beam, i) => ({ beam, i }))
-    .sort((a, b) => b.beam.score - a.beam.score || a.i - b.i)
-    .map((x) => x.beam);
+  return states.map((st) => {
+    const beams = st.tokens.map((t, b) => ({ ids: t[t.length - 1] === opts.eosId ? t.slice(0, -1) : t, score: norm(st.sums[b], t.length) }));
+    return beams
+      .map((beam, i) => ({ beam, i }))
+      .sort((a, b) => b.beam.score - a.beam.score || a.i - b.i)
+      .map((x) => x.beam);
+  });
 }
 
 export interface TopPOptions extends GenerateOptions {
