@@ -135,6 +135,41 @@ test('GatherV2 on wasm (block copies) equals the cpu backend on every axis, for 
   assert.equal(tf.memory().numTensors, before, 'nothing leaks from a refused gather');
 });
 
+test('Slice, SplitV and PadV2 on wasm (run copies) equal the cpu backend, float32 and int32, with their gradients', async () => {
+  await ensureBackend({ quiet: true });
+  assert.ok(wasmPatchStatus().patched.some((p) => p.includes('Slice') && p.includes('SplitV') && p.includes('PadV2')), 'the patches are installed');
+  const x = rand([3, 4, 5, 6], 9);
+  const both = async (label: string, f: (t: tf.Tensor) => tf.Tensor | tf.Tensor[]) => {
+    const want = await on('cpu', [x], f);
+    const got = await on('wasm', [x], f);
+    assert.equal(got.length, want.length, label);
+    got.forEach((g, i) => assert.deepEqual([...g], [...want[i]], `${label}, output ${i}`));
+    const asInt = (t: tf.Tensor) => f(tf.cast(tf.mul(t, 100), 'int32'));
+    const wi = await on('cpu', [x], (t) => [asInt(t)].flat().map((o) => tf.cast(o, 'float32')));
+    const gi = await on('wasm', [x], (t) => [asInt(t)].flat().map((o) => tf.cast(o, 'float32')));
+    gi.forEach((g, i) => assert.deepEqual([...g], [...wi[i]], `${label}, int32, output ${i}`));
+  };
+  await both('slice inner', (t) => tf.slice(t, [1, 1, 2, 3], [2, 2, 3, 2]));
+  await both('slice whole tail', (t) => tf.slice(t, [0, 1, 0, 0], [3, 2, -1, -1]));
+  await both('slice logits-like', (t) => tf.slice(t, [0, 0, 0, 0], [3, 3, 5, 6]));
+  await both('slice 1-D', (t) => tf.slice(tf.reshape(t, [-1]), [7], [50]));
+  await both('slice scalar-begin', (t) => tf.slice(t, 2));
+  await both('slice empty', (t) => tf.slice(t, [0, 0, 0, 0], [3, 0, 5, 6]));
+  for (const axis of [0, 1, 2, 3, -1]) {
+    await both(`split 3 equal? axis ${axis}`, (t) => tf.split(tf.slice(t, [0, 0, 0, 0], [3, 3, 3, 3]), 3, axis));
+    await both(`split sizes axis ${axis}`, (t) => tf.split(t, axis === 0 ? [1, 2] : [1, -1], axis));
+  }
+  await both('pad', (t) => tf.pad(t, [[0, 1], [2, 0], [1, 1], [0, 0]]));
+  await both('pad constant', (t) => tf.pad(t, [[1, 0], [0, 0], [0, 0], [3, 2]], 2.5));
+  await both('pad none', (t) => tf.pad(t, [[0, 0], [0, 0], [0, 0], [0, 0]]));
+  // gradients: a slice's is a pad, a split's a concat
+  const w = rand([3, 2, 5, 6], 10);
+  const gs = (t: tf.Tensor, ww: tf.Tensor) => tf.grad((tt: tf.Tensor) => tf.sum(tf.mul(tf.slice(tt, [0, 1, 0, 0], [3, 2, 5, 6]), ww)))(t);
+  close((await on('wasm', [x, w], gs))[0], (await on('cpu', [x, w], gs))[0]);
+  const gsp = (t: tf.Tensor) => tf.grad((tt: tf.Tensor) => { const [a, b] = tf.split(tt, [2, 4], 3); return tf.add(tf.sum(tf.square(a)), tf.sum(tf.mul(b, 3))); })(t);
+  close((await on('wasm', [x], gsp))[0], (await on('cpu', [x], gsp))[0]);
+});
+
 test('Identity shares the buffer: clones keep their values when the original is disposed', async () => {
   await ensureBackend({ quiet: true });
   await tf.setBackend('wasm');

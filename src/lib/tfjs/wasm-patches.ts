@@ -11,6 +11,8 @@
 //                       transposes of frozen weights (transpose-cache.ts).
 //  5. gather.ts         GatherV2 copies whole blocks (the stock kernel computes every element's source;
 //                       beam search's KV-cache reordering spent most of its time there).
+//  6. slice.ts          Slice, SplitV and PadV2 copy contiguous runs (the stock kernels go element by
+//                       element: GPT-2's q/k/v split, ClipCap's logits slice and its gradient).
 //
 // Settings: CLIPCAP_MATMUL=ort|wasm|stock (default ort when onnxruntime-node loads), CLIPCAP_ORT_THREADS
 // (default: the number of cores), CLIPCAP_WASM_THREADS (default 1: the matMuls go to onnxruntime),
@@ -21,6 +23,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { settings, type Environment } from '../settings';
 import { makeGatherV2 } from './gather';
+import { makePadV2, makeSlice, makeSplitV } from './slice';
 import { identityShared } from './identity';
 import { setMatMulProvider } from './matmul';
 import { status, wasmPatchStatus, type WasmPatchStatus } from './patch-status';
@@ -37,7 +40,7 @@ export function prepareWasm(env?: Environment): void {
 let installed = false;
 
 /**
- * Patches 2-5 on the active wasm backend (once per process). Called by ensureBackend(). Settings
+ * Patches 2-6 on the active wasm backend (once per process). Called by ensureBackend(). Settings
  * from the environment (see the module comment; parsed by settings.ts).
  */
 export function installWasmPatches(env?: Environment): WasmPatchStatus {
@@ -53,8 +56,12 @@ export function installWasmPatches(env?: Environment): WasmPatchStatus {
   installed = true;
   replaceKernel('Identity', identityShared);
   replaceKernel('UnsortedSegmentSum', unsortedSegmentSum);
-  replaceKernel('GatherV2', makeGatherV2(tf.getKernel('GatherV2', 'wasm').kernelFunc as unknown as KernelFn));
-  status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2 (block copies)');
+  const stockKernel = (name: string) => tf.getKernel(name, 'wasm').kernelFunc as unknown as KernelFn;
+  replaceKernel('GatherV2', makeGatherV2(stockKernel('GatherV2')));
+  replaceKernel('Slice', makeSlice(stockKernel('Slice')));
+  replaceKernel('SplitV', makeSplitV(stockKernel('SplitV')));
+  replaceKernel('PadV2', makePadV2(stockKernel('PadV2')));
+  status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2, Slice, SplitV, PadV2 (block copies)');
   const s = settings(env);
   return setMatMulProvider(s.matmul, s.ortThreads, s.cacheTransposes);
 }
