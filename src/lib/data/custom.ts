@@ -30,7 +30,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import pl from 'nodejs-polars';
 import { decodeFailureReason } from '../util/image-problem';
-import { parseCsvLine } from './flickr';
+import { parseCsvLine, readQuotedField } from './flickr';
 import { isObject } from './read';
 import { captionFrame, cleanCaption, emptyColumns, pushRow } from './schema';
 
@@ -213,21 +213,9 @@ function splitCsvRow(line: string): [string, string] {
   let image: string;
   let rest: string;
   if (line.startsWith('"')) {
-    let i = 1;
-    image = '';
-    for (;;) {
-      if (i >= line.length) throw new Error('unterminated quoted image field');
-      if (line[i] === '"') {
-        if (line[i + 1] === '"') {
-          image += '"';
-          i += 2;
-          continue;
-        }
-        i++;
-        break;
-      }
-      image += line[i++];
-    }
+    const q = readQuotedField(line, 0, 'image field');
+    image = q.value;
+    const i = q.next;
     if (line[i] !== ',') throw new Error(i >= line.length ? 'one field, expected image,caption' : `unexpected character ${JSON.stringify(line[i])} after the quoted image field`);
     rest = line.slice(i + 1);
   } else {

@@ -12,26 +12,35 @@ const CSV_HINT = 'expected Flickr8k captions.txt: a header line "image,caption",
  * Split one CSV line into fields (RFC 4180 quoting: "a, b" and "" inside quotes). Throws a message
  * (without location) on a stray or unterminated quote.
  */
+/**
+ * The quoted CSV field opening at `line[start]` (a `"`; `""` inside is one quote): its value and the
+ * index just after its closing quote. Throws "unterminated quoted <what>" when the line ends first.
+ */
+export function readQuotedField(line: string, start: number, what: string): { value: string; next: number } {
+  let value = '';
+  let i = start + 1;
+  for (;;) {
+    if (i >= line.length) throw new Error(`unterminated quoted ${what}`);
+    if (line[i] === '"') {
+      if (line[i + 1] === '"') {
+        value += '"';
+        i += 2;
+        continue;
+      }
+      return { value, next: i + 1 };
+    }
+    value += line[i++];
+  }
+}
+
 export function parseCsvLine(line: string): string[] {
   const fields: string[] = [];
   let i = 0;
   for (;;) {
     if (line[i] === '"') {
-      let v = '';
-      i++;
-      for (;;) {
-        if (i >= line.length) throw new Error('unterminated quoted field');
-        if (line[i] === '"') {
-          if (line[i + 1] === '"') {
-            v += '"';
-            i += 2;
-            continue;
-          }
-          i++;
-          break;
-        }
-        v += line[i++];
-      }
+      const q = readQuotedField(line, i, 'field');
+      const v = q.value;
+      i = q.next;
       if (i < line.length && line[i] !== ',') throw new Error(`unexpected character ${JSON.stringify(line[i])} after a closing quote at column ${i + 1}`);
       fields.push(v);
     } else {
