@@ -28,7 +28,8 @@ import { loadLanguageModel } from '../src/lib/model/gpt2-hf';
 import { gpt2TokenizerFiles } from '../src/lib/model/tokenizer';
 import { createMapper } from '../src/lib/model/mapper';
 import { ClipCapModel } from '../src/lib/model/clipcap';
-import { beamSearch } from '../src/lib/model/generate';
+import { beamSearchBatch } from '../src/lib/model/generate';
+import { BEAM_CHUNK } from '../src/lib/eval/caption';
 import { clipCapTask, captionTokens, type CaptionExample } from '../src/lib/train/examples';
 import { evaluateLoss, runTraining } from '../src/lib/train/loop';
 import { chooseMicroBatch } from '../src/lib/train/memory';
@@ -190,17 +191,15 @@ async function runCase(name: string, steps: number): Promise<CaseResult> {
     const secondsPerStep = timed.length ? timed[Math.floor(timed.length / 2)] : stepSeconds[0];
     const checkpointSeconds = Math.max(0, wall - stepSeconds.reduce((a, b) => a + b, 0));
 
-    // beam search from two prefixes; its steps: the longest beam (a stopped beam stops growing)
+    // beam search of one batch of photos as notebook 06 decodes them (BEAM_CHUNK prefixes in one
+    // GPT-2 batch); its steps per photo: the longest beam (a stopped beam stops growing)
     const g0 = Date.now();
-    let generated = 0;
-    for (let i = 0; i < 2; i++) {
-      const prefix = tf.tidy(() => model.prefix(tf.tensor2d(emb(), [1, CLIP_DIM])));
-      const beams = beamSearch(model.lm, prefix, { maxNewTokens: profile.eval.maxNewTokens, eosId: eos, beamSize: profile.eval.beam });
-      generated += Math.min(profile.eval.maxNewTokens, Math.max(...beams.map((b) => b.ids.length + 1)));
-      prefix.dispose();
-    }
-    const generateSecondsPerImage = (Date.now() - g0) / 1000 / 2;
-    const generateTokens = generated / 2;
+    const prefix = tf.tidy(() => model.prefix(tf.tensor2d(Float32Array.from(Array.from({ length: BEAM_CHUNK }, () => [...emb()]).flat()), [BEAM_CHUNK, CLIP_DIM])));
+    const all = beamSearchBatch(model.lm, prefix, { maxNewTokens: profile.eval.maxNewTokens, eosId: eos, beamSize: profile.eval.beam });
+    prefix.dispose();
+    const generated = all.reduce((a, beams) => a + Math.min(profile.eval.maxNewTokens, Math.max(...beams.map((b) => b.ids.length + 1))), 0);
+    const generateSecondsPerImage = (Date.now() - g0) / 1000 / BEAM_CHUNK;
+    const generateTokens = generated / BEAM_CHUNK;
     sample();
     return {
       case: name,
