@@ -68,6 +68,9 @@ test('settings: a bad value is refused, naming the variable and the values allow
   assert.throws(() => settings({ CLIPCAP_WASM_THREADS: '0' }).wasmThreads, /^Error: CLIPCAP_WASM_THREADS=0 must be a positive integer$/);
   assert.throws(() => settings({ CLIPCAP_BACKEND: 'tpu' }).backend, /^Error: CLIPCAP_BACKEND=tpu is not a backend; use one of tfjs-node-gpu, tfjs-node, wasm, cpu \(or auto\)$/);
   assert.throws(() => settings({ CLIPCAP_PROFILE: 'nope' }).forcedProfile(['paper', 'smoke']), /^Error: CLIPCAP_PROFILE=nope is not a profile: use one of paper, smoke \(or leave it unset\)$/);
+  assert.throws(() => settings({ CLIPCAP_MATMUL: 'onnx' }).matmul, /^Error: CLIPCAP_MATMUL=onnx is not a matMul provider: use one of ort, wasm, stock \(or leave it unset\)$/);
+  assert.equal(settings({ CLIPCAP_MATMUL: 'ort' }).matmul, 'ort');
+  assert.equal(settings({}).matmul, 'ort');
   // each value is parsed when read: a bad one does not stop the others
   assert.equal(settings({ CLIPCAP_ORT_THREADS: 'two' }).wasmThreads, 1);
 });

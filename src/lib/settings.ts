@@ -14,7 +14,7 @@
 // | HF_TOKEN                         | hub token, sent by transformers.js itself (which reads it)              | transformers.js                 |
 // | CLIPCAP_BACKEND                  | tfjs-node-gpu (gpu), tfjs-node (node, tensorflow), wasm, cpu, auto      | tfjs/backend.ts, machine.ts, profile.ts |
 // | CLIPCAP_QUIET_BACKEND            | any non-empty value: do not print the backend (off)                     | tfjs/backend.ts                 |
-// | CLIPCAP_MATMUL                   | wasm, stock; any other value: ort (ort)                                 | tfjs/wasm-patches.ts            |
+// | CLIPCAP_MATMUL                   | ort, wasm, stock (ort)                                                  | tfjs/wasm-patches.ts            |
 // | CLIPCAP_ORT_THREADS              | a positive integer (the number of cores)                                | tfjs/wasm-patches.ts, extraction workers |
 // | CLIPCAP_WASM_THREADS             | a positive integer (1)                                                  | tfjs/wasm-patches.ts            |
 // | CLIPCAP_CACHE_TRANSPOSES         | 0: no cached transposes of frozen weights (on)                          | tfjs/wasm-patches.ts            |
@@ -116,10 +116,12 @@ export class Settings {
     return !!this.env.CLIPCAP_QUIET_BACKEND;
   }
 
-  /** CLIPCAP_MATMUL: `wasm` or `stock`; anything else (or unset) is `ort`. */
+  /** CLIPCAP_MATMUL: `ort` (default when unset or empty), `wasm` or `stock`; any other value is refused. */
   get matmul(): MatMulMode {
     const v = this.env.CLIPCAP_MATMUL;
-    return v === 'wasm' || v === 'stock' ? v : 'ort';
+    if (v === undefined || v === '') return 'ort';
+    if (v === 'ort' || v === 'wasm' || v === 'stock') return v;
+    throw new Error(`CLIPCAP_MATMUL=${v} is not a matMul provider: use one of ort, wasm, stock (or leave it unset)`);
   }
 
   /** CLIPCAP_ORT_THREADS: onnxruntime's threads for the wasm backend's matMuls; default the cores (extraction workers: their share). */
