@@ -7,7 +7,7 @@
 // gathered axis), so here each block is one typed-array copy on the heap. Indices out of range are an
 // error, as on the cpu backend. batchDims > 0 and other dtypes keep the stock kernel. Checked
 // against the cpu backend in test/gpt2-patches.test.ts.
-import { heapBuffer, sizeOf, type KernelFn, type TensorInfo, type WasmBackend } from './wasm-internals';
+import { sizeOf, typedView, type KernelFn, type TensorInfo, type WasmBackend } from './wasm-internals';
 
 export function makeGatherV2(orig: KernelFn): KernelFn {
   return (args) => {
@@ -22,11 +22,9 @@ export function makeGatherV2(orig: KernelFn): KernelFn {
     const m = sizeOf(indices.shape);
     const out = b.makeOutput([...x.shape.slice(0, ax), ...indices.shape, ...x.shape.slice(ax + 1)], x.dtype);
     // views after the allocation (the heap may have grown)
-    const buf = heapBuffer(b);
-    const Arr = x.dtype === 'int32' ? Int32Array : Float32Array;
-    const xv = new Arr(buf, b.dataIdMap.get(x.dataId)!.memoryOffset, outer * n * inner);
-    const ov = new Arr(buf, b.dataIdMap.get(out.dataId)!.memoryOffset, outer * m * inner);
-    const iv = new Int32Array(buf, b.dataIdMap.get(indices.dataId)!.memoryOffset, m);
+    const xv = typedView(b, x, outer * n * inner);
+    const ov = typedView(b, out, outer * m * inner);
+    const iv = typedView(b, indices, m);
     for (let j = 0; j < m; j++) {
       const k = iv[j];
       if (!(k >= 0 && k < n)) {

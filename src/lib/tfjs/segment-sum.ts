@@ -4,7 +4,7 @@
 // needs it, so any trainable embedding (GPT-2's wte when fine-tuned) cannot train on wasm without it.
 // A plain loop over the segments on the heap; checked against the cpu backend in
 // test/gpt2-patches.test.ts. Facts: docs/tfjs-wasm-in-node.md (property 3).
-import { heapBuffer, sizeOf, type TensorInfo, type WasmBackend } from './wasm-internals';
+import { heapBuffer, sizeOf, typedView, type TensorInfo, type WasmBackend } from './wasm-internals';
 
 export function unsortedSegmentSum(args: { inputs: { x: TensorInfo; segmentIds: TensorInfo }; backend: WasmBackend; attrs: { numSegments: number } }): TensorInfo {
   const { x, segmentIds } = args.inputs;
@@ -13,11 +13,9 @@ export function unsortedSegmentSum(args: { inputs: { x: TensorInfo; segmentIds: 
   const inner = sizeOf(x.shape.slice(segmentIds.shape.length));
   const nSeg = sizeOf(segmentIds.shape);
   const out = b.makeOutput([numSegments, ...x.shape.slice(segmentIds.shape.length)], x.dtype);
-  const buf = heapBuffer(b);
-  const Arr = x.dtype === 'int32' ? Int32Array : Float32Array;
-  const o = new Arr(buf, b.dataIdMap.get(out.dataId)!.memoryOffset, numSegments * inner);
-  const xv = new Arr(buf, b.dataIdMap.get(x.dataId)!.memoryOffset, nSeg * inner);
-  const sv = new Int32Array(buf, b.dataIdMap.get(segmentIds.dataId)!.memoryOffset, nSeg);
+  const o = typedView(b, out, numSegments * inner);
+  const xv = typedView(b, x, nSeg * inner);
+  const sv = new Int32Array(heapBuffer(b), b.dataIdMap.get(segmentIds.dataId)!.memoryOffset, nSeg);
   o.fill(0);
   for (let i = 0; i < nSeg; i++) {
     const s = sv[i];

@@ -7,14 +7,9 @@
 // so here each run is one typed-array copy on the heap. float32 and int32; other dtypes keep the
 // stock kernels. Checked against the cpu backend in test/gpt2-patches.test.ts.
 import * as tf from '@tensorflow/tfjs';
-import { heapBuffer, sizeOf, type KernelFn, type TensorInfo, type WasmBackend } from './wasm-internals';
+import { sizeOf, typedView, type KernelFn, type TensorInfo, type WasmBackend } from './wasm-internals';
 
 type Arr = Float32Array | Int32Array;
-
-function view(b: WasmBackend, t: TensorInfo, size: number): Arr {
-  const Ctor = t.dtype === 'int32' ? Int32Array : Float32Array;
-  return new Ctor(heapBuffer(b), b.dataIdMap.get(t.dataId)!.memoryOffset, size);
-}
 
 function strides(shape: number[]): number[] {
   const s = new Array<number>(shape.length).fill(1);
@@ -67,7 +62,7 @@ export function makeSlice(orig: KernelFn): KernelFn {
     const [b0, s0] = tf.slice_util.parseSliceParams(x as unknown as tf.TensorInfo, begin, size);
     const b: WasmBackend = args.backend;
     const out = b.makeOutput(s0, x.dtype);
-    copyBox(view(b, x, sizeOf(x.shape)), x.shape, b0, view(b, out, sizeOf(s0)), s0, s0.map(() => 0), s0);
+    copyBox(typedView(b, x, sizeOf(x.shape)), x.shape, b0, typedView(b, out, sizeOf(s0)), s0, s0.map(() => 0), s0);
     return out;
   };
 }
@@ -88,11 +83,11 @@ export function makeSplitV(orig: KernelFn): (args: Parameters<KernelFn>[0]) => T
       outs.push(b.makeOutput(shape, x.dtype));
     }
     // views after all the allocations (the heap may have grown)
-    const xv = view(b, x, sizeOf(x.shape));
+    const xv = typedView(b, x, sizeOf(x.shape));
     outs.forEach((o, i) => {
       const begin = x.shape.map(() => 0);
       begin[ax] = at;
-      copyBox(xv, x.shape, begin, view(b, o, sizeOf(o.shape)), o.shape, o.shape.map(() => 0), o.shape);
+      copyBox(xv, x.shape, begin, typedView(b, o, sizeOf(o.shape)), o.shape, o.shape.map(() => 0), o.shape);
       at += sizes[i];
     });
     return outs;
@@ -108,9 +103,9 @@ export function makePadV2(orig: KernelFn): KernelFn {
     const shape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
     const b: WasmBackend = args.backend;
     const out = b.makeOutput(shape, x.dtype);
-    const ov = view(b, out, sizeOf(shape));
+    const ov = typedView(b, out, sizeOf(shape));
     ov.fill(constantValue ?? 0);
-    copyBox(view(b, x, sizeOf(x.shape)), x.shape, x.shape.map(() => 0), ov, shape, paddings.map(([lo]) => lo), x.shape);
+    copyBox(typedView(b, x, sizeOf(x.shape)), x.shape, x.shape.map(() => 0), ov, shape, paddings.map(([lo]) => lo), x.shape);
     return out;
   };
 }

@@ -36,6 +36,12 @@ export function f32(b: WasmBackend, t: TensorInfo, size: number): Float32Array {
   return new Float32Array(heapBuffer(b), b.dataIdMap.get(t.dataId)!.memoryOffset, size);
 }
 
+/** A float32 or int32 view (by the tensor's dtype) of the first `size` values of its storage on the heap. */
+export function typedView(b: WasmBackend, t: TensorInfo, size: number): Float32Array | Int32Array {
+  const Ctor = t.dtype === 'int32' ? Int32Array : Float32Array;
+  return new Ctor(heapBuffer(b), b.dataIdMap.get(t.dataId)!.memoryOffset, size);
+}
+
 export const sizeOf = (shape: number[]) => shape.reduce((a, s) => a * s, 1);
 
 /** Register `kernelFunc` as the wasm backend's kernel `name`, keeping the old kernel's setup and dispose. */
