@@ -8,7 +8,7 @@
 //
 // --torch also runs the same measurements in PyTorch when python3 with torch is installed
 // (Debian: apt-get install python3-torch), in this process's run, for a side-by-side comparison.
-// Settings of the wasm backend: CLIPCAP_MATMUL=ort|wasm|stock, CLIPCAP_ORT_THREADS, CLIPCAP_WASM_THREADS.
+// Settings of the wasm backend: CLIPCAP_MATMUL=auto|blas|ort|wasm|stock, CLIPCAP_BLAS_THREADS, CLIPCAP_ORT_THREADS, CLIPCAP_WASM_THREADS.
 import { spawnSync } from 'child_process';
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   const st = choice.name === 'wasm' ? wasmPatchStatus() : null;
   console.log(describeBackend(choice));
   console.log(`GPT-2 small shapes (${o.layers} layers), random weights; batch ${B} x ${T} tokens; ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}); load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-  if (st) console.log(`threads: XNNPACK ${st.threads}, onnxruntime matMul ${st.ortThreads || '-'}; patches: ${st.patched.join(', ')}`);
+  if (st) console.log(`threads: XNNPACK ${st.threads}, ${st.matmul} matMul ${st.ortThreads || '-'}; patches: ${st.patched.join(', ')}`);
   const results: Record<string, number> = {};
   const config = { ...GPT2_SMALL, nLayer: o.layers };
   const calib: number[] = [cpuCalibration()];
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
       '(on shared hosts this varies several-fold; compare figures taken at similar calibration)',
   );
   if (o.torch) torchBench(o, results);
-  console.log(`RESULT ${JSON.stringify({ bench: 'gpt2', backend: choice.name, threads: st ? { xnnpack: st.threads, onnxruntime: st.ortThreads } : null, matmul: st?.matmul, ...results })}`);
+  console.log(`RESULT ${JSON.stringify({ bench: 'gpt2', backend: choice.name, threads: st ? { xnnpack: st.threads, native: st.ortThreads } : null, matmul: st?.matmul, ...results })}`);
 }
 
 /** Why a plain tf.matMul can look slow: the variants of one 512x768x3072 product. */

@@ -2,6 +2,9 @@
 //
 // - When `jupyter nbconvert` is missing: as root on Debian/Ubuntu it installs the apt packages
 //   jupyter-nbconvert and python3-ipykernel; otherwise it stops with the command to run.
+// - When OpenBLAS is missing (Linux): as root on Debian/Ubuntu it installs libopenblas0, which the wasm
+//   backend's matMuls use (src/lib/tfjs/blas-matmul.ts); otherwise it says how, and goes on (the
+//   matMuls then run on onnxruntime, about 1.2-2x slower per training step).
 // - Registers the tslab kernel (`tslab install`) for the Python that has jupyter_client. The kernel
 //   spec starts `tslab` from PATH; our npm scripts put node_modules/.bin on PATH.
 import { spawnSync } from 'child_process';
@@ -33,6 +36,21 @@ function ensureJupyter(): void {
       '  sudo apt-get install jupyter-nbconvert python3-ipykernel      (Debian/Ubuntu)\n' +
       'or\n  python3 -m pip install nbconvert ipykernel jupyterlab\nthen rerun this command.',
   );
+}
+
+function ensureBlas(): void {
+  if (process.platform !== 'linux') return;
+  const found = () => run('sh', ['-c', "ldconfig -p 2>/dev/null | grep -q 'libopenblas\\.so\\.0'"], { quiet: true }).ok;
+  if (found()) return;
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (isRoot && fs.existsSync('/usr/bin/apt-get')) {
+    console.log('[setup] installing libopenblas0 with apt-get (the wasm backend\'s matMuls)');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    spawnSync('apt-get', ['install', '-y', '-qq', 'libopenblas0'], { stdio: 'inherit', env });
+    if (found()) return;
+  }
+  console.log('[setup] OpenBLAS not found: matMuls will run on onnxruntime (slower). To use it: sudo apt-get install libopenblas0');
 }
 
 /** The Python interpreter that runs Jupyter (has jupyter_client), for `tslab install`. */
@@ -83,6 +101,7 @@ function ensureKernel(): void {
 
 function main(): void {
   ensureJupyter();
+  ensureBlas();
   ensureKernel();
   console.log('[setup] jupyter nbconvert and the tslab kernel are ready');
 }

@@ -6,6 +6,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
 import { setMatMulProvider } from '../src/lib/tfjs/matmul';
+import { loadBlas } from '../src/lib/tfjs/blas-matmul';
 import { wasmPatchStatus } from '../src/lib/tfjs/patch-status';
 import { normalSampler } from './helpers/gpt2-fixture';
 
@@ -60,13 +61,16 @@ const CASES: [number[], number[], boolean, boolean][] = [
   [[2, 3, 40, 40], [2, 3, 40, 64], false, false],
 ];
 
-test('matMul on wasm (onnxruntime, XNNPACK with explicit transposes, stock) equals the cpu backend, forward and gradients', async () => {
+test('matMul on wasm (OpenBLAS, onnxruntime, XNNPACK with explicit transposes, stock) equals the cpu backend, forward and gradients', async () => {
   await ensureBackend({ quiet: true });
   await tf.setBackend('wasm');
-  for (const provider of ['ort', 'wasm', 'stock'] as const) {
+  // OpenBLAS is tested where the library is installed (Debian: libopenblas0; .ci/run installs it)
+  const blasHere = loadBlas(1).blas !== null;
+  for (const provider of [...(blasHere ? (['blas'] as const) : []), 'ort', 'wasm', 'stock'] as const) {
     await tf.setBackend('wasm');
     setMatMulProvider(provider);
     if (provider === 'ort') assert.equal(wasmPatchStatus().matmul, 'onnxruntime', wasmPatchStatus().ortReason);
+    if (provider === 'blas') assert.equal(wasmPatchStatus().matmul, 'openblas', wasmPatchStatus().blasReason);
     for (const [i, [as, bs, tA, tB]] of CASES.entries()) {
       const a = rand(as, 10 + i);
       const b = rand(bs, 50 + i);
@@ -87,7 +91,42 @@ test('matMul on wasm (onnxruntime, XNNPACK with explicit transposes, stock) equa
     }
   }
   await tf.setBackend('wasm');
-  setMatMulProvider('ort');
+  setMatMulProvider('auto');
+});
+
+test('OpenBLAS: a missing library is a clear reason and onnxruntime takes over; a batch of 1 is broadcast', async () => {
+  const missing = loadBlas(1, 'libno-such-blas.so');
+  assert.equal(missing.blas, null);
+  assert.match(missing.reason ?? '', /^no BLAS library \(libno-such-blas\.so: /);
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const st = setMatMulProvider('blas', { blasLibrary: 'libno-such-blas.so' });
+  assert.equal(st.matmul, 'onnxruntime');
+  assert.match(st.blasReason ?? '', /libno-such-blas/);
+  setMatMulProvider('auto');
+  const { blas } = loadBlas(1);
+  if (!blas) return; // no OpenBLAS on this machine: the fallback above is what runs
+  // [2, 2, 3] @ [1, 3, 2] (b broadcast), and [1, 2, 3]^T-free @ [2, 3, 2] (a broadcast), against plain loops
+  const a = Float32Array.from({ length: 12 }, (_, i) => i - 5);
+  const b = Float32Array.from({ length: 12 }, (_, i) => (i * 7) % 5 - 2);
+  const ref = (ab: number, bb: number) => {
+    const batch = Math.max(ab, bb);
+    const out = new Float32Array(batch * 4);
+    for (let i = 0; i < batch; i++)
+      for (let r = 0; r < 2; r++)
+        for (let c = 0; c < 2; c++) {
+          let s = 0;
+          for (let k = 0; k < 3; k++) s += a[(ab === 1 ? 0 : i * 6) + r * 3 + k] * b[(bb === 1 ? 0 : i * 6) + k * 2 + c];
+          out[i * 4 + r * 2 + c] = s;
+        }
+    return out;
+  };
+  const o1 = new Float32Array(8);
+  blas.run(a, [2, 2, 3], b, [1, 3, 2], false, false, o1, [2, 2, 2]);
+  assert.deepEqual([...o1], [...ref(2, 1)]);
+  const o2 = new Float32Array(8);
+  blas.run(a, [1, 2, 3], b, [2, 3, 2], false, false, o2, [2, 2, 2]);
+  assert.deepEqual([...o2], [...ref(1, 2)]);
 });
 
 test('UnsortedSegmentSum on wasm: the kernel and the stock tf.gather gradient equal the cpu backend', async () => {

@@ -18,7 +18,9 @@ test('settings: the defaults of an empty environment', () => {
   assert.equal(s.offline, false);
   assert.equal(s.backend, undefined);
   assert.equal(s.quietBackend, false);
-  assert.equal(s.matmul, 'ort');
+  assert.equal(s.matmul, 'auto');
+  assert.equal(s.blasThreads, 1);
+  assert.equal(s.blasLibrary, undefined);
   assert.equal(s.ortThreads, os.cpus().length);
   assert.equal(s.wasmThreads, 1);
   assert.equal(s.cacheTransposes, true);
@@ -68,9 +70,12 @@ test('settings: a bad value is refused, naming the variable and the values allow
   assert.throws(() => settings({ CLIPCAP_WASM_THREADS: '0' }).wasmThreads, /^Error: CLIPCAP_WASM_THREADS=0 must be a positive integer$/);
   assert.throws(() => settings({ CLIPCAP_BACKEND: 'tpu' }).backend, /^Error: CLIPCAP_BACKEND=tpu is not a backend; use one of tfjs-node-gpu, tfjs-node, wasm, cpu \(or auto\)$/);
   assert.throws(() => settings({ CLIPCAP_PROFILE: 'nope' }).forcedProfile(['paper', 'smoke']), /^Error: CLIPCAP_PROFILE=nope is not a profile: use one of paper, smoke \(or leave it unset\)$/);
-  assert.throws(() => settings({ CLIPCAP_MATMUL: 'onnx' }).matmul, /^Error: CLIPCAP_MATMUL=onnx is not a matMul provider: use one of ort, wasm, stock \(or leave it unset\)$/);
+  assert.throws(() => settings({ CLIPCAP_MATMUL: 'onnx' }).matmul, /^Error: CLIPCAP_MATMUL=onnx is not a matMul provider: use one of auto, blas, ort, wasm, stock \(or leave it unset\)$/);
   assert.equal(settings({ CLIPCAP_MATMUL: 'ort' }).matmul, 'ort');
-  assert.equal(settings({}).matmul, 'ort');
+  assert.equal(settings({ CLIPCAP_MATMUL: 'blas' }).matmul, 'blas');
+  assert.equal(settings({}).matmul, 'auto');
+  assert.throws(() => settings({ CLIPCAP_BLAS_THREADS: '-1' }).blasThreads, /^Error: CLIPCAP_BLAS_THREADS=-1 must be a positive integer$/);
+  assert.equal(settings({ CLIPCAP_BLAS_LIB: '/opt/lib/libopenblas.so' }).blasLibrary, '/opt/lib/libopenblas.so');
   // each value is parsed when read: a bad one does not stop the others
   assert.equal(settings({ CLIPCAP_ORT_THREADS: 'two' }).wasmThreads, 1);
 });

@@ -14,7 +14,9 @@
 // | HF_TOKEN                         | hub token, sent by transformers.js itself (which reads it)              | transformers.js                 |
 // | CLIPCAP_BACKEND                  | tfjs-node-gpu (gpu), tfjs-node (node, tensorflow), wasm, cpu, auto      | tfjs/backend.ts, machine.ts, profile.ts |
 // | CLIPCAP_QUIET_BACKEND            | any non-empty value: do not print the backend (off)                     | tfjs/backend.ts                 |
-// | CLIPCAP_MATMUL                   | ort, wasm, stock (ort)                                                  | tfjs/wasm-patches.ts            |
+// | CLIPCAP_MATMUL                   | auto, blas, ort, wasm, stock (auto: OpenBLAS if it loads, else ort)     | tfjs/wasm-patches.ts            |
+// | CLIPCAP_BLAS_THREADS             | a positive integer (1)                                                  | tfjs/wasm-patches.ts, extraction workers |
+// | CLIPCAP_BLAS_LIB                 | the BLAS library's file name or path (libopenblas.so.0, ...)            | tfjs/wasm-patches.ts            |
 // | CLIPCAP_ORT_THREADS              | a positive integer (the number of cores)                                | tfjs/wasm-patches.ts, extraction workers |
 // | CLIPCAP_WASM_THREADS             | a positive integer (1)                                                  | tfjs/wasm-patches.ts            |
 // | CLIPCAP_CACHE_TRANSPOSES         | 0: no cached transposes of frozen weights (on)                          | tfjs/wasm-patches.ts            |
@@ -45,8 +47,9 @@ const BACKEND_ALIASES: Record<string, BackendName> = {
   cpu: 'cpu',
 };
 
-/** Who computes the wasm backend's matMuls: onnxruntime, XNNPACK with explicit transposes, or tfjs's own kernels. */
-export type MatMulMode = 'ort' | 'wasm' | 'stock';
+/** Who computes the wasm backend's matMuls: OpenBLAS else onnxruntime (auto), OpenBLAS, onnxruntime, XNNPACK with explicit transposes, or tfjs's own kernels. */
+export type MatMulMode = 'auto' | 'blas' | 'ort' | 'wasm' | 'stock';
+const MATMUL_MODES: readonly MatMulMode[] = ['auto', 'blas', 'ort', 'wasm', 'stock'];
 
 /** The settings of one environment; each property parses its variable when read. */
 export class Settings {
@@ -116,12 +119,22 @@ export class Settings {
     return !!this.env.CLIPCAP_QUIET_BACKEND;
   }
 
-  /** CLIPCAP_MATMUL: `ort` (default when unset or empty), `wasm` or `stock`; any other value is refused. */
+  /** CLIPCAP_MATMUL: `auto` (default when unset or empty), `blas`, `ort`, `wasm` or `stock`; any other value is refused. */
   get matmul(): MatMulMode {
     const v = this.env.CLIPCAP_MATMUL;
-    if (v === undefined || v === '') return 'ort';
-    if (v === 'ort' || v === 'wasm' || v === 'stock') return v;
-    throw new Error(`CLIPCAP_MATMUL=${v} is not a matMul provider: use one of ort, wasm, stock (or leave it unset)`);
+    if (v === undefined || v === '') return 'auto';
+    if ((MATMUL_MODES as readonly string[]).includes(v)) return v as MatMulMode;
+    throw new Error(`CLIPCAP_MATMUL=${v} is not a matMul provider: use one of ${MATMUL_MODES.join(', ')} (or leave it unset)`);
+  }
+
+  /** CLIPCAP_BLAS_THREADS: OpenBLAS's threads for the wasm backend's matMuls; default 1. */
+  get blasThreads(): number {
+    return this.positiveInteger('CLIPCAP_BLAS_THREADS', () => 1);
+  }
+
+  /** CLIPCAP_BLAS_LIB: the BLAS library to load (a file name or path); undefined: the usual OpenBLAS names. */
+  get blasLibrary(): string | undefined {
+    return this.env.CLIPCAP_BLAS_LIB || undefined;
   }
 
   /** CLIPCAP_ORT_THREADS: onnxruntime's threads for the wasm backend's matMuls; default the cores (extraction workers: their share). */

@@ -213,7 +213,7 @@ function startWorker(init: WorkerInit): Promise<{ child: ChildProcess; signature
     execArgv: ['--import', tsxImportUrl()],
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    // The wasm backend's matMuls run in onnxruntime (tfjs/matmul.ts): give each worker its share of the cores.
+    // The wasm backend's matMuls run in OpenBLAS (1 thread) or onnxruntime (tfjs/matmul.ts): give each worker its share of the cores.
     env: settings().childEnv({ set: { CLIPCAP_QUIET_BACKEND: '1' }, unlessSet: { UV_THREADPOOL_SIZE: '2', CLIPCAP_ORT_THREADS: String(init.threads ?? 1) } }),
   });
   return new Promise((resolve, reject) => {

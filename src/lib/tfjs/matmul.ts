@@ -3,20 +3,27 @@
 // What it works around: the wasm backend's BatchMatMul uses XNNPACK (128-bit SIMD, one thread) only
 // without transposes and at batch 1, and a scalar loop otherwise (10-30x slower): every matMul
 // gradient and attention hit that loop (docs/tfjs-wasm-in-node.md, properties 1 and 2). So:
-//  - large products go to onnxruntime (ort-matmul.ts: native multi-threaded kernels, zero-copy on
-//    the heap); _FusedMatMul (tf.fused.matMul) with a bias is one Gemm;
+//  - large products go to a native engine, zero-copy on the heap: OpenBLAS when it loads
+//    (blas-matmul.ts: the fastest here, transposes native), else onnxruntime (ort-matmul.ts: MLAS);
+//    _FusedMatMul (tf.fused.matMul) with a bias is one product with the bias;
 //  - small products, and products with few rows (generation), stay on XNNPACK, which keeps packed
 //    weights across calls; transposed 2-D products are made plain by an explicit transpose first;
-//  - frozen 2-D weights keep a cached transpose (transpose-cache.ts), and small transposed operands
-//    are transposed explicitly (a plain Gemm is faster).
-// CLIPCAP_MATMUL chooses: ort (default), wasm (XNNPACK with explicit transposes), stock (tfjs's own
-// kernels, for comparisons). Checked against the cpu backend in test/gpt2-patches.test.ts.
+//  - with onnxruntime, frozen 2-D weights keep a cached transpose (transpose-cache.ts), and small
+//    transposed operands are transposed explicitly (a plain Gemm is faster there).
+// CLIPCAP_MATMUL chooses: auto (default: blas, else ort), blas, ort, wasm (XNNPACK with explicit
+// transposes), stock (tfjs's own kernels, for comparisons). Checked against the cpu backend in
+// test/gpt2-patches.test.ts.
 import * as os from 'os';
 import * as tf from '@tensorflow/tfjs';
+import { loadBlas, type BlasMatMul } from './blas-matmul';
 import { loadOrt, type OrtMatMul } from './ort-matmul';
 import { status, wasmPatchStatus, type WasmPatchStatus } from './patch-status';
 import { FrozenTransposes, transposeLastTwo } from './transpose-cache';
+import type { MatMulMode } from '../settings';
 import { f32, replaceKernel, sizeOf, type KernelFn, type TensorInfo, type WasmBackend } from './wasm-internals';
+
+/** A native product engine: out = op(a) @ op(b) (+ bias) on heap views (blas-matmul.ts, ort-matmul.ts). */
+type Engine = OrtMatMul | BlasMatMul;
 
 /** Products smaller than this (multiply-adds) stay on XNNPACK when it can take them. */
 const ORT_MIN_MACS = 1 << 17;
@@ -55,8 +62,8 @@ function matMulParts(a: TensorInfo, b: TensorInfo, tA: boolean, tB: boolean): Ma
   return { a, b, tA, tB, batchA, batchB, M, K, N };
 }
 
-/** op(a) @ op(b) (+ bias) through onnxruntime; transposes made plain where that is cheaper. */
-function ortProduct(ort: OrtMatMul, backend: WasmBackend, p: MatMulParts, cache: FrozenTransposes, transposeKernel: KernelFn, bias?: TensorInfo): TensorInfo {
+/** op(a) @ op(b) (+ bias) through the engine; for onnxruntime, transposes made plain where that is cheaper. */
+function ortProduct(ort: Engine, backend: WasmBackend, p: MatMulParts, cache: FrozenTransposes, transposeKernel: KernelFn, bias?: TensorInfo): TensorInfo {
   let { a, b, tA, tB } = p;
   const { batchA, batchB, M, K, N } = p;
   const batch = Math.max(batchA, batchB);
@@ -67,7 +74,7 @@ function ortProduct(ort: OrtMatMul, backend: WasmBackend, p: MatMulParts, cache:
     temps.push(res);
     return res;
   };
-  if (batch === 1) {
+  if (batch === 1 && !isBlas(ort)) {
     if (tB) {
       const c = cache.get(backend, b);
       if (c) [b, tB] = [c, false];
@@ -95,7 +102,9 @@ function ortProduct(ort: OrtMatMul, backend: WasmBackend, p: MatMulParts, cache:
   }
 }
 
-function makeBatchMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatMul | null, cache: FrozenTransposes): KernelFn {
+const isBlas = (e: Engine): e is BlasMatMul => 'description' in e;
+
+function makeBatchMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: Engine | null, cache: FrozenTransposes): KernelFn {
   return (args) => {
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
@@ -137,7 +146,7 @@ function makeBatchMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatM
 }
 
 /** _FusedMatMul (tf.fused.matMul) with a linear activation and a 1-D bias: one Gemm with the bias. */
-function makeFusedMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: OrtMatMul | null, cache: FrozenTransposes): KernelFn {
+function makeFusedMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: Engine | null, cache: FrozenTransposes): KernelFn {
   return (args) => {
     const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
     const { transposeA, transposeB, activation } = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
@@ -155,10 +164,15 @@ let stock: { batchMatMul: KernelFn; fusedMatMul: KernelFn } | null = null;
 let transposes: FrozenTransposes | null = null;
 
 /**
- * Route matMuls: 'ort' (onnxruntime for large products), 'wasm' (XNNPACK with explicit transposes),
- * or 'stock' (the package's kernels). `cacheFrozenTransposes` keeps W^T of frozen weights.
+ * Route matMuls: 'auto' (OpenBLAS when it loads, else onnxruntime), 'blas', 'ort' (native engines
+ * for large products; 'blas' falls back to onnxruntime, 'ort' to XNNPACK, with the reason in the
+ * status), 'wasm' (XNNPACK with explicit transposes), or 'stock' (the package's kernels).
+ * Options (wasm-patches.ts passes the settings): the engines' threads (onnxruntime: the cores;
+ * OpenBLAS: 1), `cacheTransposes` keeps W^T of frozen weights (used with onnxruntime and XNNPACK;
+ * OpenBLAS transposes natively), `blasLibrary` (CLIPCAP_BLAS_LIB).
  */
-export function setMatMulProvider(mode: 'ort' | 'wasm' | 'stock', ortThreads = os.cpus().length, cacheFrozenTransposes = true): WasmPatchStatus {
+export function setMatMulProvider(mode: MatMulMode, opts: { ortThreads?: number; blasThreads?: number; cacheTransposes?: boolean; blasLibrary?: string } = {}): WasmPatchStatus {
+  const { ortThreads = os.cpus().length, blasThreads = 1, cacheTransposes = true, blasLibrary } = opts;
   if (!stock) {
     stock = {
       batchMatMul: tf.getKernel('BatchMatMul', 'wasm').kernelFunc as unknown as KernelFn,
@@ -169,10 +183,12 @@ export function setMatMulProvider(mode: 'ort' | 'wasm' | 'stock', ortThreads = o
   const backend = tf.findBackend('wasm') as unknown as WasmBackend | null;
   if (transposes && backend) transposes.clear(backend);
   transposes = new FrozenTransposes(transpose);
-  transposes.enabled = cacheFrozenTransposes && mode !== 'stock';
   status.patched = status.patched.filter((p) => !p.startsWith('BatchMatMul') && !p.startsWith('_FusedMatMul') && !p.startsWith('frozen'));
   status.ortReason = undefined;
+  status.blasReason = undefined;
+  status.blas = undefined;
   if (mode === 'stock') {
+    transposes.enabled = false;
     replaceKernel('BatchMatMul', stock.batchMatMul);
     replaceKernel('_FusedMatMul', stock.fusedMatMul);
     status.matmul = 'xnnpack';
@@ -180,17 +196,26 @@ export function setMatMulProvider(mode: 'ort' | 'wasm' | 'stock', ortThreads = o
     status.ortReason = 'stock kernel';
     return wasmPatchStatus();
   }
-  let ort: OrtMatMul | null = null;
-  if (mode === 'ort') {
+  let engine: Engine | null = null;
+  if (mode === 'auto' || mode === 'blas') {
+    const r = loadBlas(blasThreads, blasLibrary);
+    engine = r.blas;
+    if (r.blas) status.blas = r.blas.description;
+    else status.blasReason = r.reason;
+  }
+  if (!engine && mode !== 'wasm') {
     const r = loadOrt(ortThreads);
-    ort = r.ort;
-    if (!ort) status.ortReason = r.reason;
-  } else status.ortReason = 'CLIPCAP_MATMUL=wasm';
-  replaceKernel('BatchMatMul', makeBatchMatMul(stock.batchMatMul, transpose, ort, transposes));
-  replaceKernel('_FusedMatMul', makeFusedMatMul(stock.fusedMatMul, transpose, ort, transposes));
-  status.matmul = ort ? 'onnxruntime' : 'xnnpack';
-  status.ortThreads = ort ? ortThreads : 0;
-  status.patched.push(ort ? `BatchMatMul + _FusedMatMul -> onnxruntime (${ortThreads} threads)` : 'BatchMatMul (explicit transposes before XNNPACK)');
+    engine = r.ort;
+    if (!engine) status.ortReason = r.reason;
+  } else if (mode === 'wasm') status.ortReason = 'CLIPCAP_MATMUL=wasm';
+  const blas = engine !== null && isBlas(engine);
+  transposes.enabled = cacheTransposes && !blas;
+  const threads = blas ? blasThreads : ortThreads;
+  replaceKernel('BatchMatMul', makeBatchMatMul(stock.batchMatMul, transpose, engine, transposes));
+  replaceKernel('_FusedMatMul', makeFusedMatMul(stock.fusedMatMul, transpose, engine, transposes));
+  status.matmul = blas ? 'openblas' : engine ? 'onnxruntime' : 'xnnpack';
+  status.ortThreads = engine ? threads : 0;
+  status.patched.push(engine ? `BatchMatMul + _FusedMatMul -> ${status.matmul} (${threads} threads)` : 'BatchMatMul (explicit transposes before XNNPACK)');
   if (transposes.enabled) status.patched.push('frozen weights: transposes cached');
   return wasmPatchStatus();
 }

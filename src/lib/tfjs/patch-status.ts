@@ -5,8 +5,13 @@ export interface WasmPatchStatus {
   /** XNNPACK threads of the wasm backend. */
   threads: number;
   /** Who computes large matMuls. */
-  matmul: 'onnxruntime' | 'xnnpack';
+  matmul: 'openblas' | 'onnxruntime' | 'xnnpack';
+  /** Threads of the native engine (OpenBLAS or onnxruntime); 0 without one. */
   ortThreads: number;
+  /** The BLAS library and its kernels, when OpenBLAS computes them. */
+  blas?: string;
+  /** Why OpenBLAS is not used, when it was tried and failed. */
+  blasReason?: string;
   /** Why onnxruntime is not used, when it is not. */
   ortReason?: string;
   patched: string[];
@@ -23,5 +28,6 @@ export function wasmPatchStatus(): WasmPatchStatus {
 /** One line for logs: what computes what. */
 export function describeWasmPatches(): string {
   const s = wasmPatchStatus();
-  return `wasm: ${s.threads} XNNPACK thread(s); matMul: ${s.matmul}${s.matmul === 'onnxruntime' ? ` (${s.ortThreads} threads)` : s.ortReason ? ` (onnxruntime not used: ${s.ortReason})` : ''}`;
+  const why = s.matmul === 'openblas' ? ` (${s.blas}; ${s.ortThreads} thread(s))` : s.matmul === 'onnxruntime' ? ` (${s.ortThreads} threads${s.blasReason ? `; OpenBLAS not used: ${s.blasReason}` : ''})` : s.ortReason ? ` (onnxruntime not used: ${s.ortReason})` : '';
+  return `wasm: ${s.threads} XNNPACK thread(s); matMul: ${s.matmul}${why}`;
 }

@@ -6,16 +6,18 @@
 //  2. identity.ts       Identity shares its input's buffer (the stock kernel copies, and tfjs-core
 //                       clones every tensor it saves for gradients).
 //  3. segment-sum.ts    UnsortedSegmentSum (missing in wasm; the gradient of tf.gather needs it).
-//  4. matmul.ts         BatchMatMul / _FusedMatMul: large products through onnxruntime (ort-matmul.ts,
-//                       timed by ort-profile.ts), XNNPACK with explicit transposes otherwise, cached
-//                       transposes of frozen weights (transpose-cache.ts).
+//  4. matmul.ts         BatchMatMul / _FusedMatMul: large products through OpenBLAS (blas-matmul.ts)
+//                       or onnxruntime (ort-matmul.ts), both timed by ort-profile.ts; XNNPACK with
+//                       explicit transposes otherwise, cached transposes of frozen weights
+//                       (transpose-cache.ts).
 //  5. gather.ts         GatherV2 copies whole blocks (the stock kernel computes every element's source;
 //                       beam search's KV-cache reordering spent most of its time there).
 //  6. slice.ts          Slice, SplitV and PadV2 copy contiguous runs (the stock kernels go element by
 //                       element: GPT-2's q/k/v split, ClipCap's logits slice and its gradient).
 //
-// Settings: CLIPCAP_MATMUL=ort|wasm|stock (default ort when onnxruntime-node loads), CLIPCAP_ORT_THREADS
-// (default: the number of cores), CLIPCAP_WASM_THREADS (default 1: the matMuls go to onnxruntime),
+// Settings: CLIPCAP_MATMUL=auto|blas|ort|wasm|stock (default auto: OpenBLAS when it loads, else
+// onnxruntime), CLIPCAP_BLAS_THREADS (default 1), CLIPCAP_BLAS_LIB (a library file or path),
+// CLIPCAP_ORT_THREADS (default: the number of cores), CLIPCAP_WASM_THREADS (default 1: the matMuls go to onnxruntime),
 // CLIPCAP_CACHE_TRANSPOSES=0 (no cached transposes of frozen weights: saves their memory),
 // CLIPCAP_ORT_PROFILE=1 (per-shape timings of the onnxruntime products, printed at exit).
 // What was patched: patch-status.ts. Every patch is checked against the stock kernels / the cpu
@@ -63,5 +65,5 @@ export function installWasmPatches(env?: Environment): WasmPatchStatus {
   replaceKernel('PadV2', makePadV2(stockKernel('PadV2')));
   status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2, Slice, SplitV, PadV2 (block copies)');
   const s = settings(env);
-  return setMatMulProvider(s.matmul, s.ortThreads, s.cacheTransposes);
+  return setMatMulProvider(s.matmul, { ortThreads: s.ortThreads, blasThreads: s.blasThreads, cacheTransposes: s.cacheTransposes, blasLibrary: s.blasLibrary });
 }
