@@ -143,6 +143,7 @@ async function main(): Promise<void> {
     if (productsMs !== undefined) {
       const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
       console.log(`  ${''.padEnd(12)} matrix products on ${wasmPatchStatus().matmul}: ${productsMs.toFixed(0)} ms/step (${((productsMs / mean) * 100).toFixed(0)}% of the mean step), ${(prod.calls / o.steps).toFixed(0)} calls, ${(prod.flop / prod.ms / 1e6).toFixed(1)} GFLOP/s`);
+      for (const [key, e] of prod.rows.slice(0, 6)) console.log(`  ${''.padEnd(14)} ${key.padEnd(44)} ${(e.ms / o.steps).toFixed(1).padStart(6)} ms/step ${String(Math.round(e.n / o.steps)).padStart(4)} calls ${(e.flop / e.ms / 1e6).toFixed(1).padStart(6)} GFLOP/s`);
     }
   };
 

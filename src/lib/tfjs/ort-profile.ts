@@ -31,15 +31,19 @@ export function startOrtProfile(): void {
   table ??= new Map();
 }
 
-/** The products timed since the last call (or the start): milliseconds, operations, calls; the table is emptied. */
-export function takeOrtTotals(): { ms: number; flop: number; calls: number } {
-  const t = { ms: 0, flop: 0, calls: 0 };
+/**
+ * The products timed since the last call (or the start): milliseconds, operations, calls, and the
+ * rows by kind and shape, slowest first; the table is emptied.
+ */
+export function takeOrtTotals(): { ms: number; flop: number; calls: number; rows: [string, Entry][] } {
+  const t = { ms: 0, flop: 0, calls: 0, rows: [] as [string, Entry][] };
   if (!table) return t;
   for (const e of table.values()) {
     t.ms += e.ms;
     t.flop += e.flop;
     t.calls += e.n;
   }
+  t.rows = [...table].sort((a, b) => b[1].ms - a[1].ms);
   table.clear();
   return t;
 }
