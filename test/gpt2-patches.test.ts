@@ -291,3 +291,36 @@ test('frozen weights: cached transposes give the same products, and follow the v
   close(tf.tidy(() => tf.matMul(x, v, false, true).dataSync() as Float32Array), ref(w1.data));
   tf.dispose([x, v]);
 });
+
+test('1x1 convolutions on wasm (Conv2D, FusedConv2D with bias and ReLU / ReLU6) through the matMul engine equal the cpu backend', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  // [x shape, filter shape, strides, pad, activation, bias]; the first five go to the engine
+  const cases: [number[], number[], number, 'same' | 'valid', 'linear' | 'relu' | 'relu6' | 'elu', boolean][] = [
+    [[1, 16, 16, 24], [1, 1, 24, 40], 1, 'same', 'linear', true],
+    [[2, 12, 10, 32], [1, 1, 32, 48], 1, 'valid', 'relu', true],
+    [[1, 16, 16, 24], [1, 1, 24, 40], 1, 'same', 'relu6', true],
+    [[1, 16, 16, 24], [1, 1, 24, 40], 1, 'same', 'linear', false],
+    [[1, 16, 16, 24], [1, 1, 24, 40], 1, 'same', 'relu', false],
+    [[1, 16, 16, 24], [1, 1, 24, 40], 2, 'same', 'relu', true], // stride 2: the stock kernel
+    [[1, 16, 16, 24], [3, 3, 24, 40], 1, 'same', 'relu', true], // 3x3: the stock kernel
+    [[1, 16, 16, 24], [1, 1, 24, 40], 1, 'same', 'elu', true], // elu: the stock kernel
+  ];
+  for (const provider of ['auto', 'stock'] as const) {
+    setMatMulProvider(provider);
+    for (const [i, [xs, fs, stride, pad, activation, withBias]] of cases.entries()) {
+      const x = rand(xs, 200 + i);
+      const f = rand(fs, 300 + i);
+      const b = rand([fs[3]], 400 + i);
+      const run = (xx: tf.Tensor, ff: tf.Tensor, bb: tf.Tensor) =>
+        activation === 'linear' && !withBias && i === 3
+          ? tf.conv2d(xx as tf.Tensor4D, ff as tf.Tensor4D, stride, pad)
+          : tf.fused.conv2d({ x: xx as tf.Tensor4D, filter: ff as tf.Tensor4D, strides: stride, pad, bias: withBias ? bb : undefined, activation });
+      const [want] = await on('cpu', [x, f, b], run);
+      const [got] = await on('wasm', [x, f, b], run);
+      close(got, want);
+      if (activation === 'relu' || activation === 'relu6') assert.ok(got.some((v) => v === 0), `case ${i}: the activation clamps`);
+    }
+  }
+  setMatMulProvider('auto');
+});

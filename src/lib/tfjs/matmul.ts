@@ -161,6 +161,12 @@ function makeFusedMatMul(orig: KernelFn, transposeKernel: KernelFn, ort: Engine 
 }
 
 let stock: { batchMatMul: KernelFn; fusedMatMul: KernelFn } | null = null;
+let activeEngine: Engine | null = null;
+
+/** The native engine the matMuls go to now (OpenBLAS or onnxruntime), or null (XNNPACK / stock kernels). */
+export function productEngine(): Engine | null {
+  return activeEngine;
+}
 let transposes: FrozenTransposes | null = null;
 
 /**
@@ -187,6 +193,7 @@ export function setMatMulProvider(mode: MatMulMode, opts: { ortThreads?: number;
   status.ortReason = undefined;
   status.blasReason = undefined;
   status.blas = undefined;
+  activeEngine = null;
   if (mode === 'stock') {
     transposes.enabled = false;
     replaceKernel('BatchMatMul', stock.batchMatMul);
@@ -208,6 +215,7 @@ export function setMatMulProvider(mode: MatMulMode, opts: { ortThreads?: number;
     engine = r.ort;
     if (!engine) status.ortReason = r.reason;
   } else if (mode === 'wasm') status.ortReason = 'CLIPCAP_MATMUL=wasm';
+  activeEngine = engine;
   const blas = engine !== null && isBlas(engine);
   transposes.enabled = cacheTransposes && !blas;
   const threads = blas ? blasThreads : ortThreads;

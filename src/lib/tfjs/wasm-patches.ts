@@ -14,6 +14,8 @@
 //                       beam search's KV-cache reordering spent most of its time there).
 //  6. slice.ts          Slice, SplitV and PadV2 copy contiguous runs (the stock kernels go element by
 //                       element: GPT-2's q/k/v split, ClipCap's logits slice and its gradient).
+//  7. conv1x1.ts        Conv2D / FusedConv2D: 1x1 convolutions as one product on matmul.ts's native
+//                       engine (the offline image encoder, CenterNet, has 62 of them).
 //
 // Settings: CLIPCAP_MATMUL=auto|blas|ort|wasm|stock (default auto: OpenBLAS when it loads, else
 // onnxruntime), CLIPCAP_BLAS_THREADS (default 1), CLIPCAP_BLAS_LIB (a library file or path),
@@ -27,7 +29,8 @@ import { settings, type Environment } from '../settings';
 import { makeGatherV2 } from './gather';
 import { makePadV2, makeSlice, makeSplitV } from './slice';
 import { identityShared } from './identity';
-import { setMatMulProvider } from './matmul';
+import { productEngine, setMatMulProvider } from './matmul';
+import { makeConv1x1 } from './conv1x1';
 import { status, wasmPatchStatus, type WasmPatchStatus } from './patch-status';
 import { unsortedSegmentSum } from './segment-sum';
 import { registerThreadedWasm } from './threads';
@@ -42,7 +45,7 @@ export function prepareWasm(env?: Environment): void {
 let installed = false;
 
 /**
- * Patches 2-6 on the active wasm backend (once per process). Called by ensureBackend(). Settings
+ * Patches 2-7 on the active wasm backend (once per process). Called by ensureBackend(). Settings
  * from the environment (see the module comment; parsed by settings.ts).
  */
 export function installWasmPatches(env?: Environment): WasmPatchStatus {
@@ -63,7 +66,9 @@ export function installWasmPatches(env?: Environment): WasmPatchStatus {
   replaceKernel('Slice', makeSlice(stockKernel('Slice')));
   replaceKernel('SplitV', makeSplitV(stockKernel('SplitV')));
   replaceKernel('PadV2', makePadV2(stockKernel('PadV2')));
-  status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2, Slice, SplitV, PadV2 (block copies)');
+  replaceKernel('Conv2D', makeConv1x1(stockKernel('Conv2D'), productEngine));
+  replaceKernel('FusedConv2D', makeConv1x1(stockKernel('FusedConv2D'), productEngine));
+  status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2, Slice, SplitV, PadV2 (block copies)', 'Conv2D / FusedConv2D 1x1 -> the matMul engine');
   const s = settings(env);
   return setMatMulProvider(s.matmul, { ortThreads: s.ortThreads, blasThreads: s.blasThreads, cacheTransposes: s.cacheTransposes, blasLibrary: s.blasLibrary });
 }
