@@ -324,3 +324,33 @@ test('1x1 convolutions on wasm (Conv2D, FusedConv2D with bias and ReLU / ReLU6) 
   }
   setMatMulProvider('auto');
 });
+
+test('Sum over leading axes on wasm through the matMul engine equals the cpu backend (other axes: the stock kernel)', async () => {
+  await ensureBackend({ quiet: true });
+  // [shape, axis, keepDims]; the first four go to the engine
+  const cases: [number[], number | number[], boolean][] = [
+    [[640, 192], 0, false],
+    [[640, 192], [0], true],
+    [[8, 80, 192], [0, 1], false],
+    [[8, 80, 192], [1, 0], true],
+    [[8, 80, 192], 1, false], // a middle axis: stock
+    [[640, 192], -1, false], // the last axis: stock
+    [[3, 5], 0, false], // small: stock
+  ];
+  for (const provider of ['auto', 'stock'] as const) {
+    await tf.setBackend('wasm');
+    setMatMulProvider(provider);
+    for (const [i, [shape, axis, keepDims]] of cases.entries()) {
+      const x = rand(shape, 500 + i);
+      const f = (t: tf.Tensor) => tf.sum(t, axis, keepDims);
+      const [want] = await on('cpu', [x], f);
+      const [got] = await on('wasm', [x], f);
+      close(got, want);
+      const s = await on('wasm', [x], (t) => tf.tensor1d(f(t).shape.length ? f(t).shape : [0]));
+      const c = await on('cpu', [x], (t) => tf.tensor1d(f(t).shape.length ? f(t).shape : [0]));
+      assert.deepEqual([...s[0]], [...c[0]], `case ${i}: shape`);
+    }
+  }
+  await tf.setBackend('wasm');
+  setMatMulProvider('auto');
+});

@@ -9,12 +9,8 @@
 // padding, activations, dtypes) goes to the stock kernel. Checked against the cpu backend in
 // test/gpt2-patches.test.ts.
 import * as tf from '@tensorflow/tfjs';
+import type { ProductEngine } from './matmul';
 import { f32, sizeOf, type KernelFn, type TensorInfo } from './wasm-internals';
-
-/** out = op(a) @ op(b) (+ bias) on heap views: the engine interface of blas-matmul.ts and ort-matmul.ts. */
-export interface ProductEngine {
-  run(a: Float32Array, aDims: number[], b: Float32Array, bDims: number[], tA: boolean, tB: boolean, out: Float32Array, outDims: number[], bias?: Float32Array): void;
-}
 
 /** Products smaller than this (multiply-adds) stay on XNNPACK. */
 const MIN_MACS = 1 << 17;

@@ -25,6 +25,9 @@ import { f32, replaceKernel, sizeOf, type KernelFn, type TensorInfo, type WasmBa
 /** A native product engine: out = op(a) @ op(b) (+ bias) on heap views (blas-matmul.ts, ort-matmul.ts). */
 type Engine = OrtMatMul | BlasMatMul;
 
+/** What other patches (conv1x1.ts, sum-leading.ts) use of the engine. */
+export type ProductEngine = Pick<Engine, 'run'>;
+
 /** Products smaller than this (multiply-adds) stay on XNNPACK when it can take them. */
 const ORT_MIN_MACS = 1 << 17;
 /**

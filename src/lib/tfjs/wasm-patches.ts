@@ -16,6 +16,8 @@
 //                       element: GPT-2's q/k/v split, ClipCap's logits slice and its gradient).
 //  7. conv1x1.ts        Conv2D / FusedConv2D: 1x1 convolutions as one product on matmul.ts's native
 //                       engine (the offline image encoder, CenterNet, has 62 of them).
+//  8. sum-leading.ts    Sum over leading axes (bias and LayerNorm gradients) as one product with a
+//                       vector of ones on the same engine (the stock kernel transposes first).
 //
 // Settings: CLIPCAP_MATMUL=auto|blas|ort|wasm|stock (default auto: OpenBLAS when it loads, else
 // onnxruntime), CLIPCAP_BLAS_THREADS (default 1), CLIPCAP_BLAS_LIB (a library file or path),
@@ -31,6 +33,7 @@ import { makePadV2, makeSlice, makeSplitV } from './slice';
 import { identityShared } from './identity';
 import { productEngine, setMatMulProvider } from './matmul';
 import { makeConv1x1 } from './conv1x1';
+import { makeSumLeading } from './sum-leading';
 import { status, wasmPatchStatus, type WasmPatchStatus } from './patch-status';
 import { unsortedSegmentSum } from './segment-sum';
 import { registerThreadedWasm } from './threads';
@@ -45,7 +48,7 @@ export function prepareWasm(env?: Environment): void {
 let installed = false;
 
 /**
- * Patches 2-7 on the active wasm backend (once per process). Called by ensureBackend(). Settings
+ * Patches 2-8 on the active wasm backend (once per process). Called by ensureBackend(). Settings
  * from the environment (see the module comment; parsed by settings.ts).
  */
 export function installWasmPatches(env?: Environment): WasmPatchStatus {
@@ -68,7 +71,8 @@ export function installWasmPatches(env?: Environment): WasmPatchStatus {
   replaceKernel('PadV2', makePadV2(stockKernel('PadV2')));
   replaceKernel('Conv2D', makeConv1x1(stockKernel('Conv2D'), productEngine));
   replaceKernel('FusedConv2D', makeConv1x1(stockKernel('FusedConv2D'), productEngine));
-  status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2, Slice, SplitV, PadV2 (block copies)', 'Conv2D / FusedConv2D 1x1 -> the matMul engine');
+  replaceKernel('Sum', makeSumLeading(stockKernel('Sum'), productEngine));
+  status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2, Slice, SplitV, PadV2 (block copies)', 'Conv2D / FusedConv2D 1x1 and Sum over leading axes -> the matMul engine');
   const s = settings(env);
   return setMatMulProvider(s.matmul, { ortThreads: s.ortThreads, blasThreads: s.blasThreads, cacheTransposes: s.cacheTransposes, blasLibrary: s.blasLibrary });
 }
