@@ -9,6 +9,7 @@
 // Weights are saved under the original PyTorch parameter names and layouts (Linear weight [out, in]),
 // so that checkpoints read like the original's state_dict.
 import * as tf from '@tensorflow/tfjs';
+import { layerNorm, linear } from '../tfjs/ops';
 import { mulberry32 as rng } from '../util/rng';
 
 export interface MapperConfig {
@@ -131,21 +132,9 @@ export abstract class Mapper {
   }
 }
 
+/** x @ W (+ b): one fused product with the bias (tfjs/ops.ts linear) when there is a bias. */
 function dense(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor | null): tf.Tensor2D {
-  const y = tf.matMul(x, w as tf.Tensor2D);
-  return (b ? tf.add(y, b) : y) as tf.Tensor2D;
-}
-
-/**
- * nn.LayerNorm of the original mapper, differentiated by tfjs. The same function as tfjs/ops.ts
- * layerNorm (GPT-2's, hand-written gradient), but not the same float32 rounding ((x - mean) / sqrt
- * against (x - mean) * rsqrt, autodiff against a written gradient: about a quarter of the outputs
- * and of the gradients differ in the last bit), so switching would change every trained
- * transformer mapper slightly; kept apart so that runs reproduce.
- */
-function layerNorm(x: tf.Tensor2D, g: tf.Tensor, b: tf.Tensor, eps = 1e-5): tf.Tensor2D {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), g), b) as tf.Tensor2D;
+  return b ? linear(x, w, b) : (tf.matMul(x, w as tf.Tensor2D) as tf.Tensor2D);
 }
 
 export class MLPMapper extends Mapper {
@@ -231,11 +220,13 @@ export class TransformerMapper extends Mapper {
       const B = x.shape[0];
       const T = C + P;
       const clipTokens = tf.reshape(dense(x, this.project.w, this.project.b), [B, C, d]);
-      const consts = tf.broadcastTo(tf.expandDims(this.prefixConst, 0), [B, P, d]);
+      // the constants repeated for each image: a broadcast multiply by ones gives the same values and
+      // gradient as tf.broadcastTo, whose wasm kernel (Tile) costs ~80 ns an element here
+      const consts = tf.mul(tf.ones([B, 1, 1]), tf.expandDims(this.prefixConst, 0));
       let h = tf.reshape(tf.concat([clipTokens, consts], 1), [B * T, d]) as tf.Tensor2D;
       for (const blk of this.blocks) {
-        h = tf.add(h, this.attention(layerNorm(h, blk.ln1.g, blk.ln1.b), blk, B, T)) as tf.Tensor2D;
-        const m = dense(tf.relu(dense(layerNorm(h, blk.ln2.g, blk.ln2.b), blk.fc1.w, blk.fc1.b)), blk.fc2.w, blk.fc2.b);
+        h = tf.add(h, this.attention(layerNorm(h, blk.ln1.g, blk.ln1.b, 1e-5), blk, B, T)) as tf.Tensor2D;
+        const m = dense(tf.relu(dense(layerNorm(h, blk.ln2.g, blk.ln2.b, 1e-5), blk.fc1.w, blk.fc1.b)), blk.fc2.w, blk.fc2.b);
         h = tf.add(h, m) as tf.Tensor2D;
       }
       return tf.reshape(h, [B, T, d]).slice([0, C, 0], [B, P, d]) as tf.Tensor3D;
