@@ -8,8 +8,9 @@
 //    _FusedMatMul (tf.fused.matMul) with a bias is one product with the bias;
 //  - small products, and products with few rows (generation), stay on XNNPACK, which keeps packed
 //    weights across calls; transposed 2-D products are made plain by an explicit transpose first;
-//  - with onnxruntime, frozen 2-D weights keep a cached transpose (transpose-cache.ts), and small
-//    transposed operands are transposed explicitly (a plain Gemm is faster there).
+//  - frozen 2-D weights keep a cached transpose (transpose-cache.ts): with XNNPACK (generation's
+//    few-row products) and onnxruntime, where small transposed operands are also transposed
+//    explicitly (a plain Gemm is faster there); OpenBLAS takes transposed operands as they are.
 // CLIPCAP_MATMUL chooses: auto (default: blas, else ort), blas, ort, wasm (XNNPACK with explicit
 // transposes), stock (tfjs's own kernels, for comparisons). Checked against the cpu backend in
 // test/gpt2-patches.test.ts.
@@ -177,7 +178,7 @@ let transposes: FrozenTransposes | null = null;
  * for large products; 'blas' falls back to onnxruntime, 'ort' to XNNPACK, with the reason in the
  * status), 'wasm' (XNNPACK with explicit transposes), or 'stock' (the package's kernels).
  * Options (wasm-patches.ts passes the settings): the engines' threads (onnxruntime: the cores;
- * OpenBLAS: 1), `cacheTransposes` keeps W^T of frozen weights (used with onnxruntime and XNNPACK;
+ * OpenBLAS: 1), `cacheTransposes` keeps W^T of frozen weights (used by XNNPACK and onnxruntime;
  * OpenBLAS transposes natively), `blasLibrary` (CLIPCAP_BLAS_LIB).
  */
 export function setMatMulProvider(mode: MatMulMode, opts: { ortThreads?: number; blasThreads?: number; cacheTransposes?: boolean; blasLibrary?: string } = {}): WasmPatchStatus {
@@ -220,7 +221,8 @@ export function setMatMulProvider(mode: MatMulMode, opts: { ortThreads?: number;
   } else if (mode === 'wasm') status.ortReason = 'CLIPCAP_MATMUL=wasm';
   activeEngine = engine;
   const blas = engine !== null && isBlas(engine);
-  transposes.enabled = cacheTransposes && !blas;
+  // kept with OpenBLAS too: generation's few-row products with a frozen W^T stay on XNNPACK (packed weights)
+  transposes.enabled = cacheTransposes;
   const threads = blas ? blasThreads : ortThreads;
   replaceKernel('BatchMatMul', makeBatchMatMul(stock.batchMatMul, transpose, engine, transposes));
   replaceKernel('_FusedMatMul', makeFusedMatMul(stock.fusedMatMul, transpose, engine, transposes));
