@@ -17,7 +17,7 @@ import * as path from 'path';
 import { type EvalConfig, type TrainConfig } from '../src/lib/config';
 import { resolveProfile } from '../src/lib/profile';
 import { retrievalOnDev, scoreOnDev, type DevScores } from '../src/lib/eval/dev';
-import { decodeOf, type DecodeConfig } from '../src/lib/eval/caption';
+import { decodeForVariant, type DecodeConfig } from '../src/lib/eval/caption';
 import { ConfigError, evalProblems } from '../src/lib/validate';
 import { artifactPaths } from '../src/lib/paths';
 import { trainVariant } from '../src/lib/train/run';
@@ -83,7 +83,9 @@ async function main(): Promise<void> {
   const profile = await resolveProfile();
   const out = artifactPaths(profile).tuningResults;
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  const decode: DecodeConfig = { ...decodeOf(profile.eval), beam: args.beam ?? profile.eval.beam };
+  // the variant's own decoding (eval.byVariant applied), then --beam and --decode on top
+  const own = decodeForVariant(profile.eval, args.variant);
+  const decode: DecodeConfig = { ...own, beam: args.beam ?? own.beam };
   for (const [k, v] of Object.entries(args.decode)) {
     if (!['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight'].includes(k)) throw new Error(`--decode ${k}: not a decoding setting (beam, maxNewTokens, noRepeatNgram, lengthPenalty, contrastWeight)`);
     (decode as unknown as Record<string, number>)[k] = Number(v);

@@ -163,4 +163,25 @@ test('clipcap caption decodes as notebook 06 does for the run\'s profile, each o
   assert.equal(decodingFor('smoke', {}).beam, profileConfig('smoke').eval.beam);
   assert.throws(() => decodingFor('offline', { contrast: 1 }), /contrastWeight/);
   assert.throws(() => decodingFor('offline', { beam: 0 }), /beam/);
+  // the run's variant: eval.byVariant applies (offline: the MLP run decodes with contrast), options still win
+  assert.equal(decodingFor('offline', {}, 'mlp').contrastWeight, off.byVariant?.mlp?.contrastWeight);
+  assert.ok((off.byVariant?.mlp?.contrastWeight ?? 0) > 0);
+  assert.equal(decodingFor('offline', {}, 'transformer').contrastWeight, off.contrastWeight);
+  assert.equal(decodingFor('offline', { contrast: 0 }, 'mlp').contrastWeight, 0);
+});
+
+test('decodeForVariant applies one variant\'s settings over the shared decoding; eval.byVariant is checked', async () => {
+  const { decodeForVariant } = await import('../src/lib/eval/caption');
+  const { evalProblems } = await import('../src/lib/validate');
+  const { profileConfig } = await import('../src/lib/config');
+  const base = { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0 };
+  const e = { ...base, byVariant: { mlp: { contrastWeight: 0.3 }, transformer: { beam: 3 } } };
+  assert.deepEqual(decodeForVariant(e, 'mlp'), { ...base, contrastWeight: 0.3 });
+  assert.deepEqual(decodeForVariant(e, 'transformer'), { ...base, beam: 3 });
+  assert.deepEqual(decodeForVariant(base, 'mlp'), base);
+  const ok = { ...profileConfig('offline').eval };
+  assert.deepEqual(evalProblems(ok), []);
+  assert.deepEqual(evalProblems({ ...ok, byVariant: { mlp: { contrastWeight: 1 } } }), ['eval.byVariant.mlp.contrastWeight = 1: must be a number in [0, 1)']);
+  assert.match(evalProblems({ ...ok, byVariant: { lstm: {} } } as never).join(), /eval\.byVariant\.lstm: not a variant/);
+  assert.match(evalProblems({ ...ok, byVariant: { mlp: { temperature: 2 } } } as never).join(), /eval\.byVariant\.mlp\.temperature: not a decoding setting/);
 });

@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from './args';
 import { ensureBackend } from '../lib/tfjs/backend';
-import { Captioner, decodeOf, describeDecode, type DecodeConfig } from '../lib/eval/caption';
+import { Captioner, decodeForVariant, decodeOf, describeDecode, type DecodeConfig } from '../lib/eval/caption';
 import { profileConfig, type EvalConfig } from '../lib/config';
 import { evalProblems } from '../lib/validate';
 import { repoRoot } from '../lib/paths';
@@ -51,14 +51,18 @@ export function resolveRunDir(run: string): string {
   throw new Error(`no ClipCap run at "${run}": give a run directory such as data/offline/runs/mlp_finetune (notebooks 03 and 04 make them)`);
 }
 
-/** The decoding of notebook 06 for a run's profile, with the command line's overrides (checked). */
-export function decodingFor(profile: string, values: Record<string, string | number | undefined>): DecodeConfig {
-  let base: EvalConfig;
+/**
+ * The decoding of notebook 06 for a run's profile and variant (`mlp` or `transformer`: the run's
+ * mapper, whose eval.byVariant settings apply), with the command line's overrides (checked).
+ */
+export function decodingFor(profile: string, values: Record<string, string | number | undefined>, variant?: string): DecodeConfig {
+  let evalConfig: EvalConfig;
   try {
-    base = profileConfig(profile).eval;
+    evalConfig = profileConfig(profile).eval;
   } catch {
-    base = profileConfig('offline').eval; // a run of an unknown profile: the offline decoding
+    evalConfig = profileConfig('offline').eval; // a run of an unknown profile: the offline decoding
   }
+  const base: EvalConfig = { ...evalConfig, ...(variant ? decodeForVariant(evalConfig, variant) : {}), byVariant: undefined };
   const pick = (flag: string, v: number) => (values[flag] === undefined ? v : (values[flag] as number));
   const e: EvalConfig = {
     ...base,
@@ -91,7 +95,7 @@ export async function run(argv: string[]): Promise<number> {
   await ensureBackend({ quiet: true });
   const captioner = await Captioner.open(runDir);
   try {
-    const decode = decodingFor(captioner.run.config.profile, a.values);
+    const decode = decodingFor(captioner.run.config.profile, a.values, captioner.run.config.train.mapper);
     if (a.flags.verbose) console.error(`clipcap caption: ${describeDecode(decode)} (run ${runDir})`);
     const out = await captioner.caption(a.positional, decode);
     if (a.flags.json) console.log(JSON.stringify(out));

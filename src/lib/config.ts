@@ -234,6 +234,11 @@ export interface EvalConfig {
    * training embeddings); 0 = off (the original). Penalises captions that fit any photo.
    */
   contrastWeight: number;
+  /**
+   * Decoding settings of one variant that differ from the ones above (chosen for that variant on dev),
+   * e.g. `{ mlp: { contrastWeight: 0.3 } }`; absent = the same decoding for both.
+   */
+  byVariant?: Partial<Record<'mlp' | 'transformer', Partial<Pick<EvalConfig, 'beam' | 'maxNewTokens' | 'noRepeatNgram' | 'lengthPenalty' | 'contrastWeight'>>>>;
   /** Nearest-neighbour retrieval baseline: number of neighbours voting for the consensus caption. */
   retrievalK: number;
   /** Rows in the sample table. */
@@ -378,8 +383,13 @@ function offline(): ProfileConfig {
     // at the prefix. Global-norm clipping at 1. See REPORT.md's recipe section for what was measured.
     mlp: { ...base.mlp, batchSize: 32, microBatchSize: 'auto', lr: 1e-3, lmLrScale: 0.1, warmupSteps: 100, warmupFraction: 0, epochs: 4, gradClip: 1, maxCaptionTokens: 32, checkpointEverySteps: 100 },
     transformer: { ...base.transformer, prefixLength: 10, clipLength: 10, batchSize: 32, microBatchSize: 'auto', lr: 1e-3, warmupSteps: 100, warmupFraction: 0, epochs: 2, gradClip: 1, maxCaptionTokens: 32, checkpointEverySteps: 100 },
-    // decoding chosen on 300 dev photos with the MLP run (REPORT's recipe table): no repeated 3-grams
-    eval: { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0, retrievalK: 25, samples: 8 },
+    // Decoding chosen on 300 dev photos (REPORT's recipe table): no repeated 3-grams; for the MLP +
+    // fine-tuned run, contrast 0.3 against the average photo. The rule: the highest dev CIDEr-D among
+    // the decodings whose captions are distinct for at least 60% of the photos (the benchmark's bar),
+    // else the highest dev CIDEr-D. MLP, with the 100,000-caption LM: contrast 0 / 0.15 / 0.3 gave
+    // CIDEr-D 0.322 / 0.345 / 0.329 and 44% / 51% / 64% distinct; the transformer 0.245 / 0.237 / 0.211
+    // and 24% / 31% / 36% (none reaches 60%: contrast 0).
+    eval: { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0, byVariant: { mlp: { contrastWeight: 0.3 } }, retrievalK: 25, samples: 8 },
   };
 }
 

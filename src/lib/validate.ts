@@ -102,7 +102,25 @@ export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []
 }
 
 export function evalProblems(e: EvalConfig, out: string[] = []): string[] {
-  run('eval', e, { beam: int(1, 64), maxNewTokens: int(1, 1024), noRepeatNgram: int(0, 16), lengthPenalty: num(0, 4), contrastWeight: num(0, 1, { maxOpen: true }), retrievalK: int(1, 10000), samples: int(0, 1000) }, out);
+  const decoding = { beam: int(1, 64), maxNewTokens: int(1, 1024), noRepeatNgram: int(0, 16), lengthPenalty: num(0, 4), contrastWeight: num(0, 1, { maxOpen: true }) };
+  run('eval', e, { ...decoding, retrievalK: int(1, 10000), samples: int(0, 1000) }, out);
+  if (e.byVariant !== undefined) {
+    if (typeof e.byVariant !== 'object' || e.byVariant === null) out.push(`eval.byVariant = ${show(e.byVariant)}: must be an object such as { mlp: { contrastWeight: 0.3 } }`);
+    else
+      for (const [v, o] of Object.entries(e.byVariant)) {
+        if (v !== 'mlp' && v !== 'transformer') out.push(`eval.byVariant.${v}: not a variant (use mlp or transformer)`);
+        else if (typeof o !== 'object' || o === null) out.push(`eval.byVariant.${v} = ${show(o)}: must be an object of decoding settings`);
+        else
+          for (const [k, val] of Object.entries(o)) {
+            const check = (decoding as Record<string, Check>)[k];
+            if (!check) out.push(`eval.byVariant.${v}.${k}: not a decoding setting (use ${Object.keys(decoding).join(', ')})`);
+            else {
+              const p = check(`eval.byVariant.${v}.${k}`, val);
+              if (p) out.push(p);
+            }
+          }
+      }
+  }
   return out;
 }
 

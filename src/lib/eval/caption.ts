@@ -30,6 +30,15 @@ export function decodeOf(e: DecodeConfig): DecodeConfig {
   return { beam: e.beam, maxNewTokens: e.maxNewTokens, noRepeatNgram: e.noRepeatNgram ?? 0, lengthPenalty: e.lengthPenalty ?? 1, contrastWeight: e.contrastWeight ?? 0 };
 }
 
+/**
+ * The decoding of one variant ('mlp' or 'transformer', the run's mapper): the evaluation config's
+ * decoding with that variant's overrides (EvalConfig.byVariant) applied.
+ */
+export function decodeForVariant(e: DecodeConfig & { byVariant?: Partial<Record<string, Partial<DecodeConfig>>> }, variant: string): DecodeConfig {
+  const o = e.byVariant?.[variant] ?? {};
+  return decodeOf({ ...decodeOf(e), ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) });
+}
+
 /** How a decoding is described in tables, e.g. "beam 5, no repeated 3-grams, at most 30 tokens". */
 export function describeDecode(d: DecodeConfig): string {
   const parts = [d.beam <= 1 ? 'greedy' : `beam ${d.beam}`];

@@ -18,7 +18,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ensureBackend } from '../tfjs/backend';
 import { humanLeaveOneOut, retrievalCaptions } from './baselines';
-import { captionWithRun, decodeOf, describeDecode, type DecodeConfig } from './caption';
+import { captionWithRun, decodeForVariant, decodeOf, describeDecode, type DecodeConfig } from './caption';
 import { variantLabel, type EvalConfig, type ProfileConfig, type TrainConfig } from '../config';
 import { loadSubsets } from '../data/build';
 import { frameColumns, groupImages, type ImageGroup } from '../data/schema';
@@ -67,6 +67,8 @@ export interface Comparison {
 
 export interface EvaluationOptions {
   decode: DecodeConfig;
+  /** Decoding settings of one variant that differ from `decode` (EvalConfig.byVariant). */
+  decodeByVariant?: EvalConfig['byVariant'];
   /** Neighbours pooled by the retrieval baseline. */
   retrievalK: number;
   /** Variants to caption (default: the profile's two). */
@@ -203,7 +205,8 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
   const resultsFile = path.join(dir, `${t.name}.results.json`);
   const metaFile = path.join(dir, `${t.name}.meta.json`);
   const ids = groups.map((g) => g.image_id);
-  const want = captionMetaFor({ name: t.name, runDir: fs.realpathSync(runDir), finishedAt: summary.finishedAt, decode: opts.decode, imageIds: ids });
+  const decode = decodeForVariant({ ...opts.decode, byVariant: opts.decodeByVariant }, t.mapper);
+  const want = captionMetaFor({ name: t.name, runDir: fs.realpathSync(runDir), finishedAt: summary.finishedAt, decode, imageIds: ids });
   const hit = opts.force ? null : cachedCaptions(dir, t.name, want);
   let captions: Map<string, string>;
   let meta: CaptionMeta;
@@ -211,7 +214,7 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
   else {
     const t0 = Date.now();
     const bar = new Progress({ total: groups.length, label: `captioning (${t.name})`, unit: 'img' });
-    captions = await captionWithRun(runDir, ids, opts.decode, { embeddings: (id) => emb.get(id)!, onChunk: (n) => bar.tick(n) });
+    captions = await captionWithRun(runDir, ids, decode, { embeddings: (id) => emb.get(id)!, onChunk: (n) => bar.tick(n) });
     meta = { ...want, seconds: (Date.now() - t0) / 1000 };
     writeResults(resultsFile, captions);
     writeJsonAtomic(metaFile, meta);
@@ -226,7 +229,7 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
     intervals: {},
     images: captions.size,
     seconds: meta.seconds,
-    note: describeDecode(opts.decode),
+    note: describeDecode(decode),
   };
 }
 
@@ -234,7 +237,7 @@ async function captionVariant(profile: ProfileConfig, t: TrainConfig, groups: Im
 export async function evaluateProfile(profile: ProfileConfig, opts: EvaluationOptions): Promise<ProfileEvaluation> {
   const started = Date.now();
   validateProfile(profile);
-  const problems = evalProblems({ ...profile.eval, ...decodeOf(opts.decode), retrievalK: opts.retrievalK } as EvalConfig);
+  const problems = evalProblems({ ...profile.eval, ...decodeOf(opts.decode), byVariant: opts.decodeByVariant, retrievalK: opts.retrievalK } as EvalConfig);
   if (problems.length) throw new ConfigError(problems);
   await ensureBackend();
   const subsets = loadSubsets(profile);
