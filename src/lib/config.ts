@@ -4,7 +4,7 @@
 //             split, sized like the seed study, with the original ClipCap hyperparameters. Chosen
 //             automatically only where a native GPU backend loads (days on two CPU cores).
 //  - coco-cpu: the same real models and data, on a COCO subset sized so that notebooks 01-06 finish
-//             in about two hours on two CPU cores (see estimate.ts). The automatic choice when the
+//             in well under two hours on two CPU cores (about 40 min, see estimate.ts). The automatic choice when the
 //             hub is reachable but no GPU backend loads.
 //  - offline: the Flickr8k benchmark (standard train / dev / test split) from a local mirror
 //             (../shared/data or CLIPCAP_DATA_DIR), plus coco-mini's COCO photos as a second
@@ -323,7 +323,7 @@ function paper(): ProfileConfig {
 
 function cocoCpu(): ProfileConfig {
   const base = paper();
-  // Real models and data at a size two CPU cores finish in about two hours (notebooks 01-06; the
+  // Real models and data at a size two CPU cores finish in well under two hours (notebooks 01-06; the
   // estimate, from the full-size dry run bench/dryrun.ts, is printed when the profile is chosen and
   // by notebook 01). The recipe is the offline profile's, tuned there on dev (a mapper learning from
   // scratch at 1e-3, a fine-tuned GPT-2 at a tenth of that, clipping at 1), because the original

@@ -50,21 +50,21 @@ const PHOTO_MB = 0.16;
 
 /**
  * Speeds measured by bench/dryrun.ts on the 2-vCPU machine this project is developed on (wasm
- * backend, GPT-2 124M and CLIP ViT-B/32 with random weights); bench/out/dryrun.json replaces them
- * where the dry run has been run on this machine. Every case comes from a run with the current memory
- * estimate, except the paper/mlp step, its validation and CLIP's speed: another job shared the two
- * cores during that case, so they come from an earlier run on idle cores (4 examples per pass where
- * the estimate now picks 3).
+ * backend with its matMuls, 1x1 convolutions and row sums on OpenBLAS, GPT-2 124M and CLIP ViT-B/32
+ * with random weights, beam search in batches of 8 photos); bench/out/dryrun.json replaces them where
+ * the dry run has been run on this machine. One run on idle cores (`npm run bench -- --only dryrun`,
+ * 538 s). The previous reference (2026-12-02, onnxruntime products, one photo at a time) was 48.7 /
+ * 68.1 / 32.8 / 16.2 s a step.
  */
 export const REFERENCE_SPEEDS: SpeedReference = {
-  source: 'bench/dryrun.ts on 2 vCPUs (AMD EPYC), wasm backend, 2026-12-02',
+  source: 'bench/dryrun.ts on 2 vCPUs (Intel Xeon, AVX-512), wasm backend + OpenBLAS, 2026-12-06',
   backend: 'wasm',
-  clipImagesPerSecond: 10.2,
+  clipImagesPerSecond: 18.5,
   variants: {
-    'paper/mlp': { secondsPerStep: 48.7, batchSize: 40, microBatchSize: 4, valSecondsPerExample: 0.48, checkpointSeconds: 9.8, generateSecondsPerImage: 24.6, generateTokens: 67, peakBytes: 3_450_798_080 },
-    'paper/transformer': { secondsPerStep: 68.1, batchSize: 40, microBatchSize: 2, valSecondsPerExample: 0.99, checkpointSeconds: 3.1, generateSecondsPerImage: 45.3, generateTokens: 67, peakBytes: 3_163_750_400 },
-    'coco-cpu/mlp': { secondsPerStep: 32.8, batchSize: 20, microBatchSize: 2, valSecondsPerExample: 0.69, checkpointSeconds: 10.2, generateSecondsPerImage: 12.1, generateTokens: 30, peakBytes: 3_503_161_344 },
-    'coco-cpu/transformer': { secondsPerStep: 16.2, batchSize: 20, microBatchSize: 4, valSecondsPerExample: 0.53, checkpointSeconds: 2.0, generateSecondsPerImage: 13.0, generateTokens: 30, peakBytes: 2_710_437_888 },
+    'paper/mlp': { secondsPerStep: 16.4, batchSize: 40, microBatchSize: 3, valSecondsPerExample: 0.18, checkpointSeconds: 3.2, generateSecondsPerImage: 2.73, generateTokens: 67, peakBytes: 3_450_601_472 },
+    'paper/transformer': { secondsPerStep: 24.0, batchSize: 40, microBatchSize: 2, valSecondsPerExample: 0.35, checkpointSeconds: 1.0, generateSecondsPerImage: 4.02, generateTokens: 67, peakBytes: 2_489_647_104 },
+    'coco-cpu/mlp': { secondsPerStep: 11.2, batchSize: 20, microBatchSize: 2, valSecondsPerExample: 0.2, checkpointSeconds: 2.6, generateSecondsPerImage: 1.37, generateTokens: 30, peakBytes: 3_369_992_192 },
+    'coco-cpu/transformer': { secondsPerStep: 6.0, batchSize: 20, microBatchSize: 4, valSecondsPerExample: 0.2, checkpointSeconds: 0.94, generateSecondsPerImage: 1.36, generateTokens: 30, peakBytes: 2_230_255_616 },
   },
 };
 
