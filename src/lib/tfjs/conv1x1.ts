@@ -9,11 +9,8 @@
 // padding, activations, dtypes) goes to the stock kernel. Checked against the cpu backend in
 // test/gpt2-patches.test.ts.
 import * as tf from '@tensorflow/tfjs';
-import type { ProductEngine } from './matmul';
+import { ORT_MIN_MACS as MIN_MACS, type ProductEngine } from './matmul';
 import { f32, sizeOf, type KernelFn, type TensorInfo } from './wasm-internals';
-
-/** Products smaller than this (multiply-adds) stay on XNNPACK. */
-const MIN_MACS = 1 << 17;
 
 const ACTIVATIONS = new Set([undefined, null, 'linear', 'relu', 'relu6']);
 

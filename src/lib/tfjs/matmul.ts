@@ -30,7 +30,7 @@ type Engine = OrtMatMul | BlasMatMul;
 export type ProductEngine = Pick<Engine, 'run'>;
 
 /** Products smaller than this (multiply-adds) stay on XNNPACK when it can take them. */
-const ORT_MIN_MACS = 1 << 17;
+export const ORT_MIN_MACS = 1 << 17;
 /**
  * 2-D products with fewer rows than this stay on XNNPACK (when no large transpose is needed): they
  * are memory-bound, and XNNPACK keeps packed weights across calls while onnxruntime packs them on
