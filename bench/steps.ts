@@ -46,7 +46,7 @@ interface Opts {
 }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, products: false, torch: false, vocab: 8489, dim: 200 };
+  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, products: false, torch: false, vocab: 8489, dim: 1640 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--profile') o.profile = argv[++i];

@@ -351,7 +351,7 @@ function publishedSection(ctx: ReportContext): string[] {
   const L = ['### Their numbers (not ours; other data, other models)', '', tableMarkdown(published), ''];
   if (flickr) {
     L.push(
-      'The published Flickr8k rows use ImageNet-trained VGG features (ours: the CenterNet stand-in, 200-d) and their own BLEU scripts (Karpathy & Fei-Fei: their own implementation; Xu et al.: the COCO toolkit\'s BLEU, without the brevity-penalty details always stated), on the original 500 x 375 photos (ours: whatever the mirror holds). Their numbers are theirs, printed for scale only.',
+      'The published Flickr8k rows use ImageNet-trained VGG features (ours: the CenterNet stand-in, 1,640-d) and their own BLEU scripts (Karpathy & Fei-Fei: their own implementation; Xu et al.: the COCO toolkit\'s BLEU, without the brevity-penalty details always stated), on the original 500 x 375 photos (ours: whatever the mirror holds). Their numbers are theirs, printed for scale only.',
       '',
     );
   }
@@ -389,7 +389,7 @@ export function limitationsSection(ctx: ReportContext): string[] {
   if (profile.name !== 'paper') {
     if (profile.encoder.kind === 'centernet') {
       lim.push(
-        'The image encoder is a stand-in, not CLIP: the CenterNet object detector shipped in `@vladmandic/human` (MobileNetV3 backbone trained on COCO\'s 80 classes), embedding = 80 class-heatmap maxima + 120 pooled backbone features, centred on the training images and L2-normalised (200-d). It knows which COCO objects are present, not what CLIP\'s image-text training gives (scenes, attributes, actions), so captions describe objects better than anything else.',
+        'The image encoder is a stand-in, not CLIP: the CenterNet object detector shipped in `@vladmandic/human` (MobileNetV3 backbone trained on COCO\'s 80 classes), embedding = 80 class-heatmap maxima, 120 pooled backbone features and the 720-channel pools of the last two backbone blocks, each part centred on the training images and L2-normalised (1,640-d). It knows which COCO objects are present, not what CLIP\'s image-text training gives (scenes, attributes, actions), so captions describe objects better than anything else.',
       );
     }
     if (profile.lm.source !== 'hub') {

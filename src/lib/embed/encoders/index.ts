@@ -11,7 +11,7 @@ import * as path from 'path';
 import type { EncoderConfig } from '../../config';
 import type { HubSettings } from '../../io/hub';
 import { isLocalModel } from '../../io/hub';
-import { CenterNetEncoder } from './centernet';
+import { CenterNetEncoder, CENTERNET_NAME } from './centernet';
 import { ClipEncoder, clipEncoderName } from './clip';
 import type { ImageEncoder } from './encoder';
 import { ensureRandomClip, TINY_CLIP_SPEC, VIT_B32_SPEC, type ClipVisionSpec } from './tiny-clip';
@@ -70,7 +70,7 @@ export async function createEncoder(cfg: EncoderConfig & EncoderExtras, paths: E
 
 /** The store name an EncoderConfig will produce (without loading the model). */
 export function encoderName(cfg: EncoderConfig): string {
-  if (cfg.kind === 'centernet') return 'centernet';
+  if (cfg.kind === 'centernet') return CENTERNET_NAME;
   if (GENERATED_CLIP_MODELS[cfg.modelId]) return `${cfg.modelId}${cfg.quantized ? '-quantized' : ''}`;
   return clipEncoderName(cfg.modelId, cfg.quantized);
 }
