@@ -1,7 +1,10 @@
 // Execute the notebooks top to bottom, in order, headless (nbclient with the tslab kernel, through
 // scripts/execute_notebook.py, which echoes cell output live and keeps the executed copy on failure).
+// On two cores or more the two trainings (03 and 04) run at the same time, one process each, their
+// output lines prefixed with the notebook's number (src/lib/notebook/schedule.ts;
+// CLIPCAP_NOTEBOOKS_CONCURRENT=0 runs them one after the other).
 //
-//   tsx scripts/run-notebooks.ts [--profile paper|coco-cpu|offline|smoke] [--from 03] [--only 05] [--timeout S]
+//   tsx scripts/run-notebooks.ts [--profile paper|coco-cpu|offline|smoke] [--from 03] [--until 05] [--only 05] [--timeout S]
 //
 // The profile is resolved once (CLIPCAP_PROFILE, else data/profile.json, else what the machine can do:
 // src/lib/profile.ts) and passed to every
@@ -9,7 +12,7 @@
 // data/<profile>/notebooks/ (your own dataset: data/<profile>/custom/<name>-<hash>/notebooks/); the notebooks in
 // notebooks/ stay as they are. A failing cell stops the run with a non-zero exit status.
 // Wall times are appended to data/<profile>/notebooks/timings.json (REPORT.md reads them).
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { isProfileName, PROFILE_NAMES } from '../src/lib/config';
@@ -17,10 +20,12 @@ import { resolveProfile } from '../src/lib/profile';
 import { artifactPaths, repoRoot } from '../src/lib/paths';
 import { writeJsonAtomic } from '../src/lib/util/files';
 import { formatDuration } from '../src/lib/util/progress';
+import { linePrefixer, notebookKey, notebookStages, runConcurrently, wallClockSeconds, type NotebookTiming } from '../src/lib/notebook/schedule';
 
 interface Args {
   profile?: string;
   from?: string;
+  until?: string;
   only?: string;
   timeout: number;
 }
@@ -32,19 +37,14 @@ function parseArgs(argv: string[]): Args {
     const v = argv[i + 1];
     if (k === '--profile') (a.profile = v), i++;
     else if (k === '--from') (a.from = v), i++;
+    else if (k === '--until') (a.until = v), i++;
     else if (k === '--only') (a.only = v), i++;
     else if (k === '--timeout') (a.timeout = Number(v)), i++;
-    else throw new Error(`unknown argument ${k}; usage: run-notebooks [--profile P] [--from NN] [--only NN] [--timeout S]`);
+    else throw new Error(`unknown argument ${k}; usage: run-notebooks [--profile P] [--from NN] [--until NN] [--only NN] [--timeout S]`);
   }
   return a;
 }
 
-export interface NotebookTiming {
-  notebook: string;
-  seconds: number;
-  ok: boolean;
-  finishedAt: string;
-}
 
 /** A Python with nbclient (Jupyter's notebook executor). */
 function nbclientPython(): string {
@@ -73,6 +73,7 @@ async function main(): Promise<void> {
     .sort();
   if (args.only) books = books.filter((b) => b.startsWith(args.only!));
   if (args.from) books = books.filter((b) => b >= args.from!);
+  if (args.until) books = books.filter((b) => b < args.until! || b.startsWith(args.until!));
   if (books.length === 0) throw new Error('no notebooks selected');
   const python = nbclientPython();
   // (with CLIPCAP_DATASET, passed on to every notebook, under that dataset's own artifacts)
@@ -80,29 +81,62 @@ async function main(): Promise<void> {
   fs.mkdirSync(out, { recursive: true });
   const timingsFile = path.join(out, 'timings.json');
   const timings: Record<string, NotebookTiming> = fs.existsSync(timingsFile) ? JSON.parse(fs.readFileSync(timingsFile, 'utf8')) : {};
-  console.log(`[notebooks] profile ${profile}: ${books.join(', ')}`);
+  const stages = notebookStages(books, runConcurrently(env));
+  console.log(`[notebooks] profile ${profile}: ${stages.map((st) => st.join(' + ')).join(', ')}`);
   const t0 = Date.now();
-  for (const b of books) {
-    const start = Date.now();
-    console.log(`[notebooks] ${b} ...`);
-    const r = spawnSync(python, [path.join(root, 'scripts', 'execute_notebook.py'), path.join(nbDir, b), path.join(out, b), '--timeout', String(args.timeout)], {
-      env,
-      stdio: ['ignore', 'inherit', 'pipe'],
-      encoding: 'utf8',
-      maxBuffer: 256 * 2 ** 20,
-    });
-    const seconds = (Date.now() - start) / 1000;
-    const ok = r.status === 0;
-    timings[b] = { notebook: b, seconds, ok, finishedAt: new Date().toISOString() };
-    writeJsonAtomic(timingsFile, timings);
-    if (!ok) {
-      const tail = (r.stderr ?? '').split('\n').slice(-40).join('\n');
-      console.error(tail);
-      throw new Error(`${b} failed after ${formatDuration(seconds)} (profile ${profile}); executed copy: ${path.join(out, b)}`);
+  const ran: NotebookTiming[] = [];
+  for (const stage of stages) {
+    const together = stage.length > 1;
+    if (together) console.log(`[notebooks] ${stage.join(' and ')} at the same time (one process each; CLIPCAP_NOTEBOOKS_CONCURRENT=0 runs them in turn)`);
+    const results = await Promise.all(
+      stage.map(async (b) => {
+        const started = new Date();
+        console.log(`[notebooks] ${b} ...`);
+        const r = await execute(python, [path.join(root, 'scripts', 'execute_notebook.py'), path.join(nbDir, b), path.join(out, b), '--timeout', String(args.timeout)], env, together ? `[${notebookKey(b)}] ` : '');
+        const seconds = (Date.now() - started.getTime()) / 1000;
+        const timing: NotebookTiming = { notebook: b, seconds, ok: r.ok, finishedAt: new Date().toISOString(), startedAt: started.toISOString() };
+        timings[b] = timing;
+        ran.push(timing);
+        writeJsonAtomic(timingsFile, timings);
+        if (r.ok) console.log(`[notebooks] ${b} done in ${formatDuration(seconds)}`);
+        else console.error(r.stderrTail);
+        return { b, seconds, ok: r.ok };
+      }),
+    );
+    const failed = results.filter((r) => !r.ok);
+    if (failed.length) {
+      throw new Error(failed.map((f) => `${f.b} failed after ${formatDuration(f.seconds)} (profile ${profile}); executed copy: ${path.join(out, f.b)}`).join('; '));
     }
-    console.log(`[notebooks] ${b} done in ${formatDuration(seconds)}`);
   }
-  console.log(`[notebooks] all ${books.length} notebooks ran in ${formatDuration((Date.now() - t0) / 1000)} (profile ${profile})`);
+  const wall = (Date.now() - t0) / 1000;
+  const overlap = ran.reduce((a, t) => a + t.seconds, 0) - wallClockSeconds(ran);
+  console.log(`[notebooks] all ${books.length} notebooks ran in ${formatDuration(wall)} (profile ${profile}${overlap > 1 ? `; ${formatDuration(overlap)} saved by running ${stages.filter((st) => st.length > 1).map((st) => st.join(' and ')).join(', ')} together` : ''})`);
+}
+
+/**
+ * Run one notebook's executor; its stdout is echoed live (each line prefixed when `prefix` is set),
+ * the last 40 lines of its stderr are kept for the error message.
+ */
+function execute(python: string, argv: string[], env: NodeJS.ProcessEnv, prefix: string): Promise<{ ok: boolean; stderrTail: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(python, argv, { env, stdio: ['ignore', prefix ? 'pipe' : 'inherit', 'pipe'] });
+    const out = prefix ? linePrefixer(prefix, (s) => process.stdout.write(s)) : null;
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => out!.push(d));
+    const err: string[] = [];
+    const errLines = linePrefixer(prefix, (s) => {
+      err.push(s);
+      if (err.length > 400) err.splice(0, err.length - 40);
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => errLines.push(d));
+    child.on('error', (e) => {
+      err.push(`could not start ${python}: ${e.message}\n`);
+    });
+    child.on('close', (code) => {
+      out?.flush();
+      errLines.flush();
+      resolve({ ok: code === 0, stderrTail: err.slice(-40).join('') });
+    });
+  });
 }
 
 main().catch((e) => {

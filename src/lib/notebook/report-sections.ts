@@ -17,7 +17,7 @@ import { artifactPaths, repoRoot } from '../paths';
 import { PROBLEM_SHORT, type CustomDatasetSummary, type ProblemKind } from '../data/custom';
 
 /** Notebook wall times recorded by scripts/run-notebooks.ts (data/<profile>/notebooks/timings.json). */
-export type NotebookTimings = Record<string, { seconds: number; ok: boolean; finishedAt: string }>;
+export type NotebookTimings = Record<string, { seconds: number; ok: boolean; finishedAt: string; startedAt?: string }>;
 
 /** The caption LM pretraining of notebook 02b (its pretrain.json). */
 export interface LMPretrainRecord {

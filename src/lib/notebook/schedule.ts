@@ -1,0 +1,109 @@
+// How `npm run main` (scripts/run-notebooks.ts) orders the notebooks, and how long a run of them took.
+//
+// The notebooks run top to bottom, except that the two trainings (03: MLP + fine-tuned GPT-2, 04:
+// Transformer mapper + frozen GPT-2) need only what 01, 02 and 02b made and nothing of each other, so
+// on a machine with two cores or more they run at the same time, one process each. Each training uses
+// one core (the wasm backend is single-threaded and OpenBLAS runs on one thread: a second thread made
+// the steps slower), so the second core would otherwise sit idle for the longest part of the run.
+import * as os from 'os';
+
+/** Notebooks (by their two-digit prefix) that may run at the same time as each other. */
+export const CONCURRENT_NOTEBOOKS: readonly (readonly string[])[] = [['03', '04']];
+
+/** One notebook's wall time, as scripts/run-notebooks.ts records it in timings.json. */
+export interface NotebookTiming {
+  notebook: string;
+  seconds: number;
+  ok: boolean;
+  finishedAt: string;
+  /** Absent in records written before notebooks ran concurrently (then finishedAt - seconds). */
+  startedAt?: string;
+}
+
+/** Whether the trainings run concurrently here: CLIPCAP_NOTEBOOKS_CONCURRENT=0/1 decides, else two cores or more. */
+export function runConcurrently(env: NodeJS.ProcessEnv = process.env, cores = os.cpus().length): boolean {
+  const v = env.CLIPCAP_NOTEBOOKS_CONCURRENT;
+  if (v === undefined || v === '') return cores >= 2;
+  if (v === '0' || v === '1') return v === '1';
+  throw new Error(`CLIPCAP_NOTEBOOKS_CONCURRENT must be 0 or 1, got ${JSON.stringify(v)}`);
+}
+
+/** A notebook's key: its number with an optional letter ('02b_pretrain_lm.ipynb' -> '02b'). */
+export function notebookKey(file: string): string {
+  return /^\d\d[a-z]?/.exec(file)?.[0] ?? file;
+}
+
+/**
+ * The notebooks in stages, in order: a stage's notebooks run at the same time, the next stage starts
+ * when all of them are done. `books` are file names (sorted); with `concurrent` false, one per stage.
+ */
+export function notebookStages(books: readonly string[], concurrent: boolean): string[][] {
+  const stages: string[][] = [];
+  const groupOf = (b: string) => (concurrent ? CONCURRENT_NOTEBOOKS.findIndex((g) => g.includes(notebookKey(b))) : -1);
+  for (const b of books) {
+    const g = groupOf(b);
+    const last = stages[stages.length - 1];
+    if (g >= 0 && last && groupOf(last[0]) === g) last.push(b);
+    else stages.push([b]);
+  }
+  return stages;
+}
+
+/**
+ * The wall-clock time the notebooks took together: the length of the union of their [start, finish]
+ * intervals, so that notebooks that ran at the same time count once.
+ */
+export function wallClockSeconds(timings: readonly Pick<NotebookTiming, 'seconds' | 'finishedAt' | 'startedAt'>[]): number {
+  const spans = timings
+    .map((t) => {
+      const end = Date.parse(t.finishedAt);
+      const start = t.startedAt ? Date.parse(t.startedAt) : end - t.seconds * 1000;
+      return [start, end] as [number, number];
+    })
+    .filter(([s, e]) => Number.isFinite(s) && Number.isFinite(e) && e >= s)
+    .sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let cur: [number, number] | null = null;
+  for (const [s, e] of spans) {
+    if (cur && s <= cur[1]) cur[1] = Math.max(cur[1], e);
+    else {
+      if (cur) total += cur[1] - cur[0];
+      cur = [s, e];
+    }
+  }
+  if (cur) total += cur[1] - cur[0];
+  return total / 1000;
+}
+
+/** Which of the timings overlap another one in time (ran concurrently), by notebook name. */
+export function overlapping(timings: Record<string, Pick<NotebookTiming, 'seconds' | 'finishedAt' | 'startedAt'>>): string[] {
+  const span = (t: Pick<NotebookTiming, 'seconds' | 'finishedAt' | 'startedAt'>) => {
+    const end = Date.parse(t.finishedAt);
+    return [t.startedAt ? Date.parse(t.startedAt) : end - t.seconds * 1000, end];
+  };
+  const names = Object.keys(timings).sort();
+  return names.filter((a) => names.some((b) => b !== a && span(timings[a])[0] < span(timings[b])[1] && span(timings[b])[0] < span(timings[a])[1]));
+}
+
+/**
+ * Splits streamed text into lines and prefixes each (progress lines end in '\r' or '\n'); `flush()`
+ * writes a last unterminated line. Used to tell two notebooks' output apart when they run together.
+ */
+export function linePrefixer(prefix: string, write: (s: string) => void): { push(chunk: string): void; flush(): void } {
+  let buf = '';
+  return {
+    push(chunk: string) {
+      buf += chunk;
+      let i: number;
+      while ((i = buf.search(/[\r\n]/)) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line.trim()) write(`${prefix}${line}\n`);
+      }
+    },
+    flush() {
+      if (buf.trim()) write(`${prefix}${buf}\n`);
+      buf = '';
+    },
+  };
+}

@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { linePrefixer, notebookKey, notebookStages, overlapping, runConcurrently, wallClockSeconds } from '../src/lib/notebook/schedule';
+
+const BOOKS = ['01_data_subset.ipynb', '02_extract_embeddings.ipynb', '02b_pretrain_lm.ipynb', '03_train_mlp_finetune.ipynb', '04_train_transformer_frozen.ipynb', '05_plot_losses.ipynb', '06_evaluate.ipynb'];
+
+test('the two trainings share a stage when running concurrently; everything else runs in turn', () => {
+  assert.equal(notebookKey('02b_pretrain_lm.ipynb'), '02b');
+  assert.equal(notebookKey('03_train_mlp_finetune.ipynb'), '03');
+  assert.deepEqual(notebookStages(BOOKS, true), [[BOOKS[0]], [BOOKS[1]], [BOOKS[2]], [BOOKS[3], BOOKS[4]], [BOOKS[5]], [BOOKS[6]]]);
+  assert.deepEqual(notebookStages(BOOKS, false), BOOKS.map((b) => [b]));
+  // --only / --from selections
+  assert.deepEqual(notebookStages(BOOKS.slice(3), true), [[BOOKS[3], BOOKS[4]], [BOOKS[5]], [BOOKS[6]]]);
+  assert.deepEqual(notebookStages([BOOKS[4]], true), [[BOOKS[4]]]);
+  assert.deepEqual(notebookStages([BOOKS[2], BOOKS[3]], true), [[BOOKS[2]], [BOOKS[3]]], "02b is not in 03's group");
+});
+
+test('CLIPCAP_NOTEBOOKS_CONCURRENT decides, else the number of cores', () => {
+  assert.equal(runConcurrently({}, 2), true);
+  assert.equal(runConcurrently({}, 1), false);
+  assert.equal(runConcurrently({ CLIPCAP_NOTEBOOKS_CONCURRENT: '0' }, 16), false);
+  assert.equal(runConcurrently({ CLIPCAP_NOTEBOOKS_CONCURRENT: '1' }, 1), true);
+  assert.throws(() => runConcurrently({ CLIPCAP_NOTEBOOKS_CONCURRENT: 'yes' }, 2), /must be 0 or 1/);
+});
+
+test('wall-clock time counts concurrent notebooks once; old records without startedAt still work', () => {
+  const at = (min: number) => new Date(Date.UTC(2026, 11, 6, 12, min)).toISOString();
+  const t = {
+    a: { seconds: 600, finishedAt: at(10) }, // 12:00-12:10, no startedAt
+    b: { seconds: 1200, finishedAt: at(30), startedAt: at(10) }, // 12:10-12:30
+    c: { seconds: 900, finishedAt: at(25), startedAt: at(10) }, // 12:10-12:25, with b
+    d: { seconds: 60, finishedAt: at(41), startedAt: at(40) }, // after a gap
+  };
+  assert.equal(wallClockSeconds(Object.values(t)), 600 + 1200 + 60);
+  assert.deepEqual(overlapping(t), ['b', 'c']);
+  assert.equal(wallClockSeconds([]), 0);
+  assert.deepEqual(overlapping({ a: t.a, d: t.d }), []);
+});
+
+test('line prefixing splits on newlines and carriage returns and keeps partial lines until flushed', () => {
+  const out: string[] = [];
+  const p = linePrefixer('[03] ', (s) => out.push(s));
+  p.push('step 1\rstep');
+  p.push(' 2\nhello\n\n');
+  p.push('tail');
+  assert.deepEqual(out, ['[03] step 1\n', '[03] step 2\n', '[03] hello\n']);
+  p.flush();
+  assert.deepEqual(out.slice(3), ['[03] tail\n']);
+});
