@@ -15,7 +15,6 @@ import * as tf from '@tensorflow/tfjs';
 import { printKernelProfile } from './lib/kernels';
 import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
 import { GPT2, GPT2_SMALL } from '../src/lib/model/gpt2';
-import { lmLoss } from '../src/lib/model/loss';
 import { greedy } from '../src/lib/model/generate';
 import { accumulateGrads, AdamW } from '../src/lib/train/optim';
 import { wasmPatchStatus } from '../src/lib/tfjs/patch-status';
@@ -84,8 +83,8 @@ function trainStep(model: GPT2, opt: AdamW | null, ids: tf.Tensor2D, targets: tf
       const n = Math.min(micro, B - s);
       const { value, grads } = tf.variableGrads(() => {
         const x = ids.slice([s, 0], [n, T]) as tf.Tensor2D;
-        const { logits } = model.forward({ inputIds: x, training: true });
-        return tf.mul(lmLoss(logits, targets.slice([s, 0], [n, T]) as tf.Tensor2D, mask.slice([s, 0], [n, T]) as tf.Tensor2D), n / B) as tf.Scalar;
+        const hid = model.hidden({ inputIds: x, training: true }).reshape([n * T, -1]) as tf.Tensor2D;
+        return tf.mul(model.headLoss(hid, targets.slice([s, 0], [n, T]).reshape([n * T]) as tf.Tensor1D, mask.slice([s, 0], [n, T]).reshape([n * T]) as tf.Tensor1D), n / B) as tf.Scalar;
       }, vars);
       value.dispose();
       acc = accumulateGrads(acc, vars.map((v) => grads[v.name]));
@@ -94,7 +93,7 @@ function trainStep(model: GPT2, opt: AdamW | null, ids: tf.Tensor2D, targets: tf
     tf.dispose(acc!);
   } else {
     // frozen: gradient to the input embeddings only
-    const g = tf.grad((e: tf.Tensor) => lmLoss(model.forward({ inputsEmbeds: e as tf.Tensor3D, training: true }).logits, targets, mask))(embeds!);
+    const g = tf.grad((e: tf.Tensor) => model.headLoss(model.hidden({ inputsEmbeds: e as tf.Tensor3D, training: true }).reshape([B * T, -1]) as tf.Tensor2D, targets.reshape([B * T]) as tf.Tensor1D, mask.reshape([B * T]) as tf.Tensor1D))(embeds!);
     g.dataSync();
     g.dispose();
   }

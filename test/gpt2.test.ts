@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
 import { GPT2, KVCache, configFromHF, configToHF, weightShapes, type GPT2Config } from '../src/lib/model/gpt2';
 import { loadGPT2, saveGPT2 } from '../src/lib/model/gpt2-hf';
-import { lmLoss } from '../src/lib/model/loss';
+import { lmHeadLoss, lmLoss, MIN_PROB } from '../src/lib/model/loss';
 import { TINY, writeTinyGPT2, normalSampler, hfConfigJson, type TinyConfig } from './helpers/gpt2-fixture';
 import { refLogits, refLoss, toRef } from './helpers/gpt2-reference';
 
@@ -308,10 +308,80 @@ test('lmLoss ignores masked positions and any target there', async () => {
     const logits = tf.tensor3d([[[1, 2, 3], [0, 0, 5]]]);
     const a = lmLoss(logits, tf.tensor2d([[2, 1]], undefined, 'int32'), tf.tensor2d([[1, 0]])).dataSync()[0];
     const b = lmLoss(logits, tf.tensor2d([[2, -1]], undefined, 'int32'), tf.tensor2d([[1, 0]])).dataSync()[0];
+    const c = lmLoss(logits, tf.tensor2d([[2, 1e6]], undefined, 'int32'), tf.tensor2d([[1, 0]])).dataSync()[0];
     const want = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3)) - 3;
     assert.ok(Math.abs(a - want) < 1e-6);
     assert.equal(a, b);
+    assert.equal(a, c, 'a target far out of range under mask 0 changes nothing');
   });
+});
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`[${backend}] lmHeadLoss (the tied head fused with its loss) equals lmLoss of the logits, value and gradients, trainable and frozen table`, async () => {
+    await ensureBackend({ quiet: true });
+    await tf.setBackend(backend);
+    const N = 7, d = 5, V = 11;
+    const rnd = normalSampler(31);
+    const hData = Array.from({ length: N * d }, () => rnd());
+    const wData = Array.from({ length: V * d }, () => rnd());
+    // duplicate targets (rows 0, 2, 5), masked positions with out-of-range targets
+    const targets = [3, 0, 3, 10, -4, 3, 99];
+    const mask = [1, 1, 1, 1, 0, 1, 0];
+    for (const trainable of [true, false]) {
+      const h = tf.variable(tf.tensor2d(hData, [N, d]), true, `h${trainable}${backend}`);
+      const w = tf.variable(tf.tensor2d(wData, [V, d]), trainable, `w${trainable}${backend}`);
+      const tg = tf.tensor1d(targets, 'int32');
+      const mk = tf.tensor1d(mask);
+      const ref = () => lmLoss(tf.matMul(h, w, false, true).reshape([1, N, V]) as tf.Tensor3D, tg.reshape([1, N]) as tf.Tensor2D, mk.reshape([1, N]) as tf.Tensor2D);
+      const fused = () => lmHeadLoss(h, w, tg, mk);
+      const vars = trainable ? [h, w] : [h];
+      const a = tf.variableGrads(ref, vars);
+      const b = tf.variableGrads(fused, vars);
+      assert.ok(Math.abs(a.value.dataSync()[0] - b.value.dataSync()[0]) < 1e-6 * Math.abs(a.value.dataSync()[0]), `loss ${b.value.dataSync()[0]} vs ${a.value.dataSync()[0]}`);
+      assert.equal(Object.keys(b.grads).length, vars.length, trainable ? 'gradients for h and the table' : 'no gradient for a frozen table');
+      for (const v of vars) {
+        const ga = a.grads[v.name].dataSync();
+        const gb = b.grads[v.name].dataSync();
+        const scale = Math.max(...Array.from(ga, Math.abs));
+        for (let i = 0; i < ga.length; i++) assert.ok(Math.abs(ga[i] - gb[i]) <= 1e-5 * scale, `${v.name}[${i}]: ${gb[i]} vs ${ga[i]}`);
+      }
+      // without a gradient tape: the same value
+      assert.ok(Math.abs(tf.tidy(fused).dataSync()[0] - a.value.dataSync()[0]) < 1e-6 * a.value.dataSync()[0]);
+      tf.dispose([a.value, b.value, ...Object.values(a.grads), ...Object.values(b.grads), h, w, tg, mk]);
+    }
+  });
+}
+
+test('lmHeadLoss: a target whose probability underflows float32 counts as the smallest normal probability (finite loss), with the exact gradient', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  tf.tidy(() => {
+    // logits 0 and -200: p[1] = e^-200 underflows
+    const h = tf.tensor2d([[1, 0]]);
+    const w = tf.tensor2d([[0, 0], [-200, 0]]);
+    const loss = lmHeadLoss(h, w, tf.tensor1d([1], 'int32'), tf.tensor1d([1])).dataSync()[0];
+    assert.ok(Math.abs(loss - -Math.log(MIN_PROB)) < 1e-3, `${loss}`);
+    const g = tf.grad((x: tf.Tensor) => lmHeadLoss(x as tf.Tensor2D, w, tf.tensor1d([1], 'int32'), tf.tensor1d([1])))(h).dataSync();
+    // d/dh = p @ w - w[1] = [0, 0] - [-200, 0]
+    assert.ok(Math.abs(g[0] - 200) < 1e-3 && Math.abs(g[1]) < 1e-6, `${Array.from(g)}`);
+  });
+});
+
+test('GPT2.hidden + headLoss give forward + lmLoss (the training losses use them)', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const model = new GPT2(configFromHF(hfConfigJson(TINY)), undefined, { seed: 9 });
+  tf.tidy(() => {
+    const ids = tf.tensor2d(IDS, undefined, 'int32');
+    const mask = tf.tensor2d(MASK);
+    const [B, T] = ids.shape;
+    const a = lmLoss(model.forward({ inputIds: ids, attentionMask: mask, logitsFrom: 1 }).logits, ids.slice([0, 1], [B, T - 1]) as tf.Tensor2D, mask.slice([0, 1], [B, T - 1]) as tf.Tensor2D).dataSync()[0];
+    const hid = model.hidden({ inputIds: ids, attentionMask: mask, logitsFrom: 1 });
+    assert.deepEqual(hid.shape, [B, T - 1, model.config.nEmbd]);
+    const b = model.headLoss(hid.reshape([-1, model.config.nEmbd]) as tf.Tensor2D, ids.slice([0, 1], [B, T - 1]).reshape([-1]) as tf.Tensor1D, mask.slice([0, 1], [B, T - 1]).reshape([-1]) as tf.Tensor1D).dataSync()[0];
+    assert.ok(Math.abs(a - b) < 1e-5 * a, `${b} vs ${a}`);
+  });
+  model.dispose();
 });
 
 test('training steps (forward, loss, backward, AdamW) keep tensor count and memory flat', async () => {

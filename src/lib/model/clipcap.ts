@@ -3,7 +3,6 @@
 // and the padding after the caption never contribute. GPT-2 is fine-tuned or frozen.
 import * as tf from '@tensorflow/tfjs';
 import { GPT2 } from './gpt2';
-import { lmLoss } from './loss';
 import type { Mapper } from './mapper';
 
 export class ClipCapModel {
@@ -42,16 +41,16 @@ export class ClipCapModel {
       // at position P-1+t predicts caption token t, so the LM head runs from position P-1 on only.
       // Causal attention keeps the padding after a caption from influencing its tokens, and the mask
       // drops the padded targets.
-      const { logits } = this.lm.forward({
+      const hidden = this.lm.hidden({
         inputsEmbeds: inputs,
         training: opts.training && this.finetuneLM,
         dropoutSeed: opts.seed,
         logitsFrom: P - 1,
       });
-      const V = logits.shape[2];
-      const pred = tf.slice(logits, [0, 0, 0], [B, T, V]) as tf.Tensor3D;
+      const d = hidden.shape[2];
+      const h = tf.slice(hidden, [0, 0, 0], [B, T, d]).reshape([B * T, d]) as tf.Tensor2D;
       const count = tf.sum(mask);
-      return tf.mul(lmLoss(pred, ids, mask), count) as tf.Scalar;
+      return tf.mul(this.lm.headLoss(h, ids.reshape([B * T]) as tf.Tensor1D, mask.reshape([B * T]) as tf.Tensor1D), count) as tf.Scalar;
     });
   }
 

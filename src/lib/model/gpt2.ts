@@ -15,6 +15,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { dropout, gatherRows, matMulNT, gptGelu, layerNorm, linear } from '../tfjs/ops';
+import { lmHeadLoss } from './loss';
 
 export interface GPT2Config {
   vocabSize: number;
@@ -314,6 +315,29 @@ export class GPT2 {
   }
 
   forward(opts: ForwardOptions): ForwardResult {
+    const r = this.run(opts, true);
+    const res: ForwardResult = { logits: r.logits! };
+    if (r.present) res.present = r.present;
+    return res;
+  }
+
+  /**
+   * The final LayerNorm's output `[B, T', d]` for the positions `forward` would give logits for,
+   * without the LM head: for `headLoss`, which needs no `[B, T', V]` logits tensor.
+   */
+  hidden(opts: Omit<ForwardOptions, 'useCache' | 'past'>): tf.Tensor3D {
+    return this.run(opts, false).hidden!;
+  }
+
+  /**
+   * Mean cross-entropy of the tied LM head over hidden states `[N, d]` (from `hidden`) against
+   * `targets` `[N]`, where `mask` `[N]` is 1 (model/loss.ts `lmHeadLoss`).
+   */
+  headLoss(hidden: tf.Tensor2D, targets: tf.Tensor1D, mask: tf.Tensor1D): tf.Scalar {
+    return lmHeadLoss(hidden, this.w('wte.weight') as tf.Tensor as tf.Tensor2D, targets, mask);
+  }
+
+  private run(opts: ForwardOptions, head: boolean): { logits?: tf.Tensor3D; hidden?: tf.Tensor3D; present?: KVCache } {
     if (this.disposed) throw new Error('GPT-2 model was disposed');
     const c = this.config;
     const d = c.nEmbd;
@@ -390,12 +414,12 @@ export class GPT2 {
         hF = hF.reshape([B, T, d]).slice([0, from, 0], [B, T - from, d]).reshape([B * (T - from), d]);
         Tout = T - from;
       }
+      if (!head) return { out: hF.reshape([B, Tout, d]) as tf.Tensor3D, presentK, presentV };
       const logits = matMulNT(hF, this.w('wte.weight') as tf.Tensor as tf.Tensor2D).reshape([B, Tout, c.vocabSize]) as tf.Tensor3D;
-      return { logits, presentK, presentV };
+      return { out: logits, presentK, presentV };
     });
-    const res: ForwardResult = { logits: out.logits };
-    if (opts.useCache) res.present = new KVCache(out.presentK, out.presentV);
-    return res;
+    const present = opts.useCache ? new KVCache(out.presentK, out.presentV) : undefined;
+    return head ? { logits: out.out, present } : { hidden: out.out, present };
   }
 
   /** Free the tensors the model caches between calls (causal masks); they are rebuilt on demand. */

@@ -11,7 +11,6 @@ import * as tf from '@tensorflow/tfjs';
 import type { GPT2Arch, LMPretrainConfig } from '../config';
 import { writeJsonAtomic, readJson } from '../util/files';
 import { GPT2, type GPT2Config } from '../model/gpt2';
-import { lmLoss } from '../model/loss';
 import { loadLanguageModel, saveLanguageModel, type LanguageModel } from '../model/gpt2-hf';
 import { padBatch } from './examples';
 import { formatCaption } from '../model/text';
@@ -55,8 +54,9 @@ export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: n
       const inp = padBatch(seqs.map((s) => [eosId, ...s]));
       inp.mask.dispose();
       const tgt = padBatch(seqs.map((s) => [...s, eosId]));
-      const { logits } = model.forward({ inputIds: inp.ids, training: opts.training, dropoutSeed: opts.seed });
-      return tf.mul(lmLoss(logits, tgt.ids, tgt.mask), tgt.tokens) as tf.Scalar;
+      const hidden = model.hidden({ inputIds: inp.ids, training: opts.training, dropoutSeed: opts.seed });
+      const [B, T, d] = hidden.shape;
+      return tf.mul(model.headLoss(hidden.reshape([B * T, d]), tgt.ids.reshape([B * T]), tgt.mask.reshape([B * T])), tgt.tokens) as tf.Scalar;
     },
     saveWeights: io.saveWeights,
     loadWeights: io.loadWeights,
