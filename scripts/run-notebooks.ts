@@ -14,10 +14,12 @@
 // Wall times are appended to data/<profile>/notebooks/timings.json (REPORT.md reads them).
 import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { isProfileName, PROFILE_NAMES } from '../src/lib/config';
 import { resolveProfile } from '../src/lib/profile';
 import { artifactPaths, repoRoot } from '../src/lib/paths';
+import { probeNativeGpu } from '../src/lib/machine';
 import { writeJsonAtomic } from '../src/lib/util/files';
 import { formatDuration } from '../src/lib/util/progress';
 import { linePrefixer, notebookKey, notebookStages, runConcurrently, wallClockSeconds, type NotebookTiming } from '../src/lib/notebook/schedule';
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(out, { recursive: true });
   const timingsFile = path.join(out, 'timings.json');
   const timings: Record<string, NotebookTiming> = fs.existsSync(timingsFile) ? JSON.parse(fs.readFileSync(timingsFile, 'utf8')) : {};
-  const stages = notebookStages(books, runConcurrently(env));
+  const stages = notebookStages(books, runConcurrently(env, os.cpus().length, probeNativeGpu(env).gpu));
   console.log(`[notebooks] profile ${profile}: ${stages.map((st) => st.join(' + ')).join(', ')}`);
   const t0 = Date.now();
   const ran: NotebookTiming[] = [];

@@ -15,9 +15,11 @@ test('the two trainings share a stage when running concurrently; everything else
   assert.deepEqual(notebookStages([BOOKS[2], BOOKS[3]], true), [[BOOKS[2]], [BOOKS[3]]], "02b is not in 03's group");
 });
 
-test('CLIPCAP_NOTEBOOKS_CONCURRENT decides, else the number of cores', () => {
+test('CLIPCAP_NOTEBOOKS_CONCURRENT decides, else the number of cores, and never on a GPU', () => {
   assert.equal(runConcurrently({}, 2), true);
   assert.equal(runConcurrently({}, 1), false);
+  assert.equal(runConcurrently({}, 16, true), false, 'not on a GPU');
+  assert.equal(runConcurrently({ CLIPCAP_NOTEBOOKS_CONCURRENT: '1' }, 16, true), true);
   assert.equal(runConcurrently({ CLIPCAP_NOTEBOOKS_CONCURRENT: '0' }, 16), false);
   assert.equal(runConcurrently({ CLIPCAP_NOTEBOOKS_CONCURRENT: '1' }, 1), true);
   assert.throws(() => runConcurrently({ CLIPCAP_NOTEBOOKS_CONCURRENT: 'yes' }, 2), /must be 0 or 1/);

@@ -20,10 +20,14 @@ export interface NotebookTiming {
   startedAt?: string;
 }
 
-/** Whether the trainings run concurrently here: CLIPCAP_NOTEBOOKS_CONCURRENT=0/1 decides, else two cores or more. */
-export function runConcurrently(env: NodeJS.ProcessEnv = process.env, cores = os.cpus().length): boolean {
+/**
+ * Whether the trainings run concurrently here: CLIPCAP_NOTEBOOKS_CONCURRENT=0/1 decides; else on two
+ * cores or more, unless they train on a GPU (`gpu`: a native GPU backend loads), where two trainings
+ * would share one device's memory and time.
+ */
+export function runConcurrently(env: NodeJS.ProcessEnv = process.env, cores = os.cpus().length, gpu = false): boolean {
   const v = env.CLIPCAP_NOTEBOOKS_CONCURRENT;
-  if (v === undefined || v === '') return cores >= 2;
+  if (v === undefined || v === '') return cores >= 2 && !gpu;
   if (v === '0' || v === '1') return v === '1';
   throw new Error(`CLIPCAP_NOTEBOOKS_CONCURRENT must be 0 or 1, got ${JSON.stringify(v)}`);
 }
