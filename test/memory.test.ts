@@ -9,7 +9,7 @@ import * as path from 'path';
 import { profileConfig } from '../src/lib/config';
 import { chooseMicroBatch, estimatePassBytes, gpt2Params, mapperShape } from '../src/lib/train/memory';
 import { WASM_HEAP_BYTES } from '../src/lib/machine';
-import { CAPTION_TOKENS, estimateProfile, speedsFor, REFERENCE_SPEEDS, type SpeedReference } from '../src/lib/estimate';
+import { CAPTION_TOKENS, concurrentSeconds, TRAINING_SLOWDOWN, estimateProfile, speedsFor, REFERENCE_SPEEDS, type SpeedReference } from '../src/lib/estimate';
 
 const GPT2_124M = { nLayer: 12, nEmbd: 768, nHead: 12, nPositions: 1024, vocabSize: 50257 };
 const GiB = 1024 ** 3;
@@ -75,7 +75,10 @@ test('time estimate of a hub profile: photos to embed, steps, validation passes,
   assert.ok(Math.abs(stage('03') - (steps * 10 * (p.mlp.batchSize / 20) + p.mlp.epochs * 2 * p.data.valCaptions * 0.1 + ckpts * 5)) < 1e-6);
   // beam search: measured at 30 new tokens (random weights never stop), scaled to CAPTION_TOKENS
   assert.ok(Math.abs(stage('06') - (p.data.evalImages * 3 * CAPTION_TOKENS) / 30) < 1e-6);
-  assert.ok(Math.abs(est.totalSeconds - est.stages.reduce((a, s) => a + s.seconds, 0)) < 1e-6);
+  // 03 and 04 run at the same time: the total counts their combined wall time once
+  assert.ok(Math.abs(stage('03 + 04') - concurrentSeconds([stage('03'), stage('04')], TRAINING_SLOWDOWN)) < 1e-6);
+  assert.ok(stage('03 + 04') < stage('03') + stage('04') && stage('03 + 04') >= Math.max(stage('03'), stage('04')));
+  assert.ok(Math.abs(est.totalSeconds - est.stages.filter((s) => s.notebook !== '03' && s.notebook !== '04').reduce((a, s) => a + s.seconds, 0)) < 1e-6);
   // a variant the speeds lack, or a profile without hub models: no estimate
   assert.equal(estimateProfile(profileConfig('paper'), SPEEDS), null);
   assert.equal(estimateProfile(profileConfig('offline'), SPEEDS), null);

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { concurrentSeconds } from '../src/lib/estimate';
 import { linePrefixer, notebookKey, notebookStages, overlapping, runConcurrently, wallClockSeconds } from '../src/lib/notebook/schedule';
 
 const BOOKS = ['01_data_subset.ipynb', '02_extract_embeddings.ipynb', '02b_pretrain_lm.ipynb', '03_train_mlp_finetune.ipynb', '04_train_transformer_frozen.ipynb', '05_plot_losses.ipynb', '06_evaluate.ipynb'];
@@ -48,4 +49,13 @@ test('line prefixing splits on newlines and carriage returns and keeps partial l
   assert.deepEqual(out, ['[03] step 1\n', '[03] step 2\n', '[03] hello\n']);
   p.flush();
   assert.deepEqual(out.slice(3), ['[03] tail\n']);
+});
+
+test('concurrent jobs: the shorter one slowed while both run, then the longer one alone', () => {
+  assert.equal(concurrentSeconds([600, 1000], 1), 1000, 'no slowdown: the longer job');
+  assert.equal(concurrentSeconds([600, 1000], 2), 1600, 'twice as slow: no gain over one after the other');
+  assert.equal(concurrentSeconds([1000, 600], 1.25), 1.25 * 600 + 400);
+  assert.equal(concurrentSeconds([300], 1.5), 300);
+  assert.equal(concurrentSeconds([], 1.5), 0);
+  assert.throws(() => concurrentSeconds([1, 2], 0.5), /slowdown/);
 });

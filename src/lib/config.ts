@@ -4,7 +4,7 @@
 //             split, sized like the seed study, with the original ClipCap hyperparameters. Chosen
 //             automatically only where a native GPU backend loads (days on two CPU cores).
 //  - coco-cpu: the same real models and data, on a COCO subset sized so that notebooks 01-06 finish
-//             in well under two hours on two CPU cores (about 40 min, see estimate.ts). The automatic choice when the
+//             in well under two hours on two CPU cores (about 25 min, see estimate.ts). The automatic choice when the
 //             hub is reachable but no GPU backend loads.
 //  - offline: the Flickr8k benchmark (standard train / dev / test split) from a local mirror
 //             (../shared/data or CLIPCAP_DATA_DIR), plus coco-mini's COCO photos as a second

@@ -111,3 +111,4 @@ export function linePrefixer(prefix: string, write: (s: string) => void): { push
     },
   };
 }
+
