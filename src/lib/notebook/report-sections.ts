@@ -257,7 +257,7 @@ export function recipeSection(ctx: ReportContext): string[] {
   return [
     '## Recipe: what was tried on the validation split',
     '',
-    `Trials on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`${artifactsDir(ctx)}tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on ${devPhotos} validation photos (a seeded sample where fewer than all).` +
+    `Trials on the validation (dev) split, with \`scripts/tune.ts\` (one line per trial in \`${artifactsDir(ctx)}tuning/results.jsonl\`); the test photos were not looked at. Losses in nats per token; the image-use gap is the val loss with shuffled images minus the val loss; dev scores on ${devPhotos} validation photos (a seeded sample where fewer than all; the share of distinct captions falls as photos are added, so compare it between rows of the same number of photos).` +
       (alternatives === 0
         ? ' Only the configured recipe was measured here (no alternative trials yet): it was set before these measurements, not selected by them; run `scripts/tune.ts --set ...` to compare others.'
         : ` ${alternatives} alternative trial(s) against the configured recipe.`),
@@ -270,6 +270,8 @@ export function recipeSection(ctx: ReportContext): string[] {
         'val loss, shuffled images': fmt(t.valLossShuffled),
         'image-use gap': fmt(t.imageGap),
         decoding: t.decode ? describeDecode(t.decode) : '',
+        // the distinct share falls as photos are added: compare rows of the same number of photos
+        'dev photos': t.dev?.photos ?? '',
         'dev BLEU-4': fmt(t.dev?.Bleu_4),
         'dev CIDEr-D': fmt(t.dev?.CIDEr),
         'distinct captions': t.dev ? `${(100 * t.dev.distinctShare).toFixed(0)}%` : '',
