@@ -114,7 +114,8 @@ async function main(): Promise<void> {
   const rand = mulberry32(1234);
   const results: Result[] = [];
   const cfg: GPT2Config = { vocabSize: V, nPositions: arch.nPositions, nEmbd: arch.nEmbd, nLayer: arch.nLayer, nHead: arch.nHead, layerNormEpsilon: 1e-5, activation: 'gelu_new', embdPdrop: 0.1, residPdrop: 0.1, attnPdrop: 0.1 };
-  const spec: Record<string, unknown> = { profile: o.profile, vocab: V, arch, steps: o.steps };
+  // dim: the image embedding size, the same in both (the offline profile's CenterNet embedding: 1,640)
+  const spec: Record<string, unknown> = { profile: o.profile, vocab: V, arch, steps: o.steps, dim: o.dim };
 
   const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void, note: string): Promise<void> => {
     step(batches[0]); // warm-up (kernels, transposes cached)

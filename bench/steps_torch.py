@@ -2,7 +2,7 @@
 
     /usr/bin/python3 bench/steps_torch.py '<spec json>' <threads>
 
-`spec` is built by bench/steps.ts: {vocab, arch: {nLayer, nEmbd, nHead, nPositions}, steps,
+`spec` is built by bench/steps.ts: {vocab, dim (image embedding size), arch: {nLayer, nEmbd, nHead, nPositions}, steps,
 lm?: {batch, maxTokens, lengths}, mlp?/transformer?: {batch, prefix, clip, layers, heads, finetune,
 lmLrScale, gradClip, lengths}}, where `lengths` lists the timed batches, each as its captions' token
 lengths. The models mirror ours (src/lib/model/gpt2.ts, mapper.ts, clipcap.ts) with random weights:
@@ -24,7 +24,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IMAGE_DIM = 200  # bench/steps.ts --dim: the image embedding size
 
 # Optimizer settings of the offline profile (src/lib/config.ts), used where spec does not carry them.
 # The learning rate does not change the step's cost; weight decay and eps are kept for fidelity.
@@ -166,7 +165,7 @@ class TransformerMapper(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Batches, steps, timing
 
-def make_batches(lengths, vocab):
+def make_batches(lengths, vocab, dim):
     """Per batch: random ids [B, T] padded with 0 to the batch max, mask [B, T] (1 = real token)."""
     out = []
     for lens in lengths:
@@ -176,7 +175,7 @@ def make_batches(lengths, vocab):
         for i, n in enumerate(lens):
             ids[i, :n] = torch.randint(0, vocab, (n,))
             mask[i, :n] = 1
-        out.append((ids, mask, torch.rand(len(lens), IMAGE_DIM) * 2 - 1))
+        out.append((ids, mask, torch.rand(len(lens), dim) * 2 - 1))
     return out
 
 
@@ -209,7 +208,7 @@ def bench_lm(spec, s):
         opt.step()
         return loss.item()
 
-    return time_steps('lm', make_batches(s['lengths'], spec['vocab']), step)
+    return time_steps('lm', make_batches(s['lengths'], spec['vocab'], spec['dim']), step)
 
 
 def clipcap_loss(gpt, mapper, ids, mask, emb, P):
@@ -224,9 +223,9 @@ def bench_clipcap(kind, spec, s, with_val):
     d, P = spec['arch']['nEmbd'], s['prefix']
     gpt = GPT2(spec['vocab'], spec['arch'])
     if kind == 'mlp':
-        mapper = MLPMapper(IMAGE_DIM, d, P)
+        mapper = MLPMapper(spec['dim'], d, P)
     else:
-        mapper = TransformerMapper(IMAGE_DIM, d, P, s.get('clip', P), s.get('layers', 8), s.get('heads', 8))
+        mapper = TransformerMapper(spec['dim'], d, P, s.get('clip', P), s.get('layers', 8), s.get('heads', 8))
     finetune = s.get('finetune', kind == 'mlp')
     groups = [{'params': list(mapper.parameters()), 'lr': o['lr']}]
     if finetune:  # ClipCaptionModel: GPT-2 trained (dropout on) at lr * lmLrScale
@@ -248,7 +247,7 @@ def bench_clipcap(kind, spec, s, with_val):
         opt.step()
         return loss.item()
 
-    batches = make_batches(s['lengths'], spec['vocab'])
+    batches = make_batches(s['lengths'], spec['vocab'], spec['dim'])
     res = {kind: time_steps(kind, batches, step)}
     if with_val:  # the validation pass: forward-only loss in eval mode
         def val(b):
