@@ -5,6 +5,14 @@ import * as tf from '@tensorflow/tfjs';
 import { recordingGradients } from '../tfjs/ops';
 
 /**
+ * Targets as int32 ids in [0, V) (those under mask 0 may be anything), clipped in float32: the wasm
+ * backend's ClipByValue does not clip int32. Exact for ids below 2^24.
+ */
+function validTargets(targets: tf.Tensor1D, V: number): tf.Tensor1D {
+  return tf.cast(tf.clipByValue(tf.cast(targets, 'float32'), 0, V - 1), 'int32') as tf.Tensor1D;
+}
+
+/**
  * Mean cross-entropy over positions where `mask` is 1: `logits[b, t]` predicts `targets[b, t]`.
  * Targets under mask 0 are ignored (any value).
  *
@@ -22,7 +30,7 @@ export function lmLoss(logits: tf.Tensor3D, targets: tf.Tensor2D, mask: tf.Tenso
     const m = tf.cast(mask, 'float32').reshape([N]);
     const count = tf.maximum(tf.sum(m), 1);
     const w = tf.div(m, count); // per-position weight
-    const tgt = tf.cast(tf.clipByValue(tf.cast(targets.reshape([N]), 'float32'), 0, V - 1), 'int32') as tf.Tensor1D; // (the wasm backend's ClipByValue does not clip int32)
+    const tgt = validTargets(targets.reshape([N]) as tf.Tensor1D, V);
     const idx2 = tf.stack([tf.range(0, N, 1, 'int32'), tgt], 1) as tf.Tensor2D; // [N, 2]
     // Tensors the gradient needs go through save(): closures would see them disposed by this tidy.
     const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -78,7 +86,7 @@ export function lmHeadLoss(h: tf.Tensor2D, wte: tf.Tensor2D, targets: tf.Tensor1
   return tf.tidy(() => {
     const m = tf.cast(mask, 'float32');
     const w = tf.div(m, tf.maximum(tf.sum(m), 1)); // per-position weight
-    const tgt = tf.cast(tf.clipByValue(tf.cast(targets, 'float32'), 0, V - 1), 'int32') as tf.Tensor1D; // (the wasm backend's ClipByValue does not clip int32)
+    const tgt = validTargets(targets, V);
     const flat = tf.add(tf.range(0, N * V, V, 'int32'), tgt) as tf.Tensor1D; // index of p[n, target n] in p flattened
     const forward = (hi: tf.Tensor2D, table: tf.Tensor2D) => {
       const p = tf.softmax(tf.matMul(hi, table, false, true));

@@ -53,17 +53,21 @@ export function notebookStages(books: readonly string[], concurrent: boolean): s
   return stages;
 }
 
+type Timed = Pick<NotebookTiming, 'seconds' | 'finishedAt' | 'startedAt'>;
+
+/** A notebook's [start, finish] in ms (start from finish - seconds in records without startedAt). */
+function span(t: Timed): [number, number] {
+  const end = Date.parse(t.finishedAt);
+  return [t.startedAt ? Date.parse(t.startedAt) : end - t.seconds * 1000, end];
+}
+
 /**
  * The wall-clock time the notebooks took together: the length of the union of their [start, finish]
  * intervals, so that notebooks that ran at the same time count once.
  */
-export function wallClockSeconds(timings: readonly Pick<NotebookTiming, 'seconds' | 'finishedAt' | 'startedAt'>[]): number {
+export function wallClockSeconds(timings: readonly Timed[]): number {
   const spans = timings
-    .map((t) => {
-      const end = Date.parse(t.finishedAt);
-      const start = t.startedAt ? Date.parse(t.startedAt) : end - t.seconds * 1000;
-      return [start, end] as [number, number];
-    })
+    .map(span)
     .filter(([s, e]) => Number.isFinite(s) && Number.isFinite(e) && e >= s)
     .sort((a, b) => a[0] - b[0]);
   let total = 0;
@@ -80,13 +84,10 @@ export function wallClockSeconds(timings: readonly Pick<NotebookTiming, 'seconds
 }
 
 /** Which of the timings overlap another one in time (ran concurrently), by notebook name. */
-export function overlapping(timings: Record<string, Pick<NotebookTiming, 'seconds' | 'finishedAt' | 'startedAt'>>): string[] {
-  const span = (t: Pick<NotebookTiming, 'seconds' | 'finishedAt' | 'startedAt'>) => {
-    const end = Date.parse(t.finishedAt);
-    return [t.startedAt ? Date.parse(t.startedAt) : end - t.seconds * 1000, end];
-  };
-  const names = Object.keys(timings).sort();
-  return names.filter((a) => names.some((b) => b !== a && span(timings[a])[0] < span(timings[b])[1] && span(timings[b])[0] < span(timings[a])[1]));
+export function overlapping(timings: Record<string, Timed>): string[] {
+  const spans = new Map(Object.entries(timings).map(([name, t]) => [name, span(t)]));
+  const names = [...spans.keys()].sort();
+  return names.filter((a) => names.some((b) => b !== a && spans.get(a)![0] < spans.get(b)![1] && spans.get(b)![0] < spans.get(a)![1]));
 }
 
 /**
