@@ -1,7 +1,12 @@
 // Training-step speed at the shapes the notebooks train (issue: training at PyTorch speed).
 //
 //   npx tsx bench/steps.ts [--profile offline|smoke|coco-cpu] [--kinds lm,mlp,transformer,val,beam]
-//                          [--steps 6] [--kernels] [--products] [--torch]
+//                          [--steps 6] [--kernels] [--products] [--torch] [--shards N] [--threads N]
+//
+// Training kinds are timed as the loop trains (train/loop.ts, train/parallel.ts): each batch cut into
+// the profile's data-parallel shards (--shards), whose gradients are computed on 1 thread and on as
+// many threads as the cores allow (worker threads; --threads picks one count). The result is the same
+// at every thread count (bit for bit; test/parallel.test.ts); only the time differs.
 //
 // beam: captions/s of beam search at the eval settings, one image at a time and in captionEmbeddings'
 // batches of images (beam-batch).
@@ -17,6 +22,7 @@
 // and prints our ratio to PyTorch's best thread count.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { printKernelProfile } from './lib/kernels';
@@ -27,7 +33,11 @@ import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
 import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
 import { ClipCapModel } from '../src/lib/model/clipcap';
 import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
-import { accumulateGrads, AdamW, clipByGlobalNorm } from '../src/lib/train/optim';
+import { AdamW, clipByGlobalNorm } from '../src/lib/train/optim';
+import { shardPlan, ShardedGradients } from '../src/lib/train/parallel';
+import { clipCapTask } from '../src/lib/train/examples';
+import { lmTask } from '../src/lib/train/pretrain';
+import type { TrainTask } from '../src/lib/train/task';
 import { padBatch } from '../src/lib/train/examples';
 import { beamSearch, beamSearchBatch } from '../src/lib/model/generate';
 import { BEAM_CHUNK } from '../src/lib/eval/caption';
@@ -42,6 +52,10 @@ interface Opts {
   torch: boolean;
   vocab: number;
   dim: number;
+  /** Shards of a training step (default: the profile's). */
+  shards?: number;
+  /** Time the training kinds at this many threads only (default: 1 and the cores the shards can use). */
+  threads?: number;
 }
 
 function parse(argv: string[]): Opts {
@@ -55,6 +69,8 @@ function parse(argv: string[]): Opts {
     else if (a === '--products') o.products = true;
     else if (a === '--torch') o.torch = true;
     else if (a === '--vocab') o.vocab = Number(argv[++i]);
+    else if (a === '--shards') o.shards = Number(argv[++i]);
+    else if (a === '--threads') o.threads = Number(argv[++i]);
     else throw new Error(`bench/steps: unknown argument ${a}`);
   }
   return o;
@@ -90,6 +106,8 @@ function randomTokens(len: number, vocab: number, rand: () => number): number[] 
 
 interface Result {
   kind: string;
+  /** The PyTorch step it compares with (the kind, without our thread count). */
+  torchKind: string;
   msPerStep: number;
   tokensPerSecond: number;
   paddedShare: number;
@@ -104,6 +122,43 @@ function median(xs: number[]): number {
 }
 
 
+/** The thread counts to time a training kind at: --threads, else 1 and the cores a step of `shards` shards can use. */
+function threadCounts(o: Opts, shards: number | undefined): number[] {
+  if (o.threads) return [o.threads];
+  const s = o.shards ?? shards ?? 1;
+  return [...new Set([1, Math.min(s, os.cpus().length)])];
+}
+
+/** `lm` for the shards on all the threads they can use; `lm, 1 thread` when fewer were asked for. */
+function kindLabel(kind: string, asked: number, used: number): string {
+  return asked === 1 && used === 1 ? `${kind}, 1 thread` : kind;
+}
+
+function shardNote(s: { shards: number; threads: number }): string {
+  return s.shards > 1 ? `, ${s.shards} shards on ${s.threads} thread${s.threads > 1 ? 's' : ''}` : '';
+}
+
+/**
+ * A training step as the loop takes it (train/loop.ts): the shard plan, the shards' gradients on
+ * `threads` threads (train/parallel.ts), gradient clipping, AdamW.
+ */
+async function loopStep(task: TrainTask, c: { shards: number; threads: number; microBatchSize: number; gradClip: number; lr: number; opt: AdamW; scales?: number[] }) {
+  const vars = task.trainable();
+  const sharded = await ShardedGradients.create(task, vars, { shards: c.shards, threads: c.threads });
+  const step = async (b: number[]): Promise<void> => {
+    const plan = shardPlan(b, c.shards, c.microBatchSize, (m) => 5 + m);
+    let { grads } = await sharded.compute(plan, task.tokenCount('train', b));
+    if (c.gradClip > 0) {
+      const clipped = clipByGlobalNorm(grads, c.gradClip);
+      if (clipped.grads !== grads) tf.dispose(grads);
+      grads = clipped.grads;
+    }
+    c.opt.step(vars.map((v) => v.variable), grads, c.lr, c.scales);
+    tf.dispose(grads);
+  };
+  return { step, shards: c.shards, threads: sharded.threads, dispose: () => sharded.dispose() };
+}
+
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   const backend = await ensureBackend({ quiet: true });
@@ -117,10 +172,10 @@ async function main(): Promise<void> {
   // dim: the image embedding size, the same in both (the offline profile's CenterNet embedding: 1,640)
   const spec: Record<string, unknown> = { profile: o.profile, vocab: V, arch, steps: o.steps, dim: o.dim };
 
-  const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void, note: string): Promise<void> => {
-    step(batches[0]); // warm-up (kernels, transposes cached)
+  const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void | Promise<void>, note: string, torchKind = kind): Promise<void> => {
+    await step(batches[0]); // warm-up (kernels, transposes cached)
     if (o.kernels) {
-      step(batches[1 % batches.length]); // a second warm-up: the first steps still grow the wasm heap
+      await step(batches[1 % batches.length]); // a second warm-up: the first steps still grow the wasm heap
       await printKernelProfile(kind, () => step(batches[1 % batches.length]));
     }
     if (o.products) startOrtProfile();
@@ -131,7 +186,7 @@ async function main(): Promise<void> {
     for (let s = 0; s < o.steps; s++) {
       const b = batches[(s + 1) % batches.length];
       const t0 = performance.now();
-      step(b);
+      await step(b);
       ms.push(performance.now() - t0);
       const T = Math.max(...b.map((i) => lengths[i]));
       real += b.reduce((a, i) => a + lengths[i], 0);
@@ -141,8 +196,8 @@ async function main(): Promise<void> {
     const m = median(ms);
     const prod = takeOrtTotals();
     const productsMs = o.products ? prod.ms / o.steps : undefined;
-    results.push({ kind, msPerStep: m, tokensPerSecond: (tokens / m) * 1000, paddedShare: 1 - real / padded, note, productsMs });
-    console.log(`  ${kind.padEnd(12)} ${m.toFixed(0).padStart(6)} ms/step  ${((tokens / m) * 1000).toFixed(0).padStart(6)} caption tokens/s  padding ${((1 - real / padded) * 100).toFixed(1)}%  (${note})`);
+    results.push({ kind, torchKind, msPerStep: m, tokensPerSecond: (tokens / m) * 1000, paddedShare: 1 - real / padded, note, productsMs });
+    console.log(`  ${kind.padEnd(22)} ${m.toFixed(0).padStart(6)} ms/step  ${((tokens / m) * 1000).toFixed(0).padStart(6)} caption tokens/s  padding ${((1 - real / padded) * 100).toFixed(1)}%  (${note})`);
     if (productsMs !== undefined) {
       const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
       console.log(`  ${''.padEnd(12)} matrix products on ${wasmPatchStatus().matmul}: ${productsMs.toFixed(0)} ms/step (${((productsMs / mean) * 100).toFixed(0)}% of the mean step), ${(prod.calls / o.steps).toFixed(0)} calls, ${(prod.flop / prod.ms / 1e6).toFixed(1)} GFLOP/s`);
@@ -154,29 +209,19 @@ async function main(): Promise<void> {
   if (o.kinds.includes('lm')) {
     const lp = p.lmPretrain;
     const lens = sampleLengths(lp.batchSize * 32, lp.maxTokens, 11);
-    const toks = lens.map((l) => randomTokens(l, V, rand));
+    // lmTask feeds EOS + sequence and predicts sequence + EOS: a sequence of length l - 2 gives the
+    // l - 1 positions (and targets) of a caption of l tokens, as PyTorch's side computes them
+    const seqs = lens.map((l) => randomTokens(l - 2, V - 1, rand));
     const gpt = new GPT2(cfg, undefined, { seed: 1 });
     gpt.setTrainable(true);
-    const vars = [...gpt.namedWeights()].map(([name, variable]) => ({ name, variable }));
-    const opt = new AdamW({ lr: 1e-4, weightDecay: lp.weightDecay });
+    const task = lmTask(gpt, seqs, [], V - 1, { saveWeights: async () => {}, loadWeights: async () => {} });
     const batches = bucketedBatches(lens, lp.batchSize, o.steps + 2);
-    await timeSteps('lm', batches, lens, (b) => {
-      const { ids, mask } = padBatch(b.map((i) => toks[i]));
-      const { value, grads } = tf.variableGrads(() => {
-        const T = ids.shape[1];
-        const inp = tf.slice(ids, [0, 0], [-1, T - 1]) as tf.Tensor2D;
-        const tgt = tf.slice(ids, [0, 1], [-1, T - 1]) as tf.Tensor2D;
-        const msk = tf.slice(mask, [0, 1], [-1, T - 1]) as tf.Tensor2D;
-        // as LM pretraining computes it (train/pretrain.ts): the hidden states, then the fused head + loss
-        const hid = gpt.hidden({ inputIds: inp, training: true, dropoutSeed: 3 });
-        const [Bh, Th, dh] = hid.shape;
-        return gpt.headLoss(hid.reshape([Bh * Th, dh]) as tf.Tensor2D, tgt.reshape([Bh * Th]) as tf.Tensor1D, msk.reshape([Bh * Th]) as tf.Tensor1D);
-      }, vars.map((v) => v.variable));
-      value.dataSync();
-      const g = vars.map((v) => grads[v.variable.name]);
-      opt.step(vars.map((v) => v.variable), g, 1e-4);
-      tf.dispose([value, ids, mask, ...g]);
-    }, `batch ${lp.batchSize}, full training, AdamW`);
+    for (const threads of threadCounts(o, lp.shards)) {
+      const opt = new AdamW({ lr: 1e-4, weightDecay: lp.weightDecay });
+      const s = await loopStep(task, { shards: o.shards ?? lp.shards ?? 1, threads, microBatchSize: 0, gradClip: 0, lr: 1e-4, opt });
+      await timeSteps(kindLabel('lm', threads, s.threads), batches, lens, s.step, `batch ${lp.batchSize}, full training, AdamW${shardNote(s)}`, 'lm');
+      await s.dispose();
+    }
     spec.lm = { batch: lp.batchSize, maxTokens: lp.maxTokens, lr: lp.lr, weightDecay: lp.weightDecay, adamEps: 1e-8, lengths: batches.slice(1, o.steps + 1).map((b) => b.map((i) => lens[i])) };
     gpt.dispose();
   }
@@ -196,20 +241,15 @@ async function main(): Promise<void> {
     const batches = bucketedBatches(lens, t.batchSize, o.steps + 2);
     const emb = (b: number[]) => tf.tensor2d(Float32Array.from(b.flatMap((i) => [...embs[i]])), [b.length, o.dim]);
     if (o.kinds.includes(kind)) {
-      await timeSteps(kind, batches, lens, (b) => {
-        const { ids, mask, tokens } = padBatch(b.map((i) => toks[i]));
-        const e = emb(b);
-        const { value, grads } = tf.variableGrads(() => tf.div(model.lossSum(e, ids, mask, { training: true, seed: 5 }), tokens) as tf.Scalar, vars.map((v) => v.variable));
-        value.dataSync();
-        let g = accumulateGrads(null, vars.map((v) => grads[v.variable.name]));
-        if (t.gradClip > 0) {
-          const c = clipByGlobalNorm(g, t.gradClip);
-          if (c.grads !== g) tf.dispose(g);
-          g = c.grads;
-        }
-        opt.step(vars.map((v) => v.variable), g, t.lr, scales);
-        tf.dispose([value, ids, mask, e, ...g]);
-      }, `batch ${t.batchSize}, prefix ${t.prefixLength}, ${kind === 'mlp' ? 'GPT-2 fine-tuned' : `${t.numLayers}-layer mapper, GPT-2 frozen`}`);
+      const examples = lens.map((_, i) => ({ imageId: String(i), embedding: embs[i], tokens: toks[i] }));
+      const task = clipCapTask(model, examples, [], { saveWeights: async () => {}, loadWeights: async () => {} });
+      for (const threads of threadCounts(o, t.shards)) {
+        const opt = new AdamW({ lr: t.lr, weightDecay: t.weightDecay, eps: t.adamEps });
+        const s = await loopStep(task, { shards: o.shards ?? t.shards ?? 1, threads, microBatchSize: 0, gradClip: t.gradClip, lr: t.lr, opt, scales });
+        const note = `batch ${t.batchSize}, prefix ${t.prefixLength}, ${kind === 'mlp' ? 'GPT-2 fine-tuned' : `${t.numLayers}-layer mapper, GPT-2 frozen`}${shardNote(s)}`;
+        await timeSteps(kindLabel(kind, threads, s.threads), batches, lens, s.step, note, kind);
+        await s.dispose();
+      }
       spec[kind] = { batch: t.batchSize, lr: t.lr, weightDecay: t.weightDecay, adamEps: t.adamEps, prefix: t.prefixLength, clip: t.clipLength, layers: t.numLayers, heads: t.numHeads, finetune: t.finetuneLM, lmLrScale: t.lmLrScale, gradClip: t.gradClip, lengths: batches.slice(1, o.steps + 1).map((b) => b.map((i) => lens[i])) };
     }
     if (kind === 'mlp' && o.kinds.includes('val')) {
@@ -245,7 +285,7 @@ async function main(): Promise<void> {
         batched.push((performance.now() - t0) / n);
       }
       for (const [label, ms, how] of [['beam', Math.min(...single), 'one image at a time'], ['beam-batch', Math.min(...batched), `${n} images a batch`]] as const) {
-        results.push({ kind: label, msPerStep: ms, tokensPerSecond: 0, paddedShare: 0, note: `beam ${ev.beam}, 14 new tokens a caption, ${how}` });
+        results.push({ kind: label, torchKind: label, msPerStep: ms, tokensPerSecond: 0, paddedShare: 0, note: `beam ${ev.beam}, 14 new tokens a caption, ${how}` });
         console.log(`  ${label.padEnd(12)} ${ms.toFixed(0).padStart(6)} ms/caption  ${(1000 / ms).toFixed(2)} captions/s  (beam ${ev.beam}, 14 new tokens, ${how})`);
       }
     }
@@ -277,9 +317,10 @@ function runTorch(spec: Record<string, unknown>, ours: Result[]): void {
   }
   console.log('  ratio to PyTorch\'s best thread count (>1 = ours faster):');
   for (const r of ours) {
-    if (best[r.kind] === undefined) continue;
-    const products = r.productsMs === undefined ? '' : `; our matrix products alone ${r.productsMs.toFixed(0)} ms, ${(r.productsMs / best[r.kind]).toFixed(2)}x PyTorch's whole step`;
-    console.log(`    ${r.kind.padEnd(12)} ${(best[r.kind] / r.msPerStep).toFixed(2)}x  (ours ${r.msPerStep.toFixed(0)} ms, PyTorch ${best[r.kind].toFixed(0)} ms${products})`);
+    const b = best[r.torchKind];
+    if (b === undefined) continue;
+    const products = r.productsMs === undefined ? '' : `; our matrix products alone ${r.productsMs.toFixed(0)} ms, ${(r.productsMs / b).toFixed(2)}x PyTorch's whole step`;
+    console.log(`    ${r.kind.padEnd(16)} ${(b / r.msPerStep).toFixed(2)}x  (ours ${r.msPerStep.toFixed(0)} ms, PyTorch ${b.toFixed(0)} ms${products})`);
   }
 }
 

@@ -25,7 +25,8 @@ import { captionFrame, splitByImage, subsetIdentity, type CaptionRow } from '../
 import { cachedCaptions, captionMetaFor } from '../src/lib/eval/evaluate';
 import { acquireLock, releaseLock, processStartTime } from '../src/lib/util/lock';
 import { buildDirAtomic, writeFileAtomic } from '../src/lib/util/files';
-import { runTraining, type TrainTask } from '../src/lib/train/loop';
+import { runTraining } from '../src/lib/train/loop';
+import type { TrainTask } from '../src/lib/train/task';
 import { loopConfigFor } from '../src/lib/train/run';
 import { decodeImage } from '../src/lib/embed/encoders/image';
 import { ensureBackend } from '../src/lib/tfjs/backend';

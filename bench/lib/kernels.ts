@@ -2,9 +2,9 @@
 // benchmarks' --profile / --kernels options.
 import * as tf from '@tensorflow/tfjs';
 
-export async function printKernelProfile(label: string, f: () => void, top = 15): Promise<void> {
-  const info = await tf.profile(() => {
-    f();
+export async function printKernelProfile(label: string, f: () => void | Promise<void>, top = 15): Promise<void> {
+  const info = await tf.profile(async () => {
+    await f();
     return tf.scalar(0);
   });
   const byName = new Map<string, { ms: number; n: number }>();

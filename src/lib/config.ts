@@ -125,6 +125,8 @@ export interface LMPretrainConfig {
   minTokenCount: number;
   /** Train on a seeded random sample of this many captions of the corpus (0 = all of them). */
   maxCaptions: number;
+  /** Data-parallel shards of each batch, computed on as many cores (LoopConfig.shards; absent = 1). */
+  shards?: number;
 }
 
 export interface TrainConfig {
@@ -148,6 +150,13 @@ export interface TrainConfig {
    * needs passes of a few examples there.
    */
   microBatchSize: number | 'auto';
+  /**
+   * Data-parallel shards of each batch (absent = 1): the batch is cut into this many parts whose
+   * gradients are summed in order; on the wasm and cpu backends the parts run on as many cores
+   * (worker threads; CLIPCAP_TRAIN_THREADS=1 keeps them in one thread, same numbers). Part of the
+   * arithmetic, so part of the run's identity: a different value trains a different run.
+   */
+  shards?: number;
   lr: number;
   /** Fine-tuned GPT-2 only: its learning rate as a multiple of `lr` (the mapper's); 1 = one rate for all, as the original. */
   lmLrScale: number;
@@ -192,6 +201,12 @@ export interface LoopConfig {
   batchSize: number;
   /** Examples per forward/backward pass (gradients are accumulated); 0 = the whole batch. */
   microBatchSize: number;
+  /**
+   * Data-parallel shards (default 1): each batch is cut into this many parts whose gradients are
+   * summed in order (train/parallel.ts); on the wasm and cpu backends the parts run in as many threads
+   * as there are cores (CLIPCAP_TRAIN_THREADS), with the same result as in one thread.
+   */
+  shards?: number;
   lr: number;
   warmupSteps: number;
   weightDecay: number;

@@ -19,6 +19,7 @@
 // | CLIPCAP_BLAS_LIB                 | the BLAS library's file name or path (libopenblas.so.0, ...)            | tfjs/wasm-patches.ts            |
 // | CLIPCAP_ORT_THREADS              | a positive integer (the number of cores)                                | tfjs/wasm-patches.ts, extraction workers |
 // | CLIPCAP_WASM_THREADS             | a positive integer (1)                                                  | tfjs/wasm-patches.ts            |
+// | CLIPCAP_TRAIN_THREADS            | a positive integer (the cores): threads that compute a step's shards     | train/parallel.ts               |
 // | CLIPCAP_CACHE_TRANSPOSES         | 0: no cached transposes of frozen weights (on)                          | tfjs/wasm-patches.ts            |
 // | CLIPCAP_ORT_PROFILE              | any non-empty value: time the onnxruntime products (off; read at load)  | tfjs/ort-profile.ts             |
 // | UV_THREADPOOL_SIZE               | passed to extraction workers (2 unless set)                             | embed/extract.ts (childEnv)     |
@@ -145,6 +146,15 @@ export class Settings {
   /** CLIPCAP_WASM_THREADS: XNNPACK threads of the wasm backend; default 1. */
   get wasmThreads(): number {
     return this.positiveInteger('CLIPCAP_WASM_THREADS', () => 1);
+  }
+
+  /**
+   * CLIPCAP_TRAIN_THREADS: threads (this one and worker threads) that compute the shards of a training
+   * step (LoopConfig.shards) on the wasm and cpu backends; default the number of cores. 1 computes every
+   * shard in this thread: the same numbers, more slowly.
+   */
+  get trainThreads(): number {
+    return this.positiveInteger('CLIPCAP_TRAIN_THREADS', () => os.cpus().length);
   }
 
   /** CLIPCAP_CACHE_TRANSPOSES (on unless `0`): keep transposes of frozen weights. */

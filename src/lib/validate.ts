@@ -21,6 +21,8 @@ const num = (min: number, max: number, opts: { minOpen?: boolean; maxOpen?: bool
     ? null
     : `${f} = ${show(v)}: must be a number in ${opts.minOpen ? '(' : '['}${min}, ${max === Infinity ? '∞' : max}${opts.maxOpen ? ')' : ']'}`;
 const oneOf = (...allowed: unknown[]): Check => (f, v) => (allowed.includes(v) ? null : `${f} = ${show(v)}: must be one of ${allowed.map(show).join(', ')}`);
+/** An optional field: absent, or what `check` allows. */
+const optional = (check: Check): Check => (f, v) => (v === undefined ? null : check(f, v));
 const bool: Check = (f, v) => (typeof v === 'boolean' ? null : `${f} = ${show(v)}: must be true or false`);
 const str: Check = (f, v) => (typeof v === 'string' && v.length > 0 ? null : `${f} = ${show(v)}: must be a non-empty string`);
 
@@ -67,7 +69,7 @@ export function lmProblems(lm: LMConfig, out: string[] = []): string[] {
 }
 
 export function lmPretrainProblems(p: LMPretrainConfig, out: string[] = []): string[] {
-  run('lmPretrain', p, { epochs: int(1, 1000), batchSize: int(1, 65536), lr: num(0, 10, { minOpen: true }), warmupSteps: int(0), weightDecay: num(0, 1), maxTokens: int(2, 65536), seed: int(0), valFraction: num(0, 1, { maxOpen: true }), minTokenCount: int(1), maxCaptions: int(0) }, out);
+  run('lmPretrain', p, { epochs: int(1, 1000), batchSize: int(1, 65536), lr: num(0, 10, { minOpen: true }), warmupSteps: int(0), weightDecay: num(0, 1), maxTokens: int(2, 65536), seed: int(0), valFraction: num(0, 1, { maxOpen: true }), minTokenCount: int(1), maxCaptions: int(0), shards: optional(int(1, 64)) }, out);
   return out;
 }
 
@@ -82,6 +84,7 @@ export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []
     numHeads: int(1, 256),
     batchSize: int(1, 65536),
     microBatchSize: (f, v) => (v === 'auto' ? null : int(0, 65536)(f, v) && `${int(0, 65536)(f, v)} or 'auto'`),
+    shards: optional(int(1, 64)),
     lr: num(0, 10, { minOpen: true }),
     lmLrScale: num(0, 1000),
     warmupSteps: int(0),

@@ -47,10 +47,10 @@ export function storageView(t: tf.Tensor, forWrite = false): Float32Array | null
 }
 
 /**
- * A new, uninitialised float32 tensor of the variable's shape on the wasm or cpu backend, with a
+ * A new, uninitialised float32 tensor of the shape of `like` (a tensor, or just a shape and size) on the wasm or cpu backend, with a
  * function giving a writable view of its storage; null on other backends.
  */
-export function freshStorage(like: tf.Tensor): { tensor: tf.Tensor; view: () => Float32Array } | null {
+export function freshStorage(like: Pick<tf.Tensor, 'shape' | 'size'>): { tensor: tf.Tensor; view: () => Float32Array } | null {
   const { name, backend } = currentBackend();
   if (name !== 'wasm' && name !== 'cpu') return null;
   const engine = tf.engine() as unknown as { makeTensorFromTensorInfo(info: { dataId: object; shape: number[]; dtype: string }): tf.Tensor };

@@ -3,10 +3,13 @@
 import * as tf from '@tensorflow/tfjs';
 import type { CaptionRow } from '../data/schema';
 import type { EmbeddingSet } from '../embed/embedding-set';
-import type { ClipCapModel } from '../model/clipcap';
+import { ClipCapModel } from '../model/clipcap';
+import { GPT2, weightShapes, type GPT2Config } from '../model/gpt2';
+import { createMapper, type MapperConfig } from '../model/mapper';
 import { formatCaption } from '../model/text';
 import type { Tokenizer } from '../model/tokenizer';
-import { epochPermutation, type TrainTask } from './loop';
+import { epochPermutation } from './loop';
+import type { TrainTask } from './task';
 /** One training example: an image embedding and one of its captions as token ids (EOS appended). */
 export interface CaptionExample {
   imageId: string;
@@ -102,6 +105,16 @@ export function clipCapTask(
   const pick = (split: 'train' | 'val', idx: number[]) => idx.map((i) => (split === 'train' ? train : val)[i]);
   const shuffled: Record<'train' | 'val', Float32Array[] | null> = { train: null, val: null };
   return {
+    replica: () => ({
+      module: __filename,
+      exportName: 'clipCapTaskReplica',
+      data: {
+        lm: { config: model.lm.config, weights: Object.fromEntries([...model.lm.namedWeights()].map(([n, v]) => [n, v.dataSync() as Float32Array])) },
+        mapper: model.mapper.config,
+        finetuneLM: model.finetuneLM,
+        train,
+      } satisfies ClipCapReplicaData,
+    }),
     imageConditioned: true,
     numTrain: train.length,
     numVal: val.length,
@@ -121,4 +134,27 @@ export function clipCapTask(
     saveWeights: io.saveWeights,
     loadWeights: io.loadWeights,
   };
+}
+
+interface ClipCapReplicaData {
+  lm: { config: GPT2Config; weights: Record<string, Float32Array> };
+  mapper: MapperConfig;
+  finetuneLM: boolean;
+  train: CaptionExample[];
+}
+
+/**
+ * clipCapTask in a worker thread of data-parallel training (TaskReplica): GPT-2 with the training
+ * thread's weights (the frozen ones stay so), the mapper's weights copied in before every step.
+ */
+export function clipCapTaskReplica(data: ClipCapReplicaData): TrainTask {
+  const shapes = weightShapes(data.lm.config);
+  const weights = new Map(Object.entries(data.lm.weights).map(([n, w]) => [n, tf.tensor(w, shapes.get(n) ?? [w.length])]));
+  const lm = new GPT2(data.lm.config, weights, { seed: 0 });
+  tf.dispose([...weights.values()]);
+  const model = new ClipCapModel(lm, createMapper(data.mapper, 0), data.finetuneLM);
+  const none = async (): Promise<void> => {
+    throw new Error('a replica of the ClipCap task does not save or load weights');
+  };
+  return clipCapTask(model, data.train, [], { saveWeights: none, loadWeights: none });
 }

@@ -3,7 +3,7 @@
 // - AdamW with linear warm-up then linear decay (transformers' get_linear_schedule_with_warmup, as
 //   the original ClipCap), optional global-norm gradient clipping, micro-batches with gradient
 //   accumulation (the loss is the mean over all caption tokens of the batch, as PyTorch's
-//   cross-entropy with ignored padding).
+//   cross-entropy with ignored padding), data-parallel shards on worker threads (train/parallel.ts).
 // - Seeded data order: epoch e visits the training examples in permutation(seed, e); dropout seeds
 //   derive from the step. So the order and the schedule are functions of (seed, step) alone, and a
 //   resumed run continues exactly where a killed one stopped.
@@ -16,11 +16,14 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, cleanStaleTemps, DiskFullError, isDiskFull, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
-import { accumulateGrads, AdamW, clipByGlobalNorm, linearWarmupDecay, type NamedVariable } from './optim';
+import { AdamW, clipByGlobalNorm, linearWarmupDecay, type NamedVariable } from './optim';
 import { Progress } from '../util/progress';
 import { acquireLock, releaseLock } from '../util/lock';
 import { mulberry32, shuffleInPlace } from '../util/rng';
 import type { LoopConfig } from '../config';
+import { settings } from '../settings';
+import { shardPlan, ShardedGradients } from './parallel';
+import type { TrainTask } from './task';
 import { checkpointFiles, runFiles } from '../run/files';
 import { readEpochLog, readStepLog, type EpochLog, type StepLog, type TrainSummary } from '../run/logs';
 
@@ -67,31 +70,6 @@ export function lrScalesFor(vars: readonly NamedVariable[], scales: Record<strin
     return hit === undefined ? 1 : scales[hit];
   });
 }
-
-/** What the loop trains. Examples are addressed by index; the task turns indices into tensors. */
-export interface TrainTask {
-  readonly numTrain: number;
-  readonly numVal: number;
-  /** Trainable variables with stable names (optimizer state is keyed by them). */
-  trainable(): NamedVariable[];
-  /** Sequence length of training example i (for bucketByLength). */
-  lengthOf?(i: number): number;
-  /** Number of target tokens of these examples (the loss is averaged over them). */
-  tokenCount(split: 'train' | 'val', indices: number[]): number;
-  /**
-   * Sum of the token cross-entropies of these examples. `shuffledImages` (tasks with
-   * `imageConditioned`): each example is conditioned on another photo's embedding, same caption.
-   */
-  lossSum(split: 'train' | 'val', indices: number[], opts: { training: boolean; seed: number; shuffledImages?: boolean }): tf.Scalar;
-  /** The model is conditioned on an image (ClipCap): the loop also measures the shuffled-image val loss. */
-  readonly imageConditioned?: boolean;
-  /** Save / load the weights needed to reproduce the model into / from a directory. */
-  saveWeights(dir: string): Promise<void>;
-  loadWeights(dir: string): Promise<void>;
-}
-
-
-
 
 interface LoopState {
   step: number;
@@ -286,7 +264,11 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
   const lengthOf = task.lengthOf ? (i: number) => task.lengthOf!(i) : undefined;
   if (cfg.bucketByLength && !lengthOf) throw new Error('bucketByLength needs a task with lengthOf');
   let epochCache: { epoch: number; batches: number[][] } | null = null;
+  const shards = cfg.shards ?? 1;
+  let sharded: ShardedGradients | null = null;
   try {
+    sharded = await ShardedGradients.create(task, vars, { shards, threads: settings().trainThreads });
+    if (shards > 1) console.log(`[clipcap] each batch in ${shards} data-parallel shards, ${sharded.threads > 1 ? `on ${sharded.threads} threads` : 'in turn in this thread'} (CLIPCAP_TRAIN_THREADS; same numbers either way)`);
     while (state.step < lastStep) {
       const t0 = Date.now();
       const epoch = Math.floor(state.step / spe);
@@ -294,20 +276,11 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
       const indices = epochCache.batches[state.step % spe];
       const lr = linearWarmupDecay(state.step, { lr: cfg.lr, warmupSteps: cfg.warmupSteps, totalSteps });
       const tokens = task.tokenCount('train', indices);
-      // Gradients of (sum of token losses) / tokens, accumulated over micro-batches.
-      let lossSum = 0;
-      let acc: tf.Tensor[] | null = null;
-      for (const [mi, mb] of chunks(indices, cfg.microBatchSize).entries()) {
-        const seed = (cfg.seed * 1_000_003 + state.step * 131 + mi) >>> 0;
-        const { value, grads } = tf.variableGrads(
-          () => tf.div(task.lossSum('train', mb, { training: true, seed }), tokens) as tf.Scalar,
-          vars.map((v) => v.variable),
-        );
-        lossSum += value.dataSync()[0] * tokens;
-        value.dispose();
-        acc = accumulateGrads(acc, vars.map((v) => grads[v.variable.name]));
-      }
-      let grads = acc!;
+      // Gradients of (sum of token losses) / tokens: micro-batches accumulated within each shard, the
+      // shards summed in order (train/parallel.ts; in worker threads when there are cores for them).
+      const plan = shardPlan(indices, shards, cfg.microBatchSize, (mi) => (cfg.seed * 1_000_003 + state.step * 131 + mi) >>> 0);
+      const { lossSum, grads: summed } = await sharded.compute(plan, tokens);
+      let grads = summed;
       let gradNorm: number | undefined;
       const stepLoss = lossSum / tokens;
       if (!Number.isFinite(stepLoss)) {
@@ -376,6 +349,7 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
     if (isDiskFull(e) && !(e instanceof DiskFullError)) throw new DiskFullError(runDir);
     throw e;
   } finally {
+    await sharded?.dispose();
     fs.closeSync(stepsFile);
     fs.closeSync(epochsFile);
   }

@@ -15,7 +15,8 @@ import { loadLanguageModel, saveLanguageModel, type LanguageModel } from '../mod
 import { padBatch } from './examples';
 import { formatCaption } from '../model/text';
 import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from '../model/tokenizer';
-import { epochPermutation, runTraining, type RunOptions, type TrainTask } from './loop';
+import { epochPermutation, runTraining, type RunOptions } from './loop';
+import type { TrainTask } from './task';
 import { DEFAULT_DIVERGENCE_FACTOR, type LoopConfig } from '../config';
 import type { TrainSummary } from '../run/logs';
 import { runFiles } from '../run/files';
@@ -42,6 +43,7 @@ export function splitIndices(n: number, valFraction: number, seed: number): { tr
 export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: number, io: Pick<TrainTask, 'saveWeights' | 'loadWeights'>): TrainTask {
   const pick = (split: 'train' | 'val', idx: number[]) => idx.map((i) => (split === 'train' ? train : val)[i]);
   return {
+    replica: () => ({ module: __filename, exportName: 'lmTaskReplica', data: { config: model.config, train, eosId } satisfies LMReplicaData }),
     numTrain: train.length,
     numVal: val.length,
     trainable: () => [...model.namedWeights()].map(([name, variable]) => ({ name, variable })),
@@ -61,6 +63,21 @@ export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: n
     saveWeights: io.saveWeights,
     loadWeights: io.loadWeights,
   };
+}
+
+interface LMReplicaData {
+  config: GPT2Config;
+  train: number[][];
+  eosId: number;
+}
+
+/** lmTask in a worker thread of data-parallel training (TaskReplica): the training sequences, weights from the training thread. */
+export function lmTaskReplica(data: LMReplicaData): TrainTask {
+  const model = new GPT2(data.config, undefined, { seed: 0 });
+  const none = async (): Promise<void> => {
+    throw new Error('a replica of the LM task does not save or load weights');
+  };
+  return lmTask(model, data.train, [], data.eosId, { saveWeights: none, loadWeights: none });
 }
 
 export interface PretrainOptions {
@@ -170,6 +187,7 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
       epochs: opts.cfg.epochs,
       batchSize: opts.cfg.batchSize,
       microBatchSize: opts.microBatchSize ?? 0,
+      ...(opts.cfg.shards !== undefined && opts.cfg.shards !== 1 ? { shards: opts.cfg.shards } : {}),
       lr: opts.cfg.lr,
       warmupSteps: opts.cfg.warmupSteps,
       weightDecay: opts.cfg.weightDecay,

@@ -72,6 +72,7 @@ export function loopConfigFor(train: TrainConfig, numTrain: number, microBatchSi
     epochs: train.epochs,
     batchSize: train.batchSize,
     microBatchSize,
+    ...(train.shards !== undefined && train.shards !== 1 ? { shards: train.shards } : {}),
     lr: train.lr,
     warmupSteps: train.warmupFraction > 0 ? Math.round(train.warmupFraction * train.epochs * stepsPerEpoch(numTrain, train.batchSize, true)) : train.warmupSteps,
     weightDecay: train.weightDecay,
