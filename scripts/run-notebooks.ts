@@ -22,7 +22,7 @@ import { artifactPaths, repoRoot } from '../src/lib/paths';
 import { probeNativeGpu } from '../src/lib/machine';
 import { writeJsonAtomic } from '../src/lib/util/files';
 import { formatDuration } from '../src/lib/util/progress';
-import { linePrefixer, notebookKey, notebookStages, runConcurrently, wallClockSeconds, type NotebookTiming } from '../src/lib/notebook/schedule';
+import { linePrefixer, notebookKey, notebookStages, runConcurrently, stageEnv, wallClockSeconds, type NotebookTiming } from '../src/lib/notebook/schedule';
 
 interface Args {
   profile?: string;
@@ -94,7 +94,7 @@ async function main(): Promise<void> {
       stage.map(async (b) => {
         const started = new Date();
         console.log(`[notebooks] ${b} ...`);
-        const r = await execute(python, [path.join(root, 'scripts', 'execute_notebook.py'), path.join(nbDir, b), path.join(out, b), '--timeout', String(args.timeout)], env, together ? `[${notebookKey(b)}] ` : '');
+        const r = await execute(python, [path.join(root, 'scripts', 'execute_notebook.py'), path.join(nbDir, b), path.join(out, b), '--timeout', String(args.timeout)], stageEnv(env, stage.length), together ? `[${notebookKey(b)}] ` : '');
         const seconds = (Date.now() - started.getTime()) / 1000;
         const timing: NotebookTiming = { notebook: b, seconds, ok: r.ok, finishedAt: new Date().toISOString(), startedAt: started.toISOString() };
         timings[b] = timing;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { concurrentSeconds } from '../src/lib/estimate';
-import { linePrefixer, notebookKey, notebookStages, overlapping, runConcurrently, wallClockSeconds } from '../src/lib/notebook/schedule';
+import { linePrefixer, notebookKey, notebookStages, overlapping, runConcurrently, stageEnv, wallClockSeconds } from '../src/lib/notebook/schedule';
 
 const BOOKS = ['01_data_subset.ipynb', '02_extract_embeddings.ipynb', '02b_pretrain_lm.ipynb', '03_train_mlp_finetune.ipynb', '04_train_transformer_frozen.ipynb', '05_plot_losses.ipynb', '06_evaluate.ipynb'];
 
@@ -58,4 +58,14 @@ test('concurrent jobs: the shorter one slowed while both run, then the longer on
   assert.equal(concurrentSeconds([300], 1.5), 300);
   assert.equal(concurrentSeconds([], 1.5), 0);
   assert.throws(() => concurrentSeconds([1, 2], 0.5), /slowdown/);
+});
+
+test('notebooks side by side share the cores for training threads, unless the user chose', () => {
+  assert.equal(stageEnv({ A: '1' }, 2, 2).CLIPCAP_TRAIN_THREADS, '1');
+  assert.equal(stageEnv({}, 2, 8).CLIPCAP_TRAIN_THREADS, '4');
+  assert.equal(stageEnv({}, 3, 2).CLIPCAP_TRAIN_THREADS, '1');
+  assert.equal(stageEnv({ CLIPCAP_TRAIN_THREADS: '2' }, 2, 2).CLIPCAP_TRAIN_THREADS, '2');
+  // alone: the environment as it is (all the cores)
+  const env = { A: '1' };
+  assert.equal(stageEnv(env, 1, 2), env);
 });

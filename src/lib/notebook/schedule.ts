@@ -32,6 +32,17 @@ export function runConcurrently(env: NodeJS.ProcessEnv = process.env, cores = os
   throw new Error(`CLIPCAP_NOTEBOOKS_CONCURRENT must be 0 or 1, got ${JSON.stringify(v)}`);
 }
 
+/**
+ * The environment of each of `together` notebooks that run at the same time on `cores` cores: their
+ * share of the cores for data-parallel training threads (CLIPCAP_TRAIN_THREADS, at least 1), unless
+ * the user set it. Two trainings side by side on two cores each keep one thread: separate processes
+ * use both cores better than threads of one process do (train/parallel.ts).
+ */
+export function stageEnv(env: NodeJS.ProcessEnv, together: number, cores = os.cpus().length): NodeJS.ProcessEnv {
+  if (together <= 1 || (env.CLIPCAP_TRAIN_THREADS ?? '') !== '') return env;
+  return { ...env, CLIPCAP_TRAIN_THREADS: String(Math.max(1, Math.floor(cores / together))) };
+}
+
 /** A notebook's key: its number with an optional letter ('02b_pretrain_lm.ipynb' -> '02b'). */
 export function notebookKey(file: string): string {
   return /^\d\d[a-z]?/.exec(file)?.[0] ?? file;
