@@ -167,7 +167,7 @@ async function runCase(name: string, steps: number): Promise<CaseResult> {
     const worstSeconds = (Date.now() - w0) / 1000;
     sample();
     const v0 = Date.now();
-    evaluateLoss(worst, 'val', micro);
+    await evaluateLoss(worst, 'val', micro);
     const valSecondsPerExample = (Date.now() - v0) / 1000 / (micro * 2);
     sample();
     const peak = wasmHeapBytes() ?? 0;

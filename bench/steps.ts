@@ -172,7 +172,8 @@ async function main(): Promise<void> {
   // dim: the image embedding size, the same in both (the offline profile's CenterNet embedding: 1,640)
   const spec: Record<string, unknown> = { profile: o.profile, vocab: V, arch, steps: o.steps, dim: o.dim };
 
-  const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void | Promise<void>, note: string, torchKind = kind): Promise<void> => {
+  // batchesPerStep: a timed step covers that many batches; ms are reported per batch
+  const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void | Promise<void>, note: string, torchKind = kind, batchesPerStep = 1): Promise<void> => {
     await step(batches[0]); // warm-up (kernels, transposes cached)
     if (o.kernels) {
       await step(batches[1 % batches.length]); // a second warm-up: the first steps still grow the wasm heap
@@ -192,8 +193,8 @@ async function main(): Promise<void> {
       real += b.reduce((a, i) => a + lengths[i], 0);
       padded += b.length * T;
     }
-    const tokens = real / o.steps;
-    const m = median(ms);
+    const tokens = real / o.steps / batchesPerStep;
+    const m = median(ms) / batchesPerStep;
     const prod = takeOrtTotals();
     const productsMs = o.products ? prod.ms / o.steps : undefined;
     results.push({ kind, torchKind, msPerStep: m, tokensPerSecond: (tokens / m) * 1000, paddedShare: 1 - real / padded, note, productsMs });
@@ -253,13 +254,21 @@ async function main(): Promise<void> {
       spec[kind] = { batch: t.batchSize, lr: t.lr, weightDecay: t.weightDecay, adamEps: t.adamEps, prefix: t.prefixLength, clip: t.clipLength, layers: t.numLayers, heads: t.numHeads, finetune: t.finetuneLM, lmLrScale: t.lmLrScale, gradClip: t.gradClip, lengths: batches.slice(1, o.steps + 1).map((b) => b.map((i) => lens[i])) };
     }
     if (kind === 'mlp' && o.kinds.includes('val')) {
-      await timeSteps('val', batches, lens, (b) => {
-        const { ids, mask } = padBatch(b.map((i) => toks[i]));
-        const e = emb(b);
-        const s = tf.tidy(() => model.lossSum(e, ids, mask, { training: false }));
-        s.dataSync();
-        tf.dispose([s, ids, mask, e]);
-      }, `batch ${t.batchSize}, forward only`);
+      // the validation pass as the loop runs it (evaluateLoss): batches of examples forward, without
+      // dropout, spread over the threads (train/parallel.ts lossSums); a timed step is one batch per thread
+      const examples = lens.map((_, i) => ({ imageId: String(i), embedding: embs[i], tokens: toks[i] }));
+      const task = clipCapTask(model, examples, [], { saveWeights: async () => {}, loadWeights: async () => {} });
+      for (const threads of threadCounts(o, t.shards)) {
+        const sharded = await ShardedGradients.create(task, task.trainable(), { shards: threads, threads });
+        const T = sharded.threads;
+        const single = bucketedBatches(lens, t.batchSize, (o.steps + 2) * T);
+        const grouped = Array.from({ length: Math.floor(single.length / T) }, (_, g) => single.slice(g * T, (g + 1) * T).flat());
+        const note = `batch ${t.batchSize}, forward only${T > 1 ? `, ${T} batches at once on ${T} threads` : ''}`;
+        await timeSteps(kindLabel('val', threads, T), grouped, lens, async (b) => {
+          await sharded.lossSums('train', Array.from({ length: T }, (_, k) => b.slice(k * t.batchSize, (k + 1) * t.batchSize)));
+        }, note, 'val', T);
+        await sharded.dispose();
+      }
     }
     if (kind === 'mlp' && o.kinds.includes('beam')) {
       model.lm.setTrainable(false);

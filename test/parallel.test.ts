@@ -13,7 +13,7 @@ import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
 import { runTraining } from '../src/lib/train/loop';
 import { shardPlan, ShardedGradients } from '../src/lib/train/parallel';
 import type { LoopConfig } from '../src/lib/config';
-import { readStepLog } from '../src/lib/run/logs';
+import { readEpochLog, readStepLog } from '../src/lib/run/logs';
 import { saveRunWeights, loadRunWeights } from '../src/lib/run/run';
 import { lmTask } from '../src/lib/train/pretrain';
 import { loadSafetensorsInto, saveSafetensorsFile } from '../src/lib/io/weights';
@@ -32,7 +32,7 @@ function loop(partial: Partial<LoopConfig> = {}): LoopConfig {
 }
 
 /** Train with CLIPCAP_TRAIN_THREADS = threads; the final weights (name -> values) and the step losses. */
-async function trainWith<T>(threads: number, make: () => { task: ReturnType<typeof lmTask>; weights: () => Map<string, tf.Variable>; dispose: () => void }, cfg: LoopConfig): Promise<{ weights: Map<string, Float32Array>; losses: number[] }> {
+async function trainWith<T>(threads: number, make: () => { task: ReturnType<typeof lmTask>; weights: () => Map<string, tf.Variable>; dispose: () => void }, cfg: LoopConfig): Promise<{ weights: Map<string, Float32Array>; losses: number[]; val: (number | null | undefined)[] }> {
   const before = process.env.CLIPCAP_TRAIN_THREADS;
   process.env.CLIPCAP_TRAIN_THREADS = String(threads);
   const dir = tmp();
@@ -40,7 +40,7 @@ async function trainWith<T>(threads: number, make: () => { task: ReturnType<type
   try {
     await runTraining(m.task, cfg, dir, { write: () => {} });
     const weights = new Map([...m.weights()].map(([n, v]) => [n, v.dataSync() as Float32Array]));
-    return { weights, losses: readStepLog(dir).map((s) => s.loss) };
+    return { weights, losses: readStepLog(dir).map((s) => s.loss), val: readEpochLog(dir).flatMap((e) => [e.valLoss, e.valLossShuffled]) };
   } finally {
     m.dispose();
     if (before === undefined) delete process.env.CLIPCAP_TRAIN_THREADS;
@@ -75,13 +75,17 @@ test('LM pretraining task: two threads give the same weights and losses, bit for
   const make = () => {
     const model = new GPT2(LM, undefined, { seed: 4 });
     const io = { saveWeights: async (d: string) => saveSafetensorsFile(path.join(d, 'w.safetensors'), model.namedWeights()), loadWeights: async (d: string) => loadSafetensorsInto(path.join(d, 'w.safetensors'), model.namedWeights()) };
-    return { task: lmTask(model, seqs, seqs.slice(0, 4), EOS, io), weights: () => model.namedWeights(), dispose: () => model.dispose() };
+    return { task: lmTask(model, seqs, seqs.slice(0, 10), EOS, io), weights: () => model.namedWeights(), dispose: () => model.dispose() };
   };
   const one = await trainWith(1, make, loop());
   const two = await trainWith(2, make, loop());
   assert.equal(one.losses.length, 10);
   assert.deepEqual(two.losses, one.losses);
   assertSameWeights(two.weights, one.weights);
+  // the validation passes, spread over the threads too
+  assert.equal(one.val.length, 4);
+  assert.ok(one.val.every((v, i) => i % 2 === 1 || (typeof v === 'number' && Number.isFinite(v))));
+  assert.deepEqual(two.val, one.val);
   // and the shards matter: one shard is a different (if close) sum
   const whole = await trainWith(1, make, loop({ shards: 1 }));
   assert.notDeepEqual(whole.losses.slice(1), one.losses.slice(1));
@@ -114,6 +118,10 @@ for (const [kind, finetune] of [['mlp', true], ['transformer', false]] as const)
     assert.equal(one.losses.length, 3);
     assert.deepEqual(two.losses, one.losses);
     assertSameWeights(two.weights, one.weights);
+    // the validation passes (true and shuffled images), spread over the threads too
+    assert.equal(one.val.length, 2);
+    assert.ok(one.val.every((v) => typeof v === 'number' && Number.isFinite(v)));
+    assert.deepEqual(two.val, one.val);
   });
 }
 

@@ -113,6 +113,7 @@ export function clipCapTask(
         mapper: model.mapper.config,
         finetuneLM: model.finetuneLM,
         train,
+        val,
       } satisfies ClipCapReplicaData,
     }),
     imageConditioned: true,
@@ -141,6 +142,7 @@ interface ClipCapReplicaData {
   mapper: MapperConfig;
   finetuneLM: boolean;
   train: CaptionExample[];
+  val: CaptionExample[];
 }
 
 /**
@@ -156,5 +158,5 @@ export function clipCapTaskReplica(data: ClipCapReplicaData): TrainTask {
   const none = async (): Promise<void> => {
     throw new Error('a replica of the ClipCap task does not save or load weights');
   };
-  return clipCapTask(model, data.train, [], { saveWeights: none, loadWeights: none });
+  return clipCapTask(model, data.train, data.val, { saveWeights: none, loadWeights: none });
 }

@@ -22,7 +22,7 @@ import { acquireLock, releaseLock } from '../util/lock';
 import { mulberry32, shuffleInPlace } from '../util/rng';
 import type { LoopConfig } from '../config';
 import { settings } from '../settings';
-import { shardPlan, ShardedGradients } from './parallel';
+import { chunkLossSum, shardPlan, ShardedGradients } from './parallel';
 import type { TrainTask } from './task';
 import { checkpointFiles, runFiles } from '../run/files';
 import { readEpochLog, readStepLog, type EpochLog, type StepLog, type TrainSummary } from '../run/logs';
@@ -145,19 +145,30 @@ function chunks<T>(xs: T[], size: number): T[][] {
 }
 
 
-/** Mean loss over the validation set (token-weighted), no dropout; `shuffledImages`: see TrainTask.lossSum. */
-export function evaluateLoss(task: TrainTask, split: 'train' | 'val', batchSize: number, indices?: number[], opts: { shuffledImages?: boolean } = {}): number | null {
+/**
+ * Mean loss over the validation set (token-weighted), no dropout; `shuffledImages`: see
+ * TrainTask.lossSum. With `parallel`, the chunks are spread over its threads; the chunk sums are
+ * added in the same order either way, so the mean is the same.
+ */
+export async function evaluateLoss(
+  task: TrainTask,
+  split: 'train' | 'val',
+  batchSize: number,
+  indices?: number[],
+  opts: { shuffledImages?: boolean } = {},
+  parallel?: ShardedGradients | null,
+): Promise<number | null> {
   const n = split === 'val' ? task.numVal : task.numTrain;
   const all = indices ?? Array.from({ length: n }, (_, i) => i);
   if (all.length === 0) return null;
+  const parts = chunks(all, batchSize);
+  const sums = parallel ? await parallel.lossSums(split, parts, !!opts.shuffledImages) : parts.map((c) => chunkLossSum(task, split, c, opts.shuffledImages));
   let sum = 0;
   let count = 0;
-  for (const c of chunks(all, batchSize)) {
-    const s = tf.tidy(() => task.lossSum(split, c, { training: false, seed: 0, shuffledImages: opts.shuffledImages }));
-    sum += s.dataSync()[0];
-    s.dispose();
+  parts.forEach((c, i) => {
+    sum += sums[i];
     count += task.tokenCount(split, c);
-  }
+  });
   return count > 0 ? sum / count : null;
 }
 
@@ -327,9 +338,9 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
       const epochEnd = state.step % spe === 0;
       if (epochEnd) {
         const evalBatch = Math.max(cfg.microBatchSize || cfg.batchSize, 1);
-        const valLoss = evaluateLoss(task, 'val', evalBatch);
+        const valLoss = await evaluateLoss(task, 'val', evalBatch, undefined, {}, sharded);
         if (valLoss !== null && !Number.isFinite(valLoss)) throw new DivergenceError(runDir, state.step, `the validation loss is ${valLoss}`);
-        const shuffled = task.imageConditioned ? { valLossShuffled: evaluateLoss(task, 'val', evalBatch, undefined, { shuffledImages: true }) } : {};
+        const shuffled = task.imageConditioned ? { valLossShuffled: await evaluateLoss(task, 'val', evalBatch, undefined, { shuffledImages: true }, sharded) } : {};
         const e: EpochLog = { epoch, trainLoss: state.epochTrainSum / state.epochTrainTokens, valLoss, ...shuffled, steps: state.step, seconds: state.trainSeconds };
         fs.writeSync(epochsFile, JSON.stringify(e) + '\n');
         fs.fsyncSync(epochsFile);

@@ -63,6 +63,14 @@ export function shardGradients(task: TrainTask, vars: readonly tf.Variable[], sh
   return { lossSum, grads: acc };
 }
 
+/** The loss sum of some examples without dropout (a chunk of a validation pass), as a number. */
+export function chunkLossSum(task: TrainTask, split: 'train' | 'val', indices: number[], shuffledImages?: boolean): number {
+  const s = tf.tidy(() => task.lossSum(split, indices, { training: false, seed: 0, shuffledImages }));
+  const v = s.dataSync()[0];
+  s.dispose();
+  return v;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Tensors <-> one flat Float32Array (over a SharedArrayBuffer).
 
@@ -151,7 +159,9 @@ export interface ShardWorkerInit {
   grads: SharedArrayBuffer[];
 }
 
-export type ToShardWorker = { type: 'step'; shards: { s: number; micro: MicroBatch[] }[]; tokens: number };
+export type ToShardWorker =
+  | { type: 'step'; shards: { s: number; micro: MicroBatch[] }[]; tokens: number }
+  | { type: 'losses'; split: 'train' | 'val'; chunks: number[][]; shuffledImages: boolean };
 export type FromShardWorker = { type: 'ready' } | { type: 'done'; losses: number[] } | { type: 'error'; message: string };
 
 /** The backends whose tensors can be copied through shared memory and that run one thread each (worth sharding over threads). */
@@ -288,6 +298,41 @@ export class ShardedGradients {
       else acc = addFlatInto(acc, this.grads[s], this.layout);
     }
     return { lossSum, grads: acc! };
+  }
+
+  /**
+   * The loss sum of each chunk of examples (chunkLossSum; validation passes), chunk c on thread
+   * c % threads with the current weights; the values in chunk order.
+   */
+  async lossSums(split: 'train' | 'val', chunks: number[][], shuffledImages = false): Promise<number[]> {
+    const T = this.threads;
+    const pending: Promise<FromShardWorker>[] = [];
+    if (T > 1) {
+      copyToFlat(this.vars, this.weights!, this.layout);
+      for (let w = 1; w < T; w++) {
+        const mine = chunks.filter((_, c) => c % T === w);
+        if (mine.length) pending.push(this.workers[w - 1].request({ type: 'losses', split, chunks: mine, shuffledImages }));
+      }
+    }
+    const out = new Array<number>(chunks.length);
+    try {
+      chunks.forEach((c, k) => {
+        if (k % T === 0) out[k] = chunkLossSum(this.task, split, c, shuffledImages);
+      });
+    } catch (e) {
+      await Promise.allSettled(pending);
+      throw e;
+    }
+    const answers = await Promise.all(pending);
+    answers.forEach((a, i) => {
+      if (a.type !== 'done') throw new Error(`a training worker thread answered ${a.type}`);
+      const w = i + 1;
+      let j = 0;
+      chunks.forEach((_, k) => {
+        if (k % T === w) out[k] = a.losses[j++];
+      });
+    });
+    return out;
   }
 
   async dispose(): Promise<void> {

@@ -43,7 +43,7 @@ export function splitIndices(n: number, valFraction: number, seed: number): { tr
 export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: number, io: Pick<TrainTask, 'saveWeights' | 'loadWeights'>): TrainTask {
   const pick = (split: 'train' | 'val', idx: number[]) => idx.map((i) => (split === 'train' ? train : val)[i]);
   return {
-    replica: () => ({ module: __filename, exportName: 'lmTaskReplica', data: { config: model.config, train, eosId } satisfies LMReplicaData }),
+    replica: () => ({ module: __filename, exportName: 'lmTaskReplica', data: { config: model.config, train, val, eosId } satisfies LMReplicaData }),
     numTrain: train.length,
     numVal: val.length,
     trainable: () => [...model.namedWeights()].map(([name, variable]) => ({ name, variable })),
@@ -68,16 +68,17 @@ export function lmTask(model: GPT2, train: number[][], val: number[][], eosId: n
 interface LMReplicaData {
   config: GPT2Config;
   train: number[][];
+  val: number[][];
   eosId: number;
 }
 
-/** lmTask in a worker thread of data-parallel training (TaskReplica): the training sequences, weights from the training thread. */
+/** lmTask in a worker thread of data-parallel training (TaskReplica): the sequences, weights from the training thread. */
 export function lmTaskReplica(data: LMReplicaData): TrainTask {
   const model = new GPT2(data.config, undefined, { seed: 0 });
   const none = async (): Promise<void> => {
     throw new Error('a replica of the LM task does not save or load weights');
   };
-  return lmTask(model, data.train, [], data.eosId, { saveWeights: none, loadWeights: none });
+  return lmTask(model, data.train, data.val, data.eosId, { saveWeights: none, loadWeights: none });
 }
 
 export interface PretrainOptions {

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import { parentPort, workerData } from 'worker_threads';
 import { ensureBackend } from '../tfjs/backend';
 import { settings } from '../settings';
-import { assignFromFlat, copyToFlat, flatLayout, shardGradients, type FromShardWorker, type ShardWorkerInit, type ToShardWorker } from './parallel';
+import { assignFromFlat, chunkLossSum, copyToFlat, flatLayout, shardGradients, type FromShardWorker, type ShardWorkerInit, type ToShardWorker } from './parallel';
 import type { TrainTask } from './task';
 import * as tf from '@tensorflow/tfjs';
 
@@ -43,6 +43,10 @@ async function start(): Promise<void> {
   port.on('message', (m: ToShardWorker) => {
     try {
       assignFromFlat(vars, weights, layout);
+      if (m.type === 'losses') {
+        send({ type: 'done', losses: m.chunks.map((c) => chunkLossSum(task, m.split, c, m.shuffledImages)) });
+        return;
+      }
       const losses: number[] = [];
       for (const { s, micro } of m.shards) {
         const r = shardGradients(task, vars, micro, m.tokens);
