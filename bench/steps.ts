@@ -34,7 +34,7 @@ import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
 import { ClipCapModel } from '../src/lib/model/clipcap';
 import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
 import { AdamW, clipByGlobalNorm } from '../src/lib/train/optim';
-import { shardPlan, ShardedGradients } from '../src/lib/train/parallel';
+import { shardPlan, DataParallel } from '../src/lib/train/parallel';
 import { clipCapTask } from '../src/lib/train/examples';
 import { lmTask } from '../src/lib/train/pretrain';
 import type { TrainTask } from '../src/lib/train/task';
@@ -144,10 +144,10 @@ function shardNote(s: { shards: number; threads: number }): string {
  */
 async function loopStep(task: TrainTask, c: { shards: number; threads: number; microBatchSize: number; gradClip: number; lr: number; opt: AdamW; scales?: number[] }) {
   const vars = task.trainable();
-  const sharded = await ShardedGradients.create(task, vars, { shards: c.shards, threads: c.threads });
+  const parallel = await DataParallel.create(task, vars, { shards: c.shards, threads: c.threads });
   const step = async (b: number[]): Promise<void> => {
     const plan = shardPlan(b, c.shards, c.microBatchSize, (m) => 5 + m);
-    let { grads } = await sharded.compute(plan, task.tokenCount('train', b));
+    let { grads } = await parallel.gradients(plan, task.tokenCount('train', b));
     if (c.gradClip > 0) {
       const clipped = clipByGlobalNorm(grads, c.gradClip);
       if (clipped.grads !== grads) tf.dispose(grads);
@@ -156,7 +156,7 @@ async function loopStep(task: TrainTask, c: { shards: number; threads: number; m
     c.opt.step(vars.map((v) => v.variable), grads, c.lr, c.scales);
     tf.dispose(grads);
   };
-  return { step, shards: c.shards, threads: sharded.threads, dispose: () => sharded.dispose() };
+  return { step, shards: c.shards, threads: parallel.threads, dispose: () => parallel.dispose() };
 }
 
 async function main(): Promise<void> {
@@ -259,15 +259,15 @@ async function main(): Promise<void> {
       const examples = lens.map((_, i) => ({ imageId: String(i), embedding: embs[i], tokens: toks[i] }));
       const task = clipCapTask(model, examples, [], { saveWeights: async () => {}, loadWeights: async () => {} });
       for (const threads of threadCounts(o, t.shards)) {
-        const sharded = await ShardedGradients.create(task, task.trainable(), { shards: threads, threads });
-        const T = sharded.threads;
+        const parallel = await DataParallel.create(task, task.trainable(), { shards: threads, threads });
+        const T = parallel.threads;
         const single = bucketedBatches(lens, t.batchSize, (o.steps + 2) * T);
         const grouped = Array.from({ length: Math.floor(single.length / T) }, (_, g) => single.slice(g * T, (g + 1) * T).flat());
         const note = `batch ${t.batchSize}, forward only${T > 1 ? `, ${T} batches at once on ${T} threads` : ''}`;
         await timeSteps(kindLabel('val', threads, T), grouped, lens, async (b) => {
-          await sharded.lossSums('train', Array.from({ length: T }, (_, k) => b.slice(k * t.batchSize, (k + 1) * t.batchSize)));
+          await parallel.lossSums('train', Array.from({ length: T }, (_, k) => b.slice(k * t.batchSize, (k + 1) * t.batchSize)));
         }, note, 'val', T);
-        await sharded.dispose();
+        await parallel.dispose();
       }
     }
     if (kind === 'mlp' && o.kinds.includes('beam')) {

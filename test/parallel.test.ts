@@ -11,7 +11,7 @@ import { clipCapTask, captionTokens, type CaptionExample } from '../src/lib/trai
 import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
 import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
 import { runTraining } from '../src/lib/train/loop';
-import { shardPlan, ShardedGradients } from '../src/lib/train/parallel';
+import { shardPlan, DataParallel } from '../src/lib/train/parallel';
 import type { LoopConfig } from '../src/lib/config';
 import { readEpochLog, readStepLog } from '../src/lib/run/logs';
 import { saveRunWeights, loadRunWeights } from '../src/lib/run/run';
@@ -130,7 +130,7 @@ test('a task without a replica computes its shards in this thread', async () => 
   try {
     const task = { ...lmTask(model, [[1, 2]], [], EOS, { saveWeights: async () => {}, loadWeights: async () => {} }), replica: undefined };
     const vars = [...model.namedWeights()].map(([name, variable]) => ({ name, variable }));
-    const g = await ShardedGradients.create(task, vars, { shards: 2, threads: 2 });
+    const g = await DataParallel.create(task, vars, { shards: 2, threads: 2 });
     assert.equal(g.threads, 1);
     await g.dispose();
   } finally {
@@ -152,10 +152,10 @@ test('on the wasm backend (OpenBLAS products) a worker thread computes its shard
     const results: Float32Array[][] = [];
     const losses: number[] = [];
     for (const threads of [1, 2]) {
-      const g = await ShardedGradients.create(task, vars, { shards: 2, threads });
+      const g = await DataParallel.create(task, vars, { shards: 2, threads });
       assert.equal(g.threads, threads);
       try {
-        const r = await g.compute(plan, tokens);
+        const r = await g.gradients(plan, tokens);
         losses.push(r.lossSum);
         results.push(r.grads.map((t) => t.dataSync() as Float32Array));
         tf.dispose(r.grads);

@@ -22,7 +22,7 @@ import { acquireLock, releaseLock } from '../util/lock';
 import { mulberry32, shuffleInPlace } from '../util/rng';
 import type { LoopConfig } from '../config';
 import { settings } from '../settings';
-import { chunkLossSum, shardPlan, ShardedGradients } from './parallel';
+import { chunkLossSum, shardPlan, DataParallel } from './parallel';
 import type { TrainTask } from './task';
 import { checkpointFiles, runFiles } from '../run/files';
 import { readEpochLog, readStepLog, type EpochLog, type StepLog, type TrainSummary } from '../run/logs';
@@ -156,7 +156,7 @@ export async function evaluateLoss(
   batchSize: number,
   indices?: number[],
   opts: { shuffledImages?: boolean } = {},
-  parallel?: ShardedGradients | null,
+  parallel?: DataParallel | null,
 ): Promise<number | null> {
   const n = split === 'val' ? task.numVal : task.numTrain;
   const all = indices ?? Array.from({ length: n }, (_, i) => i);
@@ -276,10 +276,10 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
   if (cfg.bucketByLength && !lengthOf) throw new Error('bucketByLength needs a task with lengthOf');
   let epochCache: { epoch: number; batches: number[][] } | null = null;
   const shards = cfg.shards ?? 1;
-  let sharded: ShardedGradients | null = null;
+  let parallel: DataParallel | null = null;
   try {
-    sharded = await ShardedGradients.create(task, vars, { shards, threads: settings().trainThreads });
-    if (shards > 1) console.log(`[clipcap] each batch in ${shards} data-parallel shards, ${sharded.threads > 1 ? `on ${sharded.threads} threads` : 'in turn in this thread'} (CLIPCAP_TRAIN_THREADS; same numbers either way)`);
+    parallel = await DataParallel.create(task, vars, { shards, threads: settings().trainThreads });
+    if (shards > 1) console.log(`[clipcap] each batch in ${shards} data-parallel shards, ${parallel.threads > 1 ? `on ${parallel.threads} threads` : 'in turn in this thread'} (CLIPCAP_TRAIN_THREADS; same numbers either way)`);
     while (state.step < lastStep) {
       const t0 = Date.now();
       const epoch = Math.floor(state.step / spe);
@@ -290,7 +290,7 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
       // Gradients of (sum of token losses) / tokens: micro-batches accumulated within each shard, the
       // shards summed in order (train/parallel.ts; in worker threads when there are cores for them).
       const plan = shardPlan(indices, shards, cfg.microBatchSize, (mi) => (cfg.seed * 1_000_003 + state.step * 131 + mi) >>> 0);
-      const { lossSum, grads: summed } = await sharded.compute(plan, tokens);
+      const { lossSum, grads: summed } = await parallel.gradients(plan, tokens);
       let grads = summed;
       let gradNorm: number | undefined;
       const stepLoss = lossSum / tokens;
@@ -338,9 +338,9 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
       const epochEnd = state.step % spe === 0;
       if (epochEnd) {
         const evalBatch = Math.max(cfg.microBatchSize || cfg.batchSize, 1);
-        const valLoss = await evaluateLoss(task, 'val', evalBatch, undefined, {}, sharded);
+        const valLoss = await evaluateLoss(task, 'val', evalBatch, undefined, {}, parallel);
         if (valLoss !== null && !Number.isFinite(valLoss)) throw new DivergenceError(runDir, state.step, `the validation loss is ${valLoss}`);
-        const shuffled = task.imageConditioned ? { valLossShuffled: await evaluateLoss(task, 'val', evalBatch, undefined, { shuffledImages: true }, sharded) } : {};
+        const shuffled = task.imageConditioned ? { valLossShuffled: await evaluateLoss(task, 'val', evalBatch, undefined, { shuffledImages: true }, parallel) } : {};
         const e: EpochLog = { epoch, trainLoss: state.epochTrainSum / state.epochTrainTokens, valLoss, ...shuffled, steps: state.step, seconds: state.trainSeconds };
         fs.writeSync(epochsFile, JSON.stringify(e) + '\n');
         fs.fsyncSync(epochsFile);
@@ -360,7 +360,7 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
     if (isDiskFull(e) && !(e instanceof DiskFullError)) throw new DiskFullError(runDir);
     throw e;
   } finally {
-    await sharded?.dispose();
+    await parallel?.dispose();
     fs.closeSync(stepsFile);
     fs.closeSync(epochsFile);
   }

@@ -208,10 +208,11 @@ class ShardWorker {
 }
 
 /**
- * The gradients of training steps, their shards computed on `threads` threads (see the header).
- * `create` starts the worker threads (each builds its replica of the task); `dispose` stops them.
+ * A training's data-parallel threads (see the header): the gradients of its steps and the loss sums
+ * of its validation passes, computed on `threads` threads. `create` starts the worker threads (each
+ * builds its replica of the task); `dispose` stops them.
  */
-export class ShardedGradients {
+export class DataParallel {
   private constructor(
     private readonly task: TrainTask,
     private readonly vars: tf.Variable[],
@@ -226,12 +227,12 @@ export class ShardedGradients {
    * @param shards the shards of every step (LoopConfig.shards)
    * @param threads the threads wanted (CLIPCAP_TRAIN_THREADS); fewer are used where shardThreads says so
    */
-  static async create(task: TrainTask, vars: readonly NamedVariable[], opts: { shards: number; threads?: number; backend?: string }): Promise<ShardedGradients> {
+  static async create(task: TrainTask, vars: readonly NamedVariable[], opts: { shards: number; threads?: number; backend?: string }): Promise<DataParallel> {
     const backend = opts.backend ?? tf.getBackend();
     const threads = shardThreads(opts.shards, opts.threads ?? os.cpus().length, task, backend);
     const layout = flatLayout(vars.map((v) => v.variable.shape));
     const variables = vars.map((v) => v.variable);
-    if (threads <= 1) return new ShardedGradients(task, variables, 1, layout, null, [], []);
+    if (threads <= 1) return new DataParallel(task, variables, 1, layout, null, [], []);
     const bytes = layout.total * 4;
     const weightsBuf = new SharedArrayBuffer(bytes);
     const gradBufs = Array.from({ length: opts.shards }, (_, s) => new SharedArrayBuffer(s % threads === 0 ? 0 : bytes));
@@ -248,14 +249,14 @@ export class ShardedGradients {
       await Promise.all(workers.map((w) => w.worker.terminate()));
       throw e;
     }
-    return new ShardedGradients(task, variables, threads, layout, new Float32Array(weightsBuf), gradBufs.map((b) => new Float32Array(b)), workers);
+    return new DataParallel(task, variables, threads, layout, new Float32Array(weightsBuf), gradBufs.map((b) => new Float32Array(b)), workers);
   }
 
   /**
    * The step's gradients (sum over shards, in shard order) and loss sum, for a plan from shardPlan and
    * the step's token count. The caller disposes the gradients.
    */
-  async compute(plan: MicroBatch[][], tokens: number): Promise<{ lossSum: number; grads: tf.Tensor[] }> {
+  async gradients(plan: MicroBatch[][], tokens: number): Promise<{ lossSum: number; grads: tf.Tensor[] }> {
     const T = this.threads;
     const pending: Promise<FromShardWorker>[] = [];
     if (T > 1) {
