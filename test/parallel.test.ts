@@ -170,3 +170,39 @@ test('on the wasm backend (OpenBLAS products) a worker thread computes its shard
     await tf.setBackend('cpu');
   }
 });
+
+test('a run stopped and resumed on two threads ends bit for bit where an uninterrupted one-thread run does', async () => {
+  const train = toyExamples(24);
+  const make = () => {
+    const lm = new GPT2(LM, undefined, { seed: 6 });
+    const mapper = createMapper(defaultMapperConfig({ kind: 'mlp', inputDim: 6, embedDim: 8, prefixLength: 2, clipLength: 2, numLayers: 1, numHeads: 2 }), 7);
+    const model = new ClipCapModel(lm, mapper, true);
+    const task = clipCapTask(model, train, train.slice(0, 4), { saveWeights: (d) => saveRunWeights(model, d), loadWeights: (d) => loadRunWeights(model, d) });
+    return { model, task, dispose: () => (mapper.dispose(), lm.dispose()) };
+  };
+  const cfg = loop({ microBatchSize: 2, batchSize: 8, epochs: 2 });
+  const whole = await trainWith(1, () => {
+    const m = make();
+    return { task: m.task, weights: () => new Map(m.model.trainable().map((v) => [v.name, v.variable])), dispose: m.dispose };
+  }, cfg);
+  const before = process.env.CLIPCAP_TRAIN_THREADS;
+  process.env.CLIPCAP_TRAIN_THREADS = '2';
+  const dir = tmp();
+  try {
+    const a = make();
+    const s1 = await runTraining(a.task, cfg, dir, { write: () => {}, shouldStop: (step) => step === 2 });
+    assert.equal(s1.completed, false);
+    a.dispose();
+    const b = make();
+    const s2 = await runTraining(b.task, cfg, dir, { write: () => {} });
+    assert.equal(s2.resumedFromStep, 2);
+    assert.equal(s2.completed, true);
+    assertSameWeights(new Map(b.model.trainable().map((v) => [v.name, v.variable.dataSync() as Float32Array])), whole.weights);
+    assert.deepEqual(readStepLog(dir).map((s) => s.loss), whole.losses);
+    b.dispose();
+  } finally {
+    if (before === undefined) delete process.env.CLIPCAP_TRAIN_THREADS;
+    else process.env.CLIPCAP_TRAIN_THREADS = before;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
