@@ -2,6 +2,7 @@
 //
 //   npx tsx bench/steps.ts [--profile offline|smoke|coco-cpu] [--kinds lm,mlp,transformer,val,beam]
 //                          [--steps 6] [--kernels] [--products] [--torch] [--shards N] [--threads N]
+//                          [--rounds N]   (the whole comparison N times; median ratios at the end)
 //
 // Training kinds are timed as the loop trains (train/loop.ts, train/parallel.ts): each batch cut into
 // the profile's data-parallel shards (--shards), whose gradients are computed on 1 thread and on as
@@ -56,10 +57,12 @@ interface Opts {
   shards?: number;
   /** Time the training kinds at this many threads only (default: 1 and the cores the shards can use). */
   threads?: number;
+  /** Run the whole comparison this many times (default 1) and print the median ratios. */
+  rounds: number;
 }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, products: false, torch: false, vocab: 8489, dim: 1640 };
+  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, products: false, torch: false, vocab: 8489, dim: 1640, rounds: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--profile') o.profile = argv[++i];
@@ -71,6 +74,7 @@ function parse(argv: string[]): Opts {
     else if (a === '--vocab') o.vocab = Number(argv[++i]);
     else if (a === '--shards') o.shards = Number(argv[++i]);
     else if (a === '--threads') o.threads = Number(argv[++i]);
+    else if (a === '--rounds') o.rounds = Number(argv[++i]);
     else throw new Error(`bench/steps: unknown argument ${a}`);
   }
   return o;
@@ -159,8 +163,8 @@ async function loopStep(task: TrainTask, c: { shards: number; threads: number; m
   return { step, shards: c.shards, threads: parallel.threads, dispose: () => parallel.dispose() };
 }
 
-async function main(): Promise<void> {
-  const o = parse(process.argv.slice(2));
+/** One round: every kind of ours, then (--torch) PyTorch's; returns our ratio to PyTorch's best by kind. */
+async function round(o: Opts): Promise<Record<string, number>> {
   const backend = await ensureBackend({ quiet: true });
   const p = profileConfig(o.profile);
   const arch = p.lm.arch;
@@ -302,13 +306,35 @@ async function main(): Promise<void> {
     gpt.dispose();
   }
 
-  if (o.torch) runTorch(spec, results);
+  const ratios = o.torch ? runTorch(spec, results) : {};
   const outDir = path.join(__dirname, 'out');
   fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, `steps-${o.profile}.json`), JSON.stringify({ backend: backend.name, results, at: new Date().toISOString() }, null, 1));
+  fs.writeFileSync(path.join(outDir, `steps-${o.profile}.json`), JSON.stringify({ backend: backend.name, results, ratios, at: new Date().toISOString() }, null, 1));
+  return ratios;
 }
 
-function runTorch(spec: Record<string, unknown>, ours: Result[]): void {
+/**
+ * --rounds N: the whole comparison N times in a row. This VM's speed drifts from minute to minute, so
+ * one round's ratio can be off by a third; the median over rounds is the figure to quote.
+ */
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  const all: Record<string, number>[] = [];
+  for (let r = 0; r < o.rounds; r++) {
+    if (o.rounds > 1) console.log(`round ${r + 1} of ${o.rounds}`);
+    all.push(await round(o));
+  }
+  if (o.rounds > 1 && o.torch) {
+    console.log(`ratio to PyTorch's best thread count, each round and the median of ${o.rounds}:`);
+    for (const kind of Object.keys(all[0])) {
+      const xs = all.map((a) => a[kind]).filter((x) => x !== undefined);
+      console.log(`    ${kind.padEnd(22)} ${xs.map((x) => x.toFixed(2)).join(' ')}  median ${median(xs).toFixed(2)}x`);
+    }
+  }
+}
+
+function runTorch(spec: Record<string, unknown>, ours: Result[]): Record<string, number> {
+  const ratios: Record<string, number> = {};
   const py = '/usr/bin/python3';
   const script = path.join(__dirname, 'steps_torch.py');
   const best: Record<string, number> = {};
@@ -316,7 +342,7 @@ function runTorch(spec: Record<string, unknown>, ours: Result[]): void {
     const r = spawnSync(py, [script, JSON.stringify(spec), String(threads)], { encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: '', OPENBLAS_L2_SIZE: '' } });
     if (r.status !== 0) {
       console.log(`  PyTorch not run (${py} ${script}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
-      return;
+      return ratios;
     }
     const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, number>;
     for (const [k, ms] of Object.entries(res)) {
@@ -330,7 +356,9 @@ function runTorch(spec: Record<string, unknown>, ours: Result[]): void {
     if (b === undefined) continue;
     const products = r.productsMs === undefined ? '' : `; our matrix products alone ${r.productsMs.toFixed(0)} ms, ${(r.productsMs / b).toFixed(2)}x PyTorch's whole step`;
     console.log(`    ${r.kind.padEnd(16)} ${(b / r.msPerStep).toFixed(2)}x  (ours ${r.msPerStep.toFixed(0)} ms, PyTorch ${b.toFixed(0)} ms${products})`);
+    ratios[r.kind] = b / r.msPerStep;
   }
+  return ratios;
 }
 
 main().catch((e) => {
