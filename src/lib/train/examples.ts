@@ -9,7 +9,7 @@ import { createMapper, type MapperConfig } from '../model/mapper';
 import { formatCaption } from '../model/text';
 import type { Tokenizer } from '../model/tokenizer';
 import { epochPermutation } from './loop';
-import type { TrainTask } from './task';
+import { REPLICA_WEIGHT_IO, type TrainTask } from './task';
 /** One training example: an image embedding and one of its captions as token ids (EOS appended). */
 export interface CaptionExample {
   imageId: string;
@@ -155,8 +155,5 @@ export function clipCapTaskReplica(data: ClipCapReplicaData): TrainTask {
   const lm = new GPT2(data.lm.config, weights, { seed: 0 });
   tf.dispose([...weights.values()]);
   const model = new ClipCapModel(lm, createMapper(data.mapper, 0), data.finetuneLM);
-  const none = async (): Promise<void> => {
-    throw new Error('a replica of the ClipCap task does not save or load weights');
-  };
-  return clipCapTask(model, data.train, data.val, { saveWeights: none, loadWeights: none });
+  return clipCapTask(model, data.train, data.val, REPLICA_WEIGHT_IO);
 }

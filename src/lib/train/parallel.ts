@@ -257,43 +257,23 @@ export class DataParallel {
    * the step's token count. The caller disposes the gradients.
    */
   async gradients(plan: MicroBatch[][], tokens: number): Promise<{ lossSum: number; grads: tf.Tensor[] }> {
-    const T = this.threads;
-    const pending: Promise<FromShardWorker>[] = [];
-    if (T > 1) {
-      copyToFlat(this.vars, this.weights!, this.layout);
-      for (let w = 1; w < T; w++) {
-        const shards = plan.map((micro, s) => ({ s, micro })).filter(({ s }) => s % T === w);
-        if (shards.length) pending.push(this.workers[w - 1].request({ type: 'step', shards, tokens }));
-      }
-    }
     const mine = new Map<number, { lossSum: number; grads: tf.Tensor[] }>();
+    let remote: Map<number, number>;
     try {
-      for (let s = 0; s < plan.length; s++) if (s % T === 0) mine.set(s, shardGradients(this.task, this.vars, plan[s], tokens));
-    } catch (e) {
-      await Promise.allSettled(pending);
-      for (const r of mine.values()) tf.dispose(r.grads);
-      throw e;
-    }
-    let answers: FromShardWorker[];
-    try {
-      answers = await Promise.all(pending);
+      remote = await this.spread(
+        plan.length,
+        (items) => ({ type: 'step', shards: items.map((s) => ({ s, micro: plan[s] })), tokens }),
+        (s) => mine.set(s, shardGradients(this.task, this.vars, plan[s], tokens)),
+      );
     } catch (e) {
       for (const r of mine.values()) tf.dispose(r.grads);
       throw e;
     }
-    const losses = new Map<number, number>();
-    answers.forEach((a, k) => {
-      const w = k + 1;
-      if (a.type !== 'done') throw new Error(`a training worker thread answered ${a.type}`);
-      plan.forEach((_, s) => {
-        if (s % T === w) losses.set(s, a.losses.shift()!);
-      });
-    });
     let lossSum = 0;
     let acc: tf.Tensor[] | null = null;
     for (let s = 0; s < plan.length; s++) {
       const own = mine.get(s);
-      lossSum += own ? own.lossSum : losses.get(s)!;
+      lossSum += own ? own.lossSum : remote.get(s)!;
       if (own) acc = accumulateGrads(acc, own.grads);
       else if (!acc) acc = tensorsFromFlat(this.grads[s], this.layout);
       else acc = addFlatInto(acc, this.grads[s], this.layout);
@@ -306,34 +286,46 @@ export class DataParallel {
    * c % threads with the current weights; the values in chunk order.
    */
   async lossSums(split: 'train' | 'val', chunks: number[][], shuffledImages = false): Promise<number[]> {
+    const out = new Array<number>(chunks.length);
+    const remote = await this.spread(
+      chunks.length,
+      (items) => ({ type: 'losses', split, chunks: items.map((k) => chunks[k]), shuffledImages }),
+      (k) => {
+        out[k] = chunkLossSum(this.task, split, chunks[k], shuffledImages);
+      },
+    );
+    for (const [k, v] of remote) out[k] = v;
+    return out;
+  }
+
+  /**
+   * Items 0..count-1 spread over the threads, item k on thread k % threads: each worker is sent its
+   * items (`request`, after the current weights are copied to shared memory), this thread computes
+   * its own (`local`) meanwhile. Returns the numbers the workers sent back, by item.
+   */
+  private async spread(count: number, request: (items: number[]) => ToShardWorker, local: (k: number) => void): Promise<Map<number, number>> {
     const T = this.threads;
-    const pending: Promise<FromShardWorker>[] = [];
+    const asked: { items: number[]; answer: Promise<FromShardWorker> }[] = [];
     if (T > 1) {
       copyToFlat(this.vars, this.weights!, this.layout);
       for (let w = 1; w < T; w++) {
-        const mine = chunks.filter((_, c) => c % T === w);
-        if (mine.length) pending.push(this.workers[w - 1].request({ type: 'losses', split, chunks: mine, shuffledImages }));
+        const items = Array.from({ length: count }, (_, k) => k).filter((k) => k % T === w);
+        if (items.length) asked.push({ items, answer: this.workers[w - 1].request(request(items)) });
       }
     }
-    const out = new Array<number>(chunks.length);
     try {
-      chunks.forEach((c, k) => {
-        if (k % T === 0) out[k] = chunkLossSum(this.task, split, c, shuffledImages);
-      });
+      for (let k = 0; k < count; k += T) local(k);
     } catch (e) {
-      await Promise.allSettled(pending);
+      await Promise.allSettled(asked.map((a) => a.answer));
       throw e;
     }
-    const answers = await Promise.all(pending);
+    const answers = await Promise.all(asked.map((a) => a.answer));
+    const values = new Map<number, number>();
     answers.forEach((a, i) => {
       if (a.type !== 'done') throw new Error(`a training worker thread answered ${a.type}`);
-      const w = i + 1;
-      let j = 0;
-      chunks.forEach((_, k) => {
-        if (k % T === w) out[k] = a.losses[j++];
-      });
+      asked[i].items.forEach((k, j) => values.set(k, a.losses[j]));
     });
-    return out;
+    return values;
   }
 
   async dispose(): Promise<void> {

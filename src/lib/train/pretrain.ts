@@ -16,7 +16,7 @@ import { padBatch } from './examples';
 import { formatCaption } from '../model/text';
 import { loadTokenizer, restrictTokenizer, RestrictedVocab, type Tokenizer } from '../model/tokenizer';
 import { epochPermutation, runTraining, type RunOptions } from './loop';
-import type { TrainTask } from './task';
+import { REPLICA_WEIGHT_IO, type TrainTask } from './task';
 import { DEFAULT_DIVERGENCE_FACTOR, type LoopConfig } from '../config';
 import type { TrainSummary } from '../run/logs';
 import { runFiles } from '../run/files';
@@ -75,10 +75,7 @@ interface LMReplicaData {
 /** lmTask in a worker thread of data-parallel training (TaskReplica): the sequences, weights from the training thread. */
 export function lmTaskReplica(data: LMReplicaData): TrainTask {
   const model = new GPT2(data.config, undefined, { seed: 0 });
-  const none = async (): Promise<void> => {
-    throw new Error('a replica of the LM task does not save or load weights');
-  };
-  return lmTask(model, data.train, data.val, data.eosId, { saveWeights: none, loadWeights: none });
+  return lmTask(model, data.train, data.val, data.eosId, REPLICA_WEIGHT_IO);
 }
 
 export interface PretrainOptions {

@@ -40,3 +40,13 @@ export interface TrainTask {
   /** How to build this task in a worker thread (data-parallel shards); absent: shards run in this thread. */
   replica?(): TaskReplica;
 }
+
+/** The weight I/O of a task replica: a replica only computes; the training thread saves and loads. */
+export const REPLICA_WEIGHT_IO: Pick<TrainTask, 'saveWeights' | 'loadWeights'> = {
+  saveWeights: async () => {
+    throw new Error('a task replica (a data-parallel worker thread) does not save weights');
+  },
+  loadWeights: async () => {
+    throw new Error('a task replica (a data-parallel worker thread) does not load weights');
+  },
+};
