@@ -70,6 +70,9 @@ function parse(argv: string[]): Opts {
     else if (a === '--images') o.images = Number(argv[++i]);
     else if (a === '--case') o.caseName = argv[++i];
     else if (a === '--calibrate-only') o.calibrateOnly = true;
+    // `npm run bench -- --torch` passes --torch to every benchmark: the dry run has no PyTorch side
+    // (its reference is the hub profiles' time budget), so it says so and runs as usual
+    else if (a === '--torch') console.log('bench/dryrun: no PyTorch comparison here (--torch applies to bench/steps and bench/gpt2)');
     else throw new Error(`bench/dryrun: unknown argument ${a}`);
   }
   return o;
