@@ -17,7 +17,7 @@ import * as path from 'path';
 import { type EvalConfig, type TrainConfig } from '../src/lib/config';
 import { resolveProfile } from '../src/lib/profile';
 import { retrievalOnDev, scoreOnDev, type DevScores } from '../src/lib/eval/dev';
-import { decodeForVariant, type DecodeConfig } from '../src/lib/eval/caption';
+import { DECODE_KEYS, decodeForVariant, type DecodeConfig } from '../src/lib/eval/caption';
 import { ConfigError, evalProblems } from '../src/lib/validate';
 import { artifactPaths } from '../src/lib/paths';
 import { trainVariant } from '../src/lib/train/run';
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   const own = decodeForVariant(profile.eval, args.variant);
   const decode: DecodeConfig = { ...own, beam: args.beam ?? own.beam };
   for (const [k, v] of Object.entries(args.decode)) {
-    if (!['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight'].includes(k)) throw new Error(`--decode ${k}: not a decoding setting (beam, maxNewTokens, noRepeatNgram, lengthPenalty, contrastWeight)`);
+    if (!(DECODE_KEYS as readonly string[]).includes(k)) throw new Error(`--decode ${k}: not a decoding setting (${DECODE_KEYS.join(', ')})`);
     (decode as unknown as Record<string, number>)[k] = Number(v);
   }
   const problems = evalProblems({ ...profile.eval, ...decode } as EvalConfig);

@@ -113,6 +113,36 @@ test('batched greedy captions equal one-at-a-time captions; a wrong embedding si
   }
 });
 
+test('consensus decoding: each photo\'s caption is one of its beams and samples, the same alone as in a batch, reproducible', async () => {
+  const { runDir, dim } = await makeRun();
+  const run = await loadRun(runDir);
+  try {
+    const embs = [0, 1, 2].map((k) => Float32Array.from({ length: dim }, (_, i) => Math.sin(i * (k + 1))));
+    const d = { beam: 3, maxNewTokens: 6, mbrSamples: 5, mbrTemperature: 1.5 };
+    const g = captionEmbeddings(run, embs, d);
+    assert.equal(g.length, 3);
+    assert.deepEqual(captionEmbeddings(run, embs, d), g, 'reproducible');
+    assert.deepEqual(embs.map((e) => captionEmbeddings(run, [e], d)[0]), g, 'alone == in a batch');
+    // the chosen caption is the consensus of the photo's own pool: the best beam and the samples' support
+    const { beamSearchBatch, sampleBatch } = await import('../src/lib/model/generate');
+    const { mbrChoice } = await import('../src/lib/eval/mbr');
+    const { embeddingSeed } = await import('../src/lib/eval/caption');
+    const { cleanGenerated } = await import('../src/lib/model/text');
+    const tf = await import('@tensorflow/tfjs');
+    const e = embs[1];
+    const prefix = tf.tidy(() => run.model.prefix(tf.tensor2d(e, [1, dim])));
+    const base = { maxNewTokens: 6, eosId: run.tokenizer.eosId, stopIds: stopIds(run.tokenizer) };
+    const beams = beamSearchBatch(run.model.lm, prefix, { ...base, beamSize: 3 })[0].map((b) => b.ids);
+    const drawn = sampleBatch(run.model.lm, prefix, { ...base, samples: 5, temperature: 1.5, seeds: [embeddingSeed(e)] })[0];
+    prefix.dispose();
+    const pool = [...beams, ...drawn].map((ids) => (ids.length ? cleanGenerated(run.tokenizer.decode(ids)) : ''));
+    assert.equal(g[1], pool[mbrChoice(pool)]);
+    assert.equal(captionEmbeddings(run, [e], { ...d, mbrSamples: 0 })[0], pool[0], 'without consensus: the best beam');
+  } finally {
+    run.dispose();
+  }
+});
+
 test('a run records the weights of its language model; loading it after that model changed is refused, naming both hashes and the fix', async () => {
   const { runDir } = await makeRun();
   const cfgFile = path.join(runDir, 'config.json');
@@ -156,10 +186,12 @@ test('clipcap caption decodes as notebook 06 does for the run\'s profile, each o
   const { profileConfig } = await import('../src/lib/config');
   const off = profileConfig('offline').eval;
   const d = decodingFor('offline', {});
-  assert.deepEqual(d, { beam: off.beam, maxNewTokens: off.maxNewTokens, noRepeatNgram: off.noRepeatNgram, lengthPenalty: off.lengthPenalty, contrastWeight: off.contrastWeight });
+  assert.deepEqual(d, { beam: off.beam, maxNewTokens: off.maxNewTokens, noRepeatNgram: off.noRepeatNgram, lengthPenalty: off.lengthPenalty, contrastWeight: off.contrastWeight, mbrSamples: off.mbrSamples, mbrTemperature: off.mbrTemperature });
   assert.equal(d.noRepeatNgram, 3, 'the offline profile evaluates without repeated 3-grams');
-  const o = decodingFor('offline', { beam: 1, 'no-repeat-ngram': 0, 'length-penalty': 0.5, contrast: 0.2, 'max-new-tokens': 7 });
-  assert.deepEqual(o, { beam: 1, maxNewTokens: 7, noRepeatNgram: 0, lengthPenalty: 0.5, contrastWeight: 0.2 });
+  const o = decodingFor('offline', { beam: 1, 'no-repeat-ngram': 0, 'length-penalty': 0.5, contrast: 0.2, 'max-new-tokens': 7, 'mbr-samples': 9, 'mbr-temperature': 0.5 });
+  assert.deepEqual(o, { beam: 1, maxNewTokens: 7, noRepeatNgram: 0, lengthPenalty: 0.5, contrastWeight: 0.2, mbrSamples: 9, mbrTemperature: 0.5 });
+  assert.throws(() => decodingFor('offline', { 'mbr-temperature': 0 }), /mbrTemperature/);
+  assert.throws(() => decodingFor('offline', { 'mbr-samples': 1.5 }), /mbrSamples/);
   assert.equal(decodingFor('smoke', {}).beam, profileConfig('smoke').eval.beam);
   assert.throws(() => decodingFor('offline', { contrast: 1 }), /contrastWeight/);
   assert.throws(() => decodingFor('offline', { beam: 0 }), /beam/);
@@ -174,7 +206,7 @@ test('decodeForVariant applies one variant\'s settings over the shared decoding;
   const { decodeForVariant } = await import('../src/lib/eval/caption');
   const { evalProblems } = await import('../src/lib/validate');
   const { profileConfig } = await import('../src/lib/config');
-  const base = { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0 };
+  const base = { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0, mbrSamples: 0, mbrTemperature: 1 };
   const e = { ...base, byVariant: { mlp: { contrastWeight: 0.3 }, transformer: { beam: 3 } } };
   assert.deepEqual(decodeForVariant(e, 'mlp'), { ...base, contrastWeight: 0.3 });
   assert.deepEqual(decodeForVariant(e, 'transformer'), { ...base, beam: 3 });

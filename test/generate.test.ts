@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
 import { loadGPT2 } from '../src/lib/model/gpt2-hf';
 import { type GPT2 } from '../src/lib/model/gpt2';
-import { greedy, beamSearch, beamSearchBatch, bannedNextTokens, topP, sampleTopP } from '../src/lib/model/generate';
+import { greedy, beamSearch, beamSearchBatch, bannedNextTokens, topP, sampleTopP, sampleBatch } from '../src/lib/model/generate';
 import { TINY, writeTinyGPT2, normalSampler, type RawWeight } from './helpers/gpt2-fixture';
 import { refLogits, toRef } from './helpers/gpt2-reference';
 
@@ -144,6 +144,54 @@ test('top-p: reproducible with a seed, tiny p equals greedy, p=1 samples', async
   assert.deepEqual(topP(model, P, { ...o, topP: 1e-9 }), greedy(model, P, o));
   const runs = new Set([1, 2, 3, 4].map((seed) => JSON.stringify(topP(model, P, { ...o, topP: 1, seed }))));
   assert.ok(runs.size > 1, 'different seeds give different samples');
+  P.dispose();
+});
+
+test('sampleBatch: each prefix draws from its own seeded stream (batch == alone), tiny temperature equals greedy, no leak', async () => {
+  await setup();
+  const rows = prefixOf(3, 3, 11);
+  const P = tf.tensor3d(rows);
+  const o = { maxNewTokens: 6, eosId: 999, samples: 4, temperature: 1, seeds: [5, 6, 7] };
+  greedy(model, P, o); // first use: the model's lazily built constants
+  const before = tf.memory().numTensors;
+  const all = sampleBatch(model, P, o);
+  assert.equal(all.length, 3);
+  assert.ok(all.every((s) => s.length === 4 && s.every((ids) => ids.length === 6)));
+  assert.deepEqual(sampleBatch(model, P, o), all, 'reproducible');
+  rows.forEach((r, n) => {
+    const one = tf.tensor3d([r]);
+    assert.deepEqual(sampleBatch(model, one, { ...o, seeds: [o.seeds[n]] })[0], all[n], `prefix ${n} alone draws the same samples`);
+    one.dispose();
+  });
+  assert.ok(new Set(all.flat().map((ids) => ids.join())).size > 3, 'the samples differ');
+  const cold = sampleBatch(model, P, { ...o, temperature: 1e-4 });
+  const g = greedy(model, P, o);
+  cold.forEach((s, n) => s.forEach((ids) => assert.deepEqual(ids, g[n])));
+  assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+  assert.throws(() => sampleBatch(model, P, { ...o, seeds: [1] }), /3 prefixes/);
+  assert.throws(() => sampleBatch(model, P, { ...o, temperature: 0 }), /temperature/);
+  assert.throws(() => sampleBatch(model, P, { ...o, samples: 0 }), /samples/);
+  P.dispose();
+});
+
+test('sampleBatch draws the first token from the model\'s distribution at the temperature (frequencies within 4.5 standard errors of the float64 reference)', async () => {
+  await setup();
+  const rows = prefixOf(1, 2, 13);
+  const P = tf.tensor3d(rows);
+  const N = 3000;
+  for (const T of [1, 0.6]) {
+    const got = sampleBatch(model, P, { maxNewTokens: 1, eosId: 999, samples: N, temperature: T, seeds: [42] })[0];
+    const count = new Array<number>(C.vocabSize).fill(0);
+    for (const ids of got) count[ids[0]]++;
+    const lp = Array.from({ length: C.vocabSize }, (_, v) => refSeqLogProbs(rows[0], [v])[0] / T);
+    const mx = Math.max(...lp);
+    const z = lp.reduce((a, x) => a + Math.exp(x - mx), 0);
+    lp.forEach((x, v) => {
+      const p = Math.exp(x - mx) / z;
+      const se = Math.sqrt((p * (1 - p)) / N);
+      assert.ok(Math.abs(count[v] / N - p) <= 4.5 * se + 1e-9, `T ${T}, token ${v}: frequency ${count[v] / N} vs probability ${p}`);
+    });
+  }
   P.dispose();
 });
 

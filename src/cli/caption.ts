@@ -1,5 +1,5 @@
 // `clipcap caption --run <run dir | run name> [--beam N] [--max-new-tokens N] [--no-repeat-ngram N]
-//                  [--length-penalty X] [--contrast W] [--json] IMAGE...`
+//                  [--length-penalty X] [--contrast W] [--mbr-samples N] [--mbr-temperature T] [--json] IMAGE...`
 //
 // The decoding is the one notebook 06 uses for the run's profile (e.g. the offline profile's beam 5
 // without repeated 3-grams); each option overrides one setting.
@@ -26,6 +26,9 @@ const USAGE = `usage: clipcap caption --run RUN [options] IMAGE...
   --no-repeat-ngram N  beam search: never repeat an n-gram of N tokens (0 = off)
   --length-penalty X   beam search: beams compete by log-prob / tokens^X (1 = the original's)
   --contrast W         beam search: minus W times the log-prob under the average photo (0 = off)
+  --mbr-samples N      consensus decoding: sample N captions per photo and keep, among them and
+                       the beams, the one agreeing most (CIDEr-D) with the others (0 = off)
+  --mbr-temperature T  consensus decoding: the sampling temperature
                        (defaults: the decoding of notebook 06 for the run's profile, e.g. the
                        offline profile's beam 5 without repeated 3-grams, at most 30 tokens)
   --verbose            print the decoding used on stderr
@@ -71,6 +74,8 @@ export function decodingFor(profile: string, values: Record<string, string | num
     noRepeatNgram: pick('no-repeat-ngram', base.noRepeatNgram),
     lengthPenalty: pick('length-penalty', base.lengthPenalty),
     contrastWeight: pick('contrast', base.contrastWeight),
+    mbrSamples: pick('mbr-samples', base.mbrSamples),
+    mbrTemperature: pick('mbr-temperature', base.mbrTemperature),
   };
   const problems = evalProblems(e);
   if (problems.length) throw new Error(`clipcap caption: ${problems.join('; ')}`);
@@ -79,7 +84,7 @@ export function decodingFor(profile: string, values: Record<string, string | num
 
 export async function run(argv: string[]): Promise<number> {
   const a = parseArgs(argv, {
-    values: { run: 'string', beam: 'number', 'max-new-tokens': 'number', 'no-repeat-ngram': 'number', 'length-penalty': 'number', contrast: 'number' },
+    values: { run: 'string', beam: 'number', 'max-new-tokens': 'number', 'no-repeat-ngram': 'number', 'length-penalty': 'number', contrast: 'number', 'mbr-samples': 'number', 'mbr-temperature': 'number' },
     flags: ['json', 'verbose'],
     usage: USAGE,
   });

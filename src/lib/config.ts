@@ -250,10 +250,18 @@ export interface EvalConfig {
    */
   contrastWeight: number;
   /**
+   * Consensus (minimum Bayes risk) decoding: draw this many captions per photo at `mbrTemperature` and
+   * keep, among them and the beams, the one with the highest CIDEr-D against all the others (the
+   * model's own candidates only; eval/mbr.ts); 0 = off (the best beam, as the original).
+   */
+  mbrSamples: number;
+  /** Consensus decoding: the sampling temperature. */
+  mbrTemperature: number;
+  /**
    * Decoding settings of one variant that differ from the ones above (chosen for that variant on dev),
    * e.g. `{ mlp: { contrastWeight: 0.3 } }`; absent = the same decoding for both.
    */
-  byVariant?: Partial<Record<'mlp' | 'transformer', Partial<Pick<EvalConfig, 'beam' | 'maxNewTokens' | 'noRepeatNgram' | 'lengthPenalty' | 'contrastWeight'>>>>;
+  byVariant?: Partial<Record<'mlp' | 'transformer', Partial<Pick<EvalConfig, 'beam' | 'maxNewTokens' | 'noRepeatNgram' | 'lengthPenalty' | 'contrastWeight' | 'mbrSamples' | 'mbrTemperature'>>>>;
   /** Nearest-neighbour retrieval baseline: number of neighbours voting for the consensus caption. */
   retrievalK: number;
   /** Rows in the sample table. */
@@ -332,7 +340,7 @@ function paper(): ProfileConfig {
     lmPretrain: { epochs: 0, batchSize: 0, lr: 0, warmupSteps: 0, weightDecay: 0, maxTokens: 0, seed: 0, valFraction: 0, minTokenCount: 1, maxCaptions: 0 },
     mlp: paperTrain('mlp'),
     transformer: paperTrain('transformer'),
-    eval: { beam: 5, maxNewTokens: 67, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, retrievalK: 25, samples: 8 },
+    eval: { beam: 5, maxNewTokens: 67, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, mbrSamples: 0, mbrTemperature: 1, retrievalK: 25, samples: 8 },
   };
 }
 
@@ -414,7 +422,7 @@ function offline(): ProfileConfig {
     // epochs), MLP contrast 0.2 / 0.3 / 0.35 / 0.4 gave CIDEr-D 0.359 / 0.340 / 0.335 / 0.324 and 52% /
     // 58% / 62% / 67% distinct; the transformer 0 / 0.3 / 0.5 gave 0.259 / 0.255 / 0.211 and 22% / 37% /
     // 52% (none reaches 60%: contrast 0).
-    eval: { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0, byVariant: { mlp: { contrastWeight: 0.35 } }, retrievalK: 25, samples: 8 },
+    eval: { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0, mbrSamples: 0, mbrTemperature: 1, byVariant: { mlp: { contrastWeight: 0.35 } }, retrievalK: 25, samples: 8 },
   };
 }
 
@@ -457,7 +465,7 @@ function smoke(): ProfileConfig {
       maxCaptionTokens: 16,
       checkpointEverySteps: 4,
     },
-    eval: { beam: 3, maxNewTokens: 12, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, retrievalK: 3, samples: 4 },
+    eval: { beam: 3, maxNewTokens: 12, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, mbrSamples: 0, mbrTemperature: 1, retrievalK: 3, samples: 4 },
   };
 }
 

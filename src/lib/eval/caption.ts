@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { centerL2, type CenterFile } from '../embed/embedding-set';
 import { createEncoder, type ImageEncoder } from '../embed/encoders/index';
 import { readJson } from '../util/files';
-import { beamSearchBatch, greedy } from '../model/generate';
+import { beamSearchBatch, greedy, sampleBatch } from '../model/generate';
+import { mbrChoice } from './mbr';
 import { artifactPaths, repoRoot } from '../paths';
 import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../run/run';
 import { CENTER_FILE } from '../embed/store';
@@ -23,11 +24,30 @@ export interface DecodeConfig {
   lengthPenalty?: number;
   /** Beam search: minus this times the log-prob under the average photo's prefix (absent or 0 = off). */
   contrastWeight?: number;
+  /**
+   * Consensus (minimum Bayes risk) decoding: draw this many captions per photo from the model at
+   * `mbrTemperature`, and keep, among them and the beams, the one with the highest CIDEr-D against all
+   * the others (eval/mbr.ts). Absent or 0 = off: the best beam.
+   */
+  mbrSamples?: number;
+  /** Consensus decoding: the sampling temperature (absent = 1). */
+  mbrTemperature?: number;
 }
+
+/** The decoding settings, by name (tune.ts --decode, notebook 06, eval.byVariant). */
+export const DECODE_KEYS = ['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight', 'mbrSamples', 'mbrTemperature'] as const;
 
 /** The decoding settings of a profile's evaluation config. */
 export function decodeOf(e: DecodeConfig): DecodeConfig {
-  return { beam: e.beam, maxNewTokens: e.maxNewTokens, noRepeatNgram: e.noRepeatNgram ?? 0, lengthPenalty: e.lengthPenalty ?? 1, contrastWeight: e.contrastWeight ?? 0 };
+  return {
+    beam: e.beam,
+    maxNewTokens: e.maxNewTokens,
+    noRepeatNgram: e.noRepeatNgram ?? 0,
+    lengthPenalty: e.lengthPenalty ?? 1,
+    contrastWeight: e.contrastWeight ?? 0,
+    mbrSamples: e.mbrSamples ?? 0,
+    mbrTemperature: e.mbrTemperature ?? 1,
+  };
 }
 
 /**
@@ -46,6 +66,7 @@ export function describeDecode(d: DecodeConfig): string {
   if (d.beam > 1 && (d.lengthPenalty ?? 1) !== 1) parts.push(`length penalty ${d.lengthPenalty}`);
   if (d.beam > 1 && (d.contrastWeight ?? 0) > 0) parts.push(`contrast ${d.contrastWeight} against the average photo`);
   parts.push(`at most ${d.maxNewTokens} tokens`);
+  if ((d.mbrSamples ?? 0) > 0) parts.push(`then the consensus (CIDEr-D) of ${d.beam > 1 ? `the ${d.beam} beams and ` : 'the greedy caption and '}${d.mbrSamples} samples at temperature ${d.mbrTemperature ?? 1}`);
   return parts.join(', ');
 }
 
@@ -54,10 +75,19 @@ export function describeDecode(d: DecodeConfig): string {
 export const GREEDY_CHUNK = 16;
 export const BEAM_CHUNK = 8;
 
+/** The sampling seed of a photo in consensus decoding: a hash of its embedding's bits (the same photo, the same samples, whatever else is decoded with it). */
+export function embeddingSeed(e: Float32Array): number {
+  const u = new Uint32Array(e.buffer, e.byteOffset, e.length);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < u.length; i++) h = Math.imul(h ^ u[i], 0x01000193) >>> 0;
+  return h;
+}
+
 /**
  * Caption a batch of (post-processed) image embeddings with a loaded run (greedy in chunks of 16, beam
- * search in chunks of 8 images, each image's beams the same as alone); `onChunk` hears how many
- * images each chunk captioned (progress bars).
+ * search in chunks of 8 images, each image's beams the same as alone; with consensus decoding, each
+ * photo's samples drawn from its own seeded stream, so its caption too is the same as alone);
+ * `onChunk` hears how many images each chunk captioned (progress bars).
  */
 export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], opts: DecodeConfig, onChunk?: (images: number) => void): string[] {
   if (embeddings.length === 0) return [];
@@ -69,6 +99,7 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
   const chunk = opts.beam <= 1 ? GREEDY_CHUNK : BEAM_CHUNK;
   // the contrast prefix: the mapper on the zero embedding (the centre of the training embeddings)
   const weight = opts.beam > 1 ? opts.contrastWeight ?? 0 : 0;
+  const mbr = opts.mbrSamples ?? 0;
   const contrastPrefix = weight > 0 ? tf.tidy(() => model.prefix(tf.zeros([1, dim]) as tf.Tensor2D)) : null;
   try {
     for (let i = 0; i < embeddings.length; i += chunk) {
@@ -81,8 +112,16 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
       const prefix = tf.tidy(() => model.prefix(tf.tensor2d(data, [part.length, dim])));
       try {
         const beamOpts = { ...base, beamSize: opts.beam, noRepeatNgram: opts.noRepeatNgram ?? 0, lengthPenalty: opts.lengthPenalty ?? 1, ...(contrastPrefix ? { contrast: { prefix: contrastPrefix, weight } } : {}) };
-        const ids = opts.beam <= 1 ? greedy(model.lm, prefix, base) : beamSearchBatch(model.lm, prefix, beamOpts).map((beams) => beams[0].ids);
-        for (const seq of ids) out.push(cleanGenerated(tokenizer.decode(seq)));
+        // every beam, best first (greedy: one)
+        const found = opts.beam <= 1 ? greedy(model.lm, prefix, base).map((ids) => [ids]) : beamSearchBatch(model.lm, prefix, beamOpts).map((beams) => beams.map((b) => b.ids));
+        const text = (ids: number[]) => (ids.length ? cleanGenerated(tokenizer.decode(ids)) : ''); // a sequence may end at once (EOS first)
+        if (mbr > 0) {
+          const drawn = sampleBatch(model.lm, prefix, { ...base, samples: mbr, temperature: opts.mbrTemperature ?? 1, seeds: part.map(embeddingSeed) });
+          found.forEach((beams, j) => {
+            const pool = [...beams, ...drawn[j]].map(text);
+            out.push(pool[mbrChoice(pool)]);
+          });
+        } else for (const beams of found) out.push(text(beams[0]));
       } finally {
         prefix.dispose();
       }

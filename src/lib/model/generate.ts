@@ -1,5 +1,6 @@
 // Text generation from input embeddings (so that a ClipCap prefix can lead): greedy, beam search
-// (ClipCap's `generate_beam`), and top-p (nucleus) sampling with a seed.
+// (ClipCap's `generate_beam`), sampling at a temperature (for consensus decoding, eval/consensus-decode.ts),
+// and top-p (nucleus) sampling with a seed.
 //
 // All three are synchronous (they read logits with dataSync, fine on the CPU backends) and use the
 // model's KV cache: the prefix is run once, then one token per step. Token choice happens in
@@ -380,6 +381,59 @@ export function beamSearchBatch(model: GPT2, prefix: tf.Tensor3D, opts: BeamOpti
       .sort((a, b) => b.beam.score - a.beam.score || a.i - b.i)
       .map((x) => x.beam);
   });
+}
+
+export interface SampleOptions extends GenerateOptions {
+  /** Sequences drawn per prefix. */
+  samples: number;
+  /** Logits are divided by this (default 1: the model's own distribution). */
+  temperature?: number;
+  /**
+   * One seed per prefix: prefix n's samples depend only on it, its prefix and the model, not on the
+   * other prefixes of the batch or their order (sample s of prefix n draws from its own stream).
+   */
+  seeds: readonly number[];
+}
+
+/** Draw from row `off..off+V` of `logits` at `temperature` with the uniform `u` in [0, 1) (float64; `p` is scratch). */
+function drawRow(logits: Float32Array, off: number, V: number, temperature: number, u: number, p: Float64Array): number {
+  let mx = -Infinity;
+  for (let v = 0; v < V; v++) if (logits[off + v] > mx) mx = logits[off + v];
+  let z = 0;
+  const inv = 1 / temperature;
+  for (let v = 0; v < V; v++) z += p[v] = Math.exp((logits[off + v] - mx) * inv);
+  let target = u * z;
+  for (let v = 0; v < V; v++) {
+    target -= p[v];
+    if (target < 0) return v;
+  }
+  // rounding left a sliver: the last token with any probability
+  for (let v = V - 1; v > 0; v--) if (p[v] > 0) return v;
+  return 0;
+}
+
+/**
+ * Ancestral sampling at a temperature: `samples` sequences for each prefix of `[N, P, d]`, drawn
+ * together in one batch of N x samples rows (KV cache). Returns, per prefix, its samples' ids (a stop
+ * token from `stopIds` kept, EOS dropped, as greedy).
+ */
+export function sampleBatch(model: GPT2, prefix: tf.Tensor3D, opts: SampleOptions): number[][][] {
+  checkPrefix(model, prefix);
+  const N = prefix.shape[0];
+  const S = opts.samples;
+  const temperature = opts.temperature ?? 1;
+  if (!(Number.isInteger(S) && S >= 1)) throw new Error(`samples must be a whole number >= 1, got ${S}`);
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new Error(`temperature must be a finite number > 0, got ${temperature}`);
+  if (opts.seeds.length !== N) throw new Error(`sampleBatch: ${opts.seeds.length} seeds for ${N} prefixes`);
+  const streams = opts.seeds.flatMap((seed) => Array.from({ length: S }, (_, s) => mulberry32((seed ^ Math.imul(s + 1, 0x9e3779b1)) >>> 0)));
+  const rows = S === 1 ? prefix : tf.tidy(() => tf.reshape(tf.tile(tf.expandDims(prefix, 1), [1, S, 1, 1]), [N * S, prefix.shape[1], prefix.shape[2]]) as tf.Tensor3D);
+  const p = new Float64Array(model.config.vocabSize);
+  try {
+    const ids = decodeLoop(model, rows, opts, (logits, B, V) => Array.from({ length: B }, (_, b) => drawRow(logits, b * V, V, temperature, streams[b](), p)));
+    return Array.from({ length: N }, (_, n) => ids.slice(n * S, (n + 1) * S));
+  } finally {
+    if (rows !== prefix) rows.dispose();
+  }
 }
 
 export interface TopPOptions extends GenerateOptions {
