@@ -395,27 +395,26 @@ export interface SampleOptions extends GenerateOptions {
   seeds: readonly number[];
 }
 
-/** Draw from row `off..off+V` of `logits` at `temperature` with the uniform `u` in [0, 1) (float64; `p` is scratch). */
-function drawRow(logits: Float32Array, off: number, V: number, temperature: number, u: number, p: Float64Array): number {
-  let mx = -Infinity;
-  for (let v = 0; v < V; v++) if (logits[off + v] > mx) mx = logits[off + v];
+/** Draw a token from row `off..off+V` of `probs` (its sum is `z`) with the uniform `u` in [0, 1). */
+function drawRow(probs: Float32Array, off: number, V: number, u: number): number {
   let z = 0;
-  const inv = 1 / temperature;
-  for (let v = 0; v < V; v++) z += p[v] = Math.exp((logits[off + v] - mx) * inv);
+  for (let v = 0; v < V; v++) z += probs[off + v];
   let target = u * z;
   for (let v = 0; v < V; v++) {
-    target -= p[v];
+    target -= probs[off + v];
     if (target < 0) return v;
   }
   // rounding left a sliver: the last token with any probability
-  for (let v = V - 1; v > 0; v--) if (p[v] > 0) return v;
+  for (let v = V - 1; v > 0; v--) if (probs[off + v] > 0) return v;
   return 0;
 }
 
 /**
  * Ancestral sampling at a temperature: `samples` sequences for each prefix of `[N, P, d]`, drawn
- * together in one batch of N x samples rows (KV cache). Returns, per prefix, its samples' ids (a stop
- * token from `stopIds` kept, EOS dropped, as greedy).
+ * together in one batch of N x samples rows (KV cache; a row leaves the batch when it stops, so the
+ * long tail of one caption does not carry the finished ones). The probabilities are the backend's
+ * softmax of logits / temperature (float32); each row draws with its own uniform stream. Returns, per
+ * prefix, its samples' ids (a stop token from `stopIds` kept, EOS dropped, as greedy).
  */
 export function sampleBatch(model: GPT2, prefix: tf.Tensor3D, opts: SampleOptions): number[][][] {
   checkPrefix(model, prefix);
@@ -425,15 +424,58 @@ export function sampleBatch(model: GPT2, prefix: tf.Tensor3D, opts: SampleOption
   if (!(Number.isInteger(S) && S >= 1)) throw new Error(`samples must be a whole number >= 1, got ${S}`);
   if (!(temperature > 0 && Number.isFinite(temperature))) throw new Error(`temperature must be a finite number > 0, got ${temperature}`);
   if (opts.seeds.length !== N) throw new Error(`sampleBatch: ${opts.seeds.length} seeds for ${N} prefixes`);
+  const V = model.config.vocabSize;
+  const stops = new Set(opts.stopIds ?? []);
   const streams = opts.seeds.flatMap((seed) => Array.from({ length: S }, (_, s) => mulberry32((seed ^ Math.imul(s + 1, 0x9e3779b1)) >>> 0)));
-  const rows = S === 1 ? prefix : tf.tidy(() => tf.reshape(tf.tile(tf.expandDims(prefix, 1), [1, S, 1, 1]), [N * S, prefix.shape[1], prefix.shape[2]]) as tf.Tensor3D);
-  const p = new Float64Array(model.config.vocabSize);
+  const out: number[][] = Array.from({ length: N * S }, () => []);
+  let active = out.map((_, r) => r); // rows still drawing, in batch order
+  let past: KVCache | undefined;
+  let input: tf.Tensor3D = S === 1 ? prefix : tf.tidy(() => tf.reshape(tf.tile(tf.expandDims(prefix, 1), [1, S, 1, 1]), [N * S, prefix.shape[1], prefix.shape[2]]) as tf.Tensor3D);
   try {
-    const ids = decodeLoop(model, rows, opts, (logits, B, V) => Array.from({ length: B }, (_, b) => drawRow(logits, b * V, V, temperature, streams[b](), p)));
-    return Array.from({ length: N }, (_, n) => ids.slice(n * S, (n + 1) * S));
+    for (let step = 0; step < opts.maxNewTokens && active.length > 0; step++) {
+      const r = model.forward({ inputsEmbeds: input, past, useCache: true, lastOnly: true });
+      if (input !== prefix) input.dispose();
+      input = prefix;
+      past?.dispose();
+      past = undefined;
+      const pt = tf.tidy(() => tf.softmax(temperature === 1 ? r.logits : tf.div(r.logits, temperature)));
+      r.logits.dispose();
+      const probs = pt.dataSync() as Float32Array;
+      pt.dispose();
+      try {
+        assertFiniteLogits(probs, step);
+      } catch (e) {
+        r.present?.dispose();
+        throw e;
+      }
+      const keep: number[] = []; // positions in this step's batch of the rows that go on
+      const next: number[] = [];
+      active.forEach((row, j) => {
+        const id = drawRow(probs, j * V, V, streams[row]());
+        if (id === opts.eosId) return;
+        out[row].push(id);
+        if (stops.has(id)) return;
+        keep.push(j);
+        next.push(id);
+      });
+      active = keep.map((j) => active[j]);
+      if (active.length === 0 || step === opts.maxNewTokens - 1) {
+        r.present!.dispose();
+        past = undefined;
+        break;
+      }
+      if (keep.length === probs.length / V) past = r.present;
+      else {
+        past = r.present!.select(keep);
+        r.present!.dispose();
+      }
+      input = tf.tidy(() => model.embedTokens(tf.tensor2d(next, [next.length, 1], 'int32')));
+    }
   } finally {
-    if (rows !== prefix) rows.dispose();
+    if (input !== prefix) input.dispose();
+    past?.dispose();
   }
+  return Array.from({ length: N }, (_, n) => out.slice(n * S, (n + 1) * S));
 }
 
 export interface TopPOptions extends GenerateOptions {
