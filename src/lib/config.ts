@@ -465,7 +465,8 @@ function smoke(): ProfileConfig {
       maxCaptionTokens: 16,
       checkpointEverySteps: 4,
     },
-    eval: { beam: 3, maxNewTokens: 12, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, mbrSamples: 0, mbrTemperature: 1, retrievalK: 3, samples: 4 },
+    // the MLP run decodes by consensus as the offline profile's does, so that CI runs that path in notebook 06
+    eval: { beam: 3, maxNewTokens: 12, noRepeatNgram: 0, lengthPenalty: 1, contrastWeight: 0, mbrSamples: 0, mbrTemperature: 1, byVariant: { mlp: { mbrSamples: 4, mbrTemperature: 0.6 } }, retrievalK: 3, samples: 4 },
   };
 }
 
