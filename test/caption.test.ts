@@ -64,7 +64,9 @@ test('a run captions image files in process and through `clipcap caption`, with 
   const cap = await Captioner.open(runDir);
   let inProcess: string;
   try {
-    const [r] = await cap.caption([image], { beam: 2, maxNewTokens: 5 });
+    // the decoding `clipcap caption` uses for this run (the smoke profile's MLP decoding: consensus of beams and samples)
+    const { decodingFor } = await import('../src/cli/caption');
+    const [r] = await cap.caption([image], decodingFor('smoke', { beam: 2, 'max-new-tokens': 5 }, 'mlp'));
     assert.equal(r.file, image);
     assert.equal(typeof r.caption, 'string');
     inProcess = r.caption!;
