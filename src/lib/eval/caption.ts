@@ -66,7 +66,7 @@ export function describeDecode(d: DecodeConfig): string {
   if (d.beam > 1 && (d.lengthPenalty ?? 1) !== 1) parts.push(`length penalty ${d.lengthPenalty}`);
   if (d.beam > 1 && (d.contrastWeight ?? 0) > 0) parts.push(`contrast ${d.contrastWeight} against the average photo`);
   parts.push(`at most ${d.maxNewTokens} tokens`);
-  if ((d.mbrSamples ?? 0) > 0) parts.push(`then the consensus (CIDEr-D) of ${d.beam > 1 ? `the ${d.beam} beams and ` : 'the greedy caption and '}${d.mbrSamples} samples at temperature ${d.mbrTemperature ?? 1}`);
+  if ((d.mbrSamples ?? 0) > 0) parts.push(`then the consensus (CIDEr-D) among the model's own ${d.beam > 1 ? `${d.beam} beams` : 'greedy caption'} and ${d.mbrSamples} samples at temperature ${d.mbrTemperature ?? 1}`);
   return parts.join(', ');
 }
 
