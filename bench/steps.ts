@@ -10,7 +10,8 @@
 // at every thread count (bit for bit; test/parallel.test.ts); only the time differs.
 //
 // beam: captions/s of beam search at the eval settings, one image at a time and in captionEmbeddings'
-// batches of images (beam-batch).
+// batches of images (beam-batch), and where the eval settings decode by consensus, the time its
+// samples add per image (samples-batch).
 //
 // For the profile's caption LM (02b), MLP + fine-tuned GPT-2 (03), Transformer mapper + frozen GPT-2
 // (04), the validation pass and beam-search captioning (06): random weights of the profile's sizes,
@@ -40,7 +41,7 @@ import { clipCapTask } from '../src/lib/train/examples';
 import { lmTask } from '../src/lib/train/pretrain';
 import type { TrainTask } from '../src/lib/train/task';
 import { padBatch } from '../src/lib/train/examples';
-import { beamSearch, beamSearchBatch } from '../src/lib/model/generate';
+import { beamSearch, beamSearchBatch, sampleBatch } from '../src/lib/model/generate';
 import { BEAM_CHUNK } from '../src/lib/eval/caption';
 import { mulberry32 } from '../src/lib/util/rng';
 
@@ -300,6 +301,22 @@ async function round(o: Opts): Promise<Record<string, number>> {
       for (const [label, ms, how] of [['beam', Math.min(...single), 'one image at a time'], ['beam-batch', Math.min(...batched), `${n} images a batch`]] as const) {
         results.push({ kind: label, torchKind: label, msPerStep: ms, tokensPerSecond: 0, paddedShare: 0, note: `beam ${ev.beam}, 14 new tokens a caption, ${how}` });
         console.log(`  ${label.padEnd(12)} ${ms.toFixed(0).padStart(6)} ms/caption  ${(1000 / ms).toFixed(2)} captions/s  (beam ${ev.beam}, 14 new tokens, ${how})`);
+      }
+      // consensus decoding's samples (eval.mbrSamples, the largest of the variants'), on top of the beams
+      const S = Math.max(ev.mbrSamples, ...Object.values(ev.byVariant ?? {}).map((d) => d?.mbrSamples ?? 0));
+      if (S > 0) {
+        const T = ev.mbrTemperature;
+        const sampled: number[] = [];
+        for (let rep = 0; rep < 2; rep++) {
+          const t0 = performance.now();
+          const prefix = tf.tidy(() => model.prefix(emb(ids)));
+          sampleBatch(model.lm, prefix, { samples: S, temperature: T, maxNewTokens: 14, eosId: V - 1, seeds: ids });
+          prefix.dispose();
+          sampled.push((performance.now() - t0) / n);
+        }
+        const ms = Math.min(...sampled);
+        results.push({ kind: 'samples-batch', torchKind: 'samples-batch', msPerStep: ms, tokensPerSecond: 0, paddedShare: 0, note: `${S} samples at temperature ${T} per image, 14 new tokens, ${n} images a batch (consensus decoding adds this to beam-batch)` });
+        console.log(`  ${'samples-batch'.padEnd(12)} ${ms.toFixed(0).padStart(6)} ms/image    (${S} samples at temperature ${T}, 14 new tokens, ${n} images a batch: consensus decoding adds this to beam-batch)`);
       }
     }
     mapper.dispose();
