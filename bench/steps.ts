@@ -35,7 +35,7 @@ import { ensureBackend, describeBackend } from '../src/lib/tfjs/backend';
 import { GPT2, type GPT2Config } from '../src/lib/model/gpt2';
 import { ClipCapModel } from '../src/lib/model/clipcap';
 import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
-import { AdamW, clipByGlobalNorm } from '../src/lib/train/optim';
+import { AdamW, clipScale } from '../src/lib/train/optim';
 import { shardPlan, DataParallel } from '../src/lib/train/parallel';
 import { clipCapTask } from '../src/lib/train/examples';
 import { lmTask } from '../src/lib/train/pretrain';
@@ -152,13 +152,10 @@ async function loopStep(task: TrainTask, c: { shards: number; threads: number; m
   const parallel = await DataParallel.create(task, vars, { shards: c.shards, threads: c.threads });
   const step = async (b: number[]): Promise<void> => {
     const plan = shardPlan(b, c.shards, c.microBatchSize, (m) => 5 + m);
-    let { grads } = await parallel.gradients(plan, task.tokenCount('train', b));
-    if (c.gradClip > 0) {
-      const clipped = clipByGlobalNorm(grads, c.gradClip);
-      if (clipped.grads !== grads) tf.dispose(grads);
-      grads = clipped.grads;
-    }
-    c.opt.step(vars.map((v) => v.variable), grads, c.lr, c.scales);
+    const { grads } = await parallel.gradients(plan, task.tokenCount('train', b));
+    // as the training loop: the clipping factor applied inside the AdamW update
+    const gradScale = c.gradClip > 0 ? clipScale(grads, c.gradClip).scale : 1;
+    c.opt.step(vars.map((v) => v.variable), grads, c.lr, c.scales, gradScale);
     tf.dispose(grads);
   };
   return { step, shards: c.shards, threads: parallel.threads, dispose: () => parallel.dispose() };

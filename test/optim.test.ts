@@ -5,7 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
-import { AdamW, clipByGlobalNorm, globalNorm, linearWarmupDecay } from '../src/lib/train/optim';
+import { AdamW, clipByGlobalNorm, clipScale, globalNorm, linearWarmupDecay } from '../src/lib/train/optim';
 import { storageView } from '../src/lib/tfjs/storage';
 import { normalSampler } from './helpers/gpt2-fixture';
 
@@ -202,6 +202,56 @@ test('AdamW: the WebAssembly SIMD kernel and the JavaScript fallback give identi
   assert.deepEqual(runs[0].p, runs[1].p);
   assert.deepEqual(runs[0].state.m.w, runs[1].state.m.w);
   assert.deepEqual(runs[0].state.v.w, runs[1].state.v.w);
+});
+
+for (const backend of ['wasm', 'cpu']) {
+  test(`[${backend}] AdamW gradScale (clipping inside the update) equals clipping the gradients first, bit for bit, on the SIMD kernel and the fallback`, async () => {
+    await ensureBackend({ quiet: true });
+    await tf.setBackend(backend);
+    const n = 10_007;
+    const p0 = randomList(n, 21);
+    const run = (simd: boolean, inKernel: boolean) => {
+      const v = tf.variable(tf.tensor1d(p0));
+      const opt = new AdamW({ lr: 2e-3, weightDecay: 0.01, simd });
+      for (let k = 0; k < 3; k++) {
+        const g = tf.tensor1d(randomList(n, 400 + k, 0.5));
+        const { scale, norm } = clipScale([g], 1);
+        assert.ok(scale < 1 && Math.abs(scale - 1 / (norm + 1e-6)) < 1e-15, 'the gradients are clipped');
+        if (inKernel) opt.step([v], [g], undefined, undefined, scale);
+        else {
+          const c = clipByGlobalNorm([g], 1);
+          opt.step([v], c.grads);
+          tf.dispose(c.grads);
+        }
+        g.dispose();
+      }
+      const out = { p: v.dataSync().slice(), s: opt.getState([{ name: 'w', variable: v }]) };
+      v.dispose();
+      return out;
+    };
+    const first = run(true, false);
+    for (const [simd, inKernel] of [[true, true], [false, true], [false, false]]) {
+      const r = run(simd, inKernel);
+      assert.deepEqual(r.p, first.p, `simd ${simd}, in the kernel ${inKernel}`);
+      assert.deepEqual(r.s.m.w, first.s.m.w);
+      assert.deepEqual(r.s.v.w, first.s.v.w);
+    }
+    const v = tf.variable(tf.tensor1d([1, 2]));
+    assert.throws(() => new AdamW({ lr: 1 }).step([v], [tf.tensor1d([1, 1])], undefined, undefined, 2), /gradScale/);
+    v.dispose();
+  });
+}
+
+test('globalNorm: float64 sum of squares over every gradient, any length', async () => {
+  await ensureBackend({ quiet: true });
+  await tf.setBackend('wasm');
+  const a = randomList(1_001, 31);
+  const b = randomList(7, 32);
+  let sq = 0;
+  for (const x of [...a, ...b]) sq += Math.fround(x) * Math.fround(x);
+  const gs = [tf.tensor1d(a), tf.tensor1d(b)];
+  assert.ok(Math.abs(globalNorm(gs) - Math.sqrt(sq)) <= 1e-12 * Math.sqrt(sq));
+  tf.dispose(gs);
 });
 
 test('AdamW learning-rate scales per variable (parameter groups) equal separate rates; lrScalesFor matches name prefixes', async () => {

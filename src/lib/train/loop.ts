@@ -16,7 +16,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { buildDirAtomic, cleanStaleTemps, DiskFullError, isDiskFull, readJson, writeFileAtomic, writeJsonAtomic } from '../util/files';
-import { AdamW, clipByGlobalNorm, linearWarmupDecay, type NamedVariable } from './optim';
+import { AdamW, clipScale, linearWarmupDecay, type NamedVariable } from './optim';
 import { Progress } from '../util/progress';
 import { acquireLock, releaseLock } from '../util/lock';
 import { mulberry32, shuffleInPlace } from '../util/rng';
@@ -304,22 +304,22 @@ async function trainLocked(task: TrainTask, cfg: LoopConfig, runDir: string, opt
         throw new DivergenceError(runDir, state.step, rising);
       }
       losses.push(stepLoss);
+      let gradScale = 1; // global-norm clipping, applied inside the AdamW update
       if (cfg.gradClip > 0) {
-        const clipped = clipByGlobalNorm(grads, cfg.gradClip);
-        gradNorm = clipped.norm;
+        const clip = clipScale(grads, cfg.gradClip);
+        gradNorm = clip.norm;
         if (!Number.isFinite(gradNorm)) {
-          if (clipped.grads !== grads) clipped.grads.forEach((g) => g.dispose());
           grads.forEach((g) => g.dispose());
           throw new DivergenceError(runDir, state.step, `the gradient norm is ${gradNorm}`);
         }
-        if (clipped.grads !== grads) grads.forEach((g) => g.dispose());
-        grads = clipped.grads;
+        gradScale = clip.scale;
       }
       optimizer.step(
         vars.map((v) => v.variable),
         grads,
         lr,
         scales,
+        gradScale,
       );
       grads.forEach((g) => g.dispose());
 

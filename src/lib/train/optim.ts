@@ -73,18 +73,42 @@ function gradList(grads: GradInput): tf.Tensor[] {
   return Object.values(grads);
 }
 
-/** Global L2 norm of the gradients (float64 accumulation). */
+/**
+ * Global L2 norm of the gradients (float64 accumulation: four interleaved partial sums per tensor,
+ * added in a fixed order, so that the loop is not one long chain of dependent additions).
+ */
 export function globalNorm(grads: GradInput): number {
   let sq = 0;
   for (const g of gradList(grads)) {
     const view = storageView(g);
     if (view) {
-      let s = 0;
-      for (let i = 0; i < view.length; i++) s += view[i] * view[i];
-      sq += s;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      const n4 = view.length - (view.length % 4);
+      for (let i = 0; i < n4; i += 4) {
+        s0 += view[i] * view[i];
+        s1 += view[i + 1] * view[i + 1];
+        s2 += view[i + 2] * view[i + 2];
+        s3 += view[i + 3] * view[i + 3];
+      }
+      for (let i = n4; i < view.length; i++) s0 += view[i] * view[i];
+      sq += s0 + s1 + s2 + s3;
     } else sq += tf.tidy(() => tf.sum(tf.square(g))).dataSync()[0];
   }
   return Math.sqrt(sq);
+}
+
+/**
+ * The factor torch.nn.utils.clip_grad_norm_ scales every gradient by: maxNorm / (norm + 1e-6) when the
+ * global norm exceeds maxNorm, else 1 (and the norm). AdamW.step takes it as `gradScale` and applies it
+ * inside its update (the same float32 product as scaling the tensors first, without the copies).
+ */
+export function clipScale(grads: GradInput, maxNorm: number): { scale: number; norm: number } {
+  const norm = globalNorm(grads);
+  const scale = maxNorm / (norm + 1e-6);
+  return { scale: scale < 1 ? scale : 1, norm };
 }
 
 /**
@@ -93,8 +117,7 @@ export function globalNorm(grads: GradInput): number {
  * otherwise new tensors of the same container type (the caller disposes the old ones).
  */
 export function clipByGlobalNorm<G extends GradInput>(grads: G, maxNorm: number): { grads: G; norm: number } {
-  const norm = globalNorm(grads);
-  const scale = maxNorm / (norm + 1e-6);
+  const { scale, norm } = clipScale(grads, maxNorm);
   if (!(scale < 1)) return { grads, norm };
   const f = (g: tf.Tensor) => tf.mul(g, scale);
   if (Array.isArray(grads)) return { grads: grads.map(f) as G, norm };
@@ -136,9 +159,11 @@ export class AdamW {
   /**
    * One update of `vars` with their gradients `grads` (parallel arrays). `lr` overrides the
    * configured rate; `lrScales` (parallel to `vars`) multiplies it per variable (parameter groups
-   * with their own learning rates, e.g. the mapper and GPT-2). Gradients are not disposed.
+   * with their own learning rates, e.g. the mapper and GPT-2); every gradient is multiplied by
+   * `gradScale` first (float32; clipScale's factor). Gradients are not disposed.
    */
-  step(vars: tf.Variable[], grads: tf.Tensor[], lr?: number, lrScales?: readonly number[]): void {
+  step(vars: tf.Variable[], grads: tf.Tensor[], lr?: number, lrScales?: readonly number[], gradScale = 1): void {
+    if (!(gradScale > 0 && gradScale <= 1)) throw new Error(`AdamW.step: gradScale must be in (0, 1], got ${gradScale}`);
     if (lrScales && lrScales.length !== vars.length) throw new Error('AdamW.step: variables and learning-rate scales differ in number');
     if (grads.length !== vars.length) throw new Error('AdamW.step: variables and gradients differ in number');
     const pairs: [tf.Variable, tf.Tensor][] = vars.map((v, i) => [v, grads[i]]);
@@ -154,7 +179,7 @@ export class AdamW {
         slot = this.kernel.alloc(v.size);
         this.moments.set(v, slot);
       }
-      this.update(v, g, slot, lrScales ? rate * lrScales[k] : rate, bc1, bc2);
+      this.update(v, g, slot, lrScales ? rate * lrScales[k] : rate, bc1, bc2, gradScale);
     }
   }
 
@@ -163,7 +188,7 @@ export class AdamW {
     return this.kernel.simd;
   }
 
-  private update(variable: tf.Variable, grad: tf.Tensor, slot: MomentSlot, lr: number, bc1: number, bc2: number): void {
+  private update(variable: tf.Variable, grad: tf.Tensor, slot: MomentSlot, lr: number, bc1: number, bc2: number, gscale: number): void {
     const k: StepScalars = {
       b1: this.beta1,
       omb1: 1 - this.beta1,
@@ -173,6 +198,7 @@ export class AdamW {
       decay: 1 - lr * this.weightDecay,
       step: lr / bc1,
       sqrtBc2: Math.sqrt(bc2),
+      gscale,
     };
     // The new parameter goes into fresh storage that then replaces the variable's (a new tensor id):
     // the wasm backend caches packed copies of matMul weights by tensor id, so writing in place would
