@@ -51,6 +51,9 @@ def main(argv):
         nb,
         timeout=timeout,
         kernel_name="tslab",
+        # nbclient waits 60 s by default for the kernel to start; a tslab kernel once took longer on a
+        # loaded 2-vCPU machine (CI went red on "Kernel didn't respond in 60 seconds" with every cell fine)
+        startup_timeout=300,
         resources={"metadata": {"path": os.path.dirname(os.path.abspath(src))}},
     )
     failed = None
