@@ -8,6 +8,7 @@ import { createEncoder, type ImageEncoder } from '../embed/encoders/index';
 import { readJson } from '../util/files';
 import { beamSearchBatch, greedy, sampleBatch } from '../model/generate';
 import { mbrChoice } from './mbr';
+import { fnv1aWords } from '../util/rng';
 import { artifactPaths, repoRoot } from '../paths';
 import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../run/run';
 import { CENTER_FILE } from '../embed/store';
@@ -77,10 +78,7 @@ export const BEAM_CHUNK = 8;
 
 /** The sampling seed of a photo in consensus decoding: a hash of its embedding's bits (the same photo, the same samples, whatever else is decoded with it). */
 export function embeddingSeed(e: Float32Array): number {
-  const u = new Uint32Array(e.buffer, e.byteOffset, e.length);
-  let h = 0x811c9dc5;
-  for (let i = 0; i < u.length; i++) h = Math.imul(h ^ u[i], 0x01000193) >>> 0;
-  return h;
+  return fnv1aWords(new Uint32Array(e.buffer, e.byteOffset, e.length));
 }
 
 /**

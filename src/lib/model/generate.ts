@@ -1,6 +1,6 @@
 // Text generation from input embeddings (so that a ClipCap prefix can lead): greedy, beam search
-// (ClipCap's `generate_beam`), sampling at a temperature (for consensus decoding, eval/consensus-decode.ts),
-// and top-p (nucleus) sampling with a seed.
+// (ClipCap's `generate_beam`), sampling at a temperature (for consensus decoding, eval/mbr.ts), and
+// top-p (nucleus) sampling with a seed.
 //
 // All three are synchronous (they read logits with dataSync, fine on the CPU backends) and use the
 // model's KV cache: the prefix is run once, then one token per step. Token choice happens in
@@ -395,7 +395,7 @@ export interface SampleOptions extends GenerateOptions {
   seeds: readonly number[];
 }
 
-/** Draw a token from row `off..off+V` of `probs` (its sum is `z`) with the uniform `u` in [0, 1). */
+/** Draw a token from row `off..off+V` of `probs` (unnormalised: the row is summed first) with the uniform `u` in [0, 1). */
 function drawRow(probs: Float32Array, off: number, V: number, u: number): number {
   let z = 0;
   for (let v = 0; v < V; v++) z += probs[off + v];
@@ -432,7 +432,7 @@ export function sampleBatch(model: GPT2, prefix: tf.Tensor3D, opts: SampleOption
   let past: KVCache | undefined;
   let input: tf.Tensor3D = S === 1 ? prefix : tf.tidy(() => tf.reshape(tf.tile(tf.expandDims(prefix, 1), [1, S, 1, 1]), [N * S, prefix.shape[1], prefix.shape[2]]) as tf.Tensor3D);
   try {
-    for (let step = 0; step < opts.maxNewTokens && active.length > 0; step++) {
+    for (let step = 0; step < opts.maxNewTokens; step++) {
       const r = model.forward({ inputsEmbeds: input, past, useCache: true, lastOnly: true });
       if (input !== prefix) input.dispose();
       input = prefix;
@@ -461,7 +461,6 @@ export function sampleBatch(model: GPT2, prefix: tf.Tensor3D, opts: SampleOption
       active = keep.map((j) => active[j]);
       if (active.length === 0 || step === opts.maxNewTokens - 1) {
         r.present!.dispose();
-        past = undefined;
         break;
       }
       if (keep.length === probs.length / V) past = r.present;

@@ -13,6 +13,13 @@ export function fnv1a(s: string): number {
   return h >>> 0;
 }
 
+/** FNV-1a (32-bit) over 32-bit words instead of characters (e.g. the bits of a Float32Array). */
+export function fnv1aWords(words: Uint32Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 0x01000193) >>> 0;
+  return h;
+}
+
 /** 32-bit hash of a string (xmur3 finaliser over FNV-1a). */
 export function hashString(s: string): number {
   let h = fnv1a(s);
