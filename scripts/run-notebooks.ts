@@ -1,8 +1,8 @@
 // Execute the notebooks top to bottom, in order, headless (nbclient with the tslab kernel, through
 // scripts/execute_notebook.py, which echoes cell output live and keeps the executed copy on failure).
-// On two cores or more the two trainings (03 and 04) run at the same time, one process each, their
-// output lines prefixed with the notebook's number (src/lib/notebook/schedule.ts;
-// CLIPCAP_NOTEBOOKS_CONCURRENT=0 runs them one after the other).
+// On two cores or more, embedding extraction (02) and LM pretraining (02b) run at the same time, and
+// then the two trainings (03 and 04), one process each, their output lines prefixed with the
+// notebook's number (src/lib/notebook/schedule.ts; CLIPCAP_NOTEBOOKS_CONCURRENT=0 runs them in turn).
 //
 //   tsx scripts/run-notebooks.ts [--profile paper|coco-cpu|offline|smoke] [--from 03] [--until 05] [--only 05] [--timeout S]
 //

@@ -1,19 +1,21 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { concurrentSeconds } from '../src/lib/estimate';
-import { linePrefixer, notebookKey, notebookStages, overlapping, runConcurrently, stageEnv, wallClockSeconds } from '../src/lib/notebook/schedule';
+import { linePrefixer, notebookKey, notebookStages, overlapGroups, runConcurrently, stageEnv, wallClockSeconds } from '../src/lib/notebook/schedule';
 
 const BOOKS = ['01_data_subset.ipynb', '02_extract_embeddings.ipynb', '02b_pretrain_lm.ipynb', '03_train_mlp_finetune.ipynb', '04_train_transformer_frozen.ipynb', '05_plot_losses.ipynb', '06_evaluate.ipynb'];
 
-test('the two trainings share a stage when running concurrently; everything else runs in turn', () => {
+test('extraction and LM pretraining share a stage, and so do the two trainings, when running concurrently; everything else runs in turn', () => {
   assert.equal(notebookKey('02b_pretrain_lm.ipynb'), '02b');
   assert.equal(notebookKey('03_train_mlp_finetune.ipynb'), '03');
-  assert.deepEqual(notebookStages(BOOKS, true), [[BOOKS[0]], [BOOKS[1]], [BOOKS[2]], [BOOKS[3], BOOKS[4]], [BOOKS[5]], [BOOKS[6]]]);
+  assert.deepEqual(notebookStages(BOOKS, true), [[BOOKS[0]], [BOOKS[1], BOOKS[2]], [BOOKS[3], BOOKS[4]], [BOOKS[5]], [BOOKS[6]]]);
   assert.deepEqual(notebookStages(BOOKS, false), BOOKS.map((b) => [b]));
   // --only / --from selections
   assert.deepEqual(notebookStages(BOOKS.slice(3), true), [[BOOKS[3], BOOKS[4]], [BOOKS[5]], [BOOKS[6]]]);
   assert.deepEqual(notebookStages([BOOKS[4]], true), [[BOOKS[4]]]);
   assert.deepEqual(notebookStages([BOOKS[2], BOOKS[3]], true), [[BOOKS[2]], [BOOKS[3]]], "02b is not in 03's group");
+  assert.deepEqual(notebookStages(BOOKS.slice(2), true), [[BOOKS[2]], [BOOKS[3], BOOKS[4]], [BOOKS[5]], [BOOKS[6]]], '--from 02b: 02b alone');
+  assert.deepEqual(notebookStages(BOOKS.slice(0, 2), true), [[BOOKS[0]], [BOOKS[1]]], '--until 02: 02 alone');
 });
 
 test('CLIPCAP_NOTEBOOKS_CONCURRENT decides, else the number of cores, and never on a GPU', () => {
@@ -35,9 +37,11 @@ test('wall-clock time counts concurrent notebooks once; old records without star
     d: { seconds: 60, finishedAt: at(41), startedAt: at(40) }, // after a gap
   };
   assert.equal(wallClockSeconds(Object.values(t)), 600 + 1200 + 60);
-  assert.deepEqual(overlapping(t), ['b', 'c']);
+  assert.deepEqual(overlapGroups(t), [['b', 'c']]);
+  const e = { seconds: 300, finishedAt: at(45), startedAt: at(40) }; // 12:40-12:45, with d
+  assert.deepEqual(overlapGroups({ ...t, e }), [['b', 'c'], ['d', 'e']], 'two pairs, each its own group');
   assert.equal(wallClockSeconds([]), 0);
-  assert.deepEqual(overlapping({ a: t.a, d: t.d }), []);
+  assert.deepEqual(overlapGroups({ a: t.a, d: t.d }), []);
 });
 
 test('line prefixing splits on newlines and carriage returns and keeps partial lines until flushed', () => {

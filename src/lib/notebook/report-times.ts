@@ -6,7 +6,7 @@ import { tableMarkdown } from './display';
 import { seconds } from './report-format';
 import type { ReportContext, ReportRun } from './report-sections';
 import { repoRoot } from '../paths';
-import { overlapping, wallClockSeconds } from './schedule';
+import { overlapGroups, wallClockSeconds } from './schedule';
 
 /** The budget of the offline profile: notebooks 01-06 in at most 90 minutes. */
 const BUDGET_SECONDS = 90 * 60;
@@ -23,16 +23,17 @@ export function wallTimesSection(ctx: ReportContext): string[] {
     .filter(([nb]) => !nb.startsWith('06') && notebooks.has(nb))
     .sort(([a], [b]) => a.localeCompare(b));
   for (const [nb, t] of before06) rows.push({ step: nb.replace(/\.ipynb$/, ''), 'wall time': seconds(t.seconds), finished: t.finishedAt.replace('T', ' ').slice(0, 16) });
-  // Notebooks that ran at the same time (03 and 04 on two cores) count once.
+  // Notebooks that ran at the same time (02 and 02b, 03 and 04 on two cores) count once.
   const notebookSeconds = wallClockSeconds(before06.map(([, t]) => t));
-  const together = overlapping(Object.fromEntries(before06));
+  const together = overlapGroups(Object.fromEntries(before06));
   for (const r of ctx.runs) if (r.sum) rows.push({ step: `training loop of ${r.t.name}`, 'wall time': seconds(r.sum.trainSeconds), finished: r.sum.finishedAt.replace('T', ' ').slice(0, 16) });
   rows.push({ step: '06_evaluate (captioning, baselines, scoring)', 'wall time': seconds(ctx.evaluation.seconds), finished: ctx.now });
   if (ctx.timings) rows.push({ step: 'all notebooks (01-05 as last run, plus this 06)', 'wall time': seconds(notebookSeconds + ctx.evaluation.seconds), finished: ctx.now });
   L.push(tableMarkdown(rows), '');
   if (!ctx.timings) L.push('(Notebook wall times are recorded when the notebooks run through `npm run main`.)', '');
   if (together.length) {
-    L.push(`${together.map((nb) => nb.replace(/\.ipynb$/, '')).join(' and ')} ran at the same time, one process each on the machine's cores (scripts/run-notebooks.ts); the total counts that time once.`, '');
+    const names = together.map((g) => g.map((nb) => nb.replace(/\.ipynb$/, '')).join(' with '));
+    L.push(`Ran at the same time, one process each on the machine's cores (scripts/run-notebooks.ts): ${names.join('; ')}. The total counts that time once.`, '');
   }
   const reused = ctx.runs.filter((r) => {
     const nb = Object.entries(ctx.timings ?? {}).find(([k]) => k.startsWith(r.t.mapper === 'mlp' ? '03' : '04'))?.[1];

@@ -1,14 +1,18 @@
 // How `npm run main` (scripts/run-notebooks.ts) orders the notebooks, and how long a run of them took.
 //
-// The notebooks run top to bottom, except that the two trainings (03: MLP + fine-tuned GPT-2, 04:
-// Transformer mapper + frozen GPT-2) need only what 01, 02 and 02b made and nothing of each other, so
-// on a machine with two cores or more they run at the same time, one process each. Each training uses
-// one core (the wasm backend is single-threaded and OpenBLAS runs on one thread: a second thread made
-// the steps slower), so the second core would otherwise sit idle for the longest part of the run.
+// The notebooks run top to bottom, except for two pairs that need nothing of each other. Image
+// embedding extraction (02) and the caption LM's pretraining (02b) both need only 01's subsets; the
+// two trainings (03: MLP + fine-tuned GPT-2, 04: Transformer mapper + frozen GPT-2) need only what 01,
+// 02 and 02b made. On a machine with two cores or more each pair runs at the same time, one process
+// each: a training uses one core (two threads of one process use two cores worse than two processes
+// do: train/parallel.ts), so the second core would otherwise sit idle for the longest part of the run.
 import * as os from 'os';
 
 /** Notebooks (by their two-digit prefix) that may run at the same time as each other. */
-export const CONCURRENT_NOTEBOOKS: readonly (readonly string[])[] = [['03', '04']];
+export const CONCURRENT_NOTEBOOKS: readonly (readonly string[])[] = [
+  ['02', '02b'],
+  ['03', '04'],
+];
 
 /** One notebook's wall time, as scripts/run-notebooks.ts records it in timings.json. */
 export interface NotebookTiming {
@@ -94,11 +98,23 @@ export function wallClockSeconds(timings: readonly Timed[]): number {
   return total / 1000;
 }
 
-/** Which of the timings overlap another one in time (ran concurrently), by notebook name. */
-export function overlapping(timings: Record<string, Timed>): string[] {
-  const spans = new Map(Object.entries(timings).map(([name, t]) => [name, span(t)]));
-  const names = [...spans.keys()].sort();
-  return names.filter((a) => names.some((b) => b !== a && spans.get(a)![0] < spans.get(b)![1] && spans.get(b)![0] < spans.get(a)![1]));
+/**
+ * The notebooks that ran at the same time, in groups (each group's members overlap in time, directly
+ * or through another member; groups in order of start), by name. Notebooks that ran alone are left out.
+ */
+export function overlapGroups(timings: Record<string, Timed>): string[][] {
+  const spans = Object.entries(timings)
+    .map(([name, t]) => ({ name, s: span(t) }))
+    .sort((a, b) => a.s[0] - b.s[0] || a.name.localeCompare(b.name));
+  const groups: { names: string[]; end: number }[] = [];
+  for (const { name, s } of spans) {
+    const last = groups[groups.length - 1];
+    if (last && s[0] < last.end) {
+      last.names.push(name);
+      last.end = Math.max(last.end, s[1]);
+    } else groups.push({ names: [name], end: s[1] });
+  }
+  return groups.filter((g) => g.names.length > 1).map((g) => g.names.sort());
 }
 
 /**
