@@ -140,6 +140,17 @@ test('consensus decoding: each photo\'s caption is one of its beams and samples,
     const pool = [...beams, ...drawn].map((ids) => (ids.length ? cleanGenerated(run.tokenizer.decode(ids)) : ''));
     assert.equal(g[1], pool[mbrChoice(pool)]);
     assert.equal(captionEmbeddings(run, [e], { ...d, mbrSamples: 0 })[0], pool[0], 'without consensus: the best beam');
+    // contrastive samples: drawn against the prefix of the zero embedding (the average photo)
+    const c = { ...d, mbrContrast: 0.5 };
+    const gc = captionEmbeddings(run, embs, c);
+    assert.deepEqual(embs.map((x) => captionEmbeddings(run, [x], c)[0]), gc, 'contrastive: alone == in a batch');
+    const [p2, avg] = tf.tidy(() => [run.model.prefix(tf.tensor2d(e, [1, dim])), run.model.prefix(tf.zeros([1, dim]) as never)]);
+    const drawnC = sampleBatch(run.model.lm, p2, { ...base, samples: 5, temperature: 1.5, seeds: [embeddingSeed(e)], contrast: { prefix: avg, weight: 0.5 } })[0];
+    p2.dispose();
+    avg.dispose();
+    assert.notDeepEqual(drawnC, drawn, 'the contrast changes the samples');
+    const poolC = [...beams, ...drawnC].map((ids) => (ids.length ? cleanGenerated(run.tokenizer.decode(ids)) : ''));
+    assert.equal(gc[1], poolC[mbrChoice(poolC)]);
   } finally {
     run.dispose();
   }
@@ -188,10 +199,11 @@ test('clipcap caption decodes as notebook 06 does for the run\'s profile, each o
   const { profileConfig } = await import('../src/lib/config');
   const off = profileConfig('offline').eval;
   const d = decodingFor('offline', {});
-  assert.deepEqual(d, { beam: off.beam, maxNewTokens: off.maxNewTokens, noRepeatNgram: off.noRepeatNgram, lengthPenalty: off.lengthPenalty, contrastWeight: off.contrastWeight, mbrSamples: off.mbrSamples, mbrTemperature: off.mbrTemperature });
+  assert.deepEqual(d, { beam: off.beam, maxNewTokens: off.maxNewTokens, noRepeatNgram: off.noRepeatNgram, lengthPenalty: off.lengthPenalty, contrastWeight: off.contrastWeight, mbrSamples: off.mbrSamples, mbrTemperature: off.mbrTemperature, mbrContrast: off.mbrContrast });
   assert.equal(d.noRepeatNgram, 3, 'the offline profile evaluates without repeated 3-grams');
-  const o = decodingFor('offline', { beam: 1, 'no-repeat-ngram': 0, 'length-penalty': 0.5, contrast: 0.2, 'max-new-tokens': 7, 'mbr-samples': 9, 'mbr-temperature': 0.5 });
-  assert.deepEqual(o, { beam: 1, maxNewTokens: 7, noRepeatNgram: 0, lengthPenalty: 0.5, contrastWeight: 0.2, mbrSamples: 9, mbrTemperature: 0.5 });
+  const o = decodingFor('offline', { beam: 1, 'no-repeat-ngram': 0, 'length-penalty': 0.5, contrast: 0.2, 'max-new-tokens': 7, 'mbr-samples': 9, 'mbr-temperature': 0.5, 'mbr-contrast': 0.4 });
+  assert.deepEqual(o, { beam: 1, maxNewTokens: 7, noRepeatNgram: 0, lengthPenalty: 0.5, contrastWeight: 0.2, mbrSamples: 9, mbrTemperature: 0.5, mbrContrast: 0.4 });
+  assert.throws(() => decodingFor('offline', { 'mbr-contrast': 1 }), /mbrContrast/);
   assert.throws(() => decodingFor('offline', { 'mbr-temperature': 0 }), /mbrTemperature/);
   assert.throws(() => decodingFor('offline', { 'mbr-samples': 1.5 }), /mbrSamples/);
   assert.equal(decodingFor('smoke', {}).beam, profileConfig('smoke').eval.beam);
@@ -208,7 +220,7 @@ test('decodeForVariant applies one variant\'s settings over the shared decoding;
   const { decodeForVariant } = await import('../src/lib/eval/caption');
   const { evalProblems } = await import('../src/lib/validate');
   const { profileConfig } = await import('../src/lib/config');
-  const base = { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0, mbrSamples: 0, mbrTemperature: 1 };
+  const base = { beam: 5, maxNewTokens: 30, noRepeatNgram: 3, lengthPenalty: 1, contrastWeight: 0, mbrSamples: 0, mbrTemperature: 1, mbrContrast: 0 };
   const e = { ...base, byVariant: { mlp: { contrastWeight: 0.3 }, transformer: { beam: 3 } } };
   assert.deepEqual(decodeForVariant(e, 'mlp'), { ...base, contrastWeight: 0.3 });
   assert.deepEqual(decodeForVariant(e, 'transformer'), { ...base, beam: 3 });

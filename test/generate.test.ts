@@ -195,6 +195,65 @@ test('sampleBatch draws the first token from the model\'s distribution at the te
   P.dispose();
 });
 
+test('contrastive sampling draws the first token from softmax((log p(photo) - w log p(contrast)) / T) (within 4.5 standard errors of the float64 reference)', async () => {
+  await setup();
+  const rows = prefixOf(1, 2, 13);
+  const base = prefixOf(1, 2, 31);
+  const P = tf.tensor3d(rows);
+  const B = tf.tensor3d(base);
+  const N = 3000;
+  for (const [T, w] of [[1, 0.5], [0.6, 0.3]]) {
+    const got = sampleBatch(model, P, { maxNewTokens: 1, eosId: 999, samples: N, temperature: T, seeds: [42], contrast: { prefix: B, weight: w } })[0];
+    const count = new Array<number>(C.vocabSize).fill(0);
+    for (const ids of got) count[ids[0]]++;
+    const norm = (xs: number[]) => {
+      const m = Math.max(...xs);
+      const lz = m + Math.log(xs.reduce((a, x) => a + Math.exp(x - m), 0));
+      return xs.map((x) => x - lz);
+    };
+    const own = Array.from({ length: C.vocabSize }, (_, v) => refSeqLogProbs(rows[0], [v])[0]);
+    const other = Array.from({ length: C.vocabSize }, (_, v) => refSeqLogProbs(base[0], [v])[0]);
+    const p = norm(own.map((x, v) => (x - w * other[v]) / T)).map(Math.exp);
+    p.forEach((pv, v) => {
+      const se = Math.sqrt((pv * (1 - pv)) / N);
+      assert.ok(Math.abs(count[v] / N - pv) <= 4.5 * se + 1e-9, `T ${T}, w ${w}, token ${v}: frequency ${count[v] / N} vs probability ${pv}`);
+    });
+  }
+  P.dispose();
+  B.dispose();
+});
+
+test('contrastive sampling: contrast rows follow each sample (cold samples equal contrastive beam search of width 1, rows stopping early included), batch == alone, no leak', async () => {
+  await setup();
+  const rows = prefixOf(3, 3, 17);
+  const P = tf.tensor3d(rows);
+  const B = tf.tensor3d(prefixOf(1, 3, 19));
+  const contrast = { prefix: B, weight: 0.4 };
+  const stopIds = [3, 7];
+  const o = { maxNewTokens: 7, eosId: 999, stopIds, samples: 3, temperature: 1, seeds: [5, 6, 7], contrast };
+  sampleBatch(model, P, o); // first use: lazily built constants
+  const before = tf.memory().numTensors;
+  const all = sampleBatch(model, P, o);
+  rows.forEach((r, n) => {
+    const one = tf.tensor3d([r]);
+    assert.deepEqual(sampleBatch(model, one, { ...o, seeds: [o.seeds[n]] })[0], all[n], `prefix ${n} alone draws the same samples`);
+    one.dispose();
+  });
+  assert.notDeepEqual(all, sampleBatch(model, P, { ...o, contrast: undefined }), 'the contrast changes the samples');
+  const cold = sampleBatch(model, P, { ...o, temperature: 1e-4 });
+  const beams = beamSearchBatch(model, P, { maxNewTokens: 7, eosId: 999, stopIds, beamSize: 1, contrast });
+  const lengths = new Set<number>();
+  cold.forEach((s, n) => s.forEach((ids) => {
+    assert.deepEqual(ids, beams[n][0].ids, `prefix ${n}`);
+    lengths.add(ids.length);
+  }));
+  assert.equal(tf.memory().numTensors, before, 'no tensor left behind');
+  assert.throws(() => sampleBatch(model, P, { ...o, contrast: { prefix: B, weight: 1 } }), /contrast weight/);
+  P.dispose();
+  B.dispose();
+  assert.ok(lengths.size > 1 || [...lengths][0] < 7, `some row stopped early (lengths ${[...lengths]})`);
+});
+
 test('sampleTopP keeps the smallest nucleus reaching p', () => {
   const logits = [Math.log(0.1), Math.log(0.6), Math.log(0.3)];
   for (const u of [0, 0.3, 0.59, 0.99]) assert.equal(sampleTopP(logits, 0, 3, 0.5, 1, u), 1);

@@ -68,7 +68,7 @@ test('first cells name what a reader edits: the settings by name beside the prof
     '02b_pretrain_lm.ipynb': ['nLayer', 'nEmbd', 'nHead', 'nPositions', 'epochs', 'batchSize', 'lr', 'warmupSteps', 'maxTokens'],
     '03_train_mlp_finetune.ipynb': ['lr', 'lmLrScale', 'epochs', 'batchSize', 'prefixLength', 'warmupSteps', 'gradClip', 'weightDecay', 'microBatchSize', 'maxSteps', 'seed'],
     '04_train_transformer_frozen.ipynb': ['lr', 'epochs', 'batchSize', 'prefixLength', 'clipLength', 'numLayers', 'numHeads', 'warmupSteps', 'gradClip', 'weightDecay', 'microBatchSize', 'maxSteps', 'seed'],
-    '06_evaluate.ipynb': ['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight', 'mbrSamples', 'mbrTemperature', 'retrievalK', 'samples'],
+    '06_evaluate.ipynb': ['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight', 'mbrSamples', 'mbrTemperature', 'mbrContrast', 'retrievalK', 'samples'],
   };
   for (const [b, keys] of Object.entries(named)) {
     const src = firstCode(b);

@@ -29,6 +29,8 @@ const USAGE = `usage: clipcap caption --run RUN [options] IMAGE...
   --mbr-samples N      consensus decoding: sample N captions per photo and keep, among them and
                        the beams, the one agreeing most (CIDEr-D) with the others (0 = off)
   --mbr-temperature T  consensus decoding: the sampling temperature
+  --mbr-contrast W     consensus decoding: sample with minus W times the log-prob under the
+                       average photo (0 = from the model itself)
                        (defaults: the decoding of notebook 06 for the run's profile, e.g. the
                        offline profile's beam 5 without repeated 3-grams, at most 30 tokens)
   --verbose            print the decoding used on stderr
@@ -76,6 +78,7 @@ export function decodingFor(profile: string, values: Record<string, string | num
     contrastWeight: pick('contrast', base.contrastWeight),
     mbrSamples: pick('mbr-samples', base.mbrSamples),
     mbrTemperature: pick('mbr-temperature', base.mbrTemperature),
+    mbrContrast: pick('mbr-contrast', base.mbrContrast),
   };
   const problems = evalProblems(e);
   if (problems.length) throw new Error(`clipcap caption: ${problems.join('; ')}`);
@@ -84,7 +87,7 @@ export function decodingFor(profile: string, values: Record<string, string | num
 
 export async function run(argv: string[]): Promise<number> {
   const a = parseArgs(argv, {
-    values: { run: 'string', beam: 'number', 'max-new-tokens': 'number', 'no-repeat-ngram': 'number', 'length-penalty': 'number', contrast: 'number', 'mbr-samples': 'number', 'mbr-temperature': 'number' },
+    values: { run: 'string', beam: 'number', 'max-new-tokens': 'number', 'no-repeat-ngram': 'number', 'length-penalty': 'number', contrast: 'number', 'mbr-samples': 'number', 'mbr-temperature': 'number', 'mbr-contrast': 'number' },
     flags: ['json', 'verbose'],
     usage: USAGE,
   });

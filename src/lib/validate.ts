@@ -105,7 +105,7 @@ export function trainProblems(prefix: string, t: TrainConfig, out: string[] = []
 }
 
 export function evalProblems(e: EvalConfig, out: string[] = []): string[] {
-  const decoding = { beam: int(1, 64), maxNewTokens: int(1, 1024), noRepeatNgram: int(0, 16), lengthPenalty: num(0, 4), contrastWeight: num(0, 1, { maxOpen: true }), mbrSamples: int(0, 256), mbrTemperature: num(0, 4, { minOpen: true }) };
+  const decoding = { beam: int(1, 64), maxNewTokens: int(1, 1024), noRepeatNgram: int(0, 16), lengthPenalty: num(0, 4), contrastWeight: num(0, 1, { maxOpen: true }), mbrSamples: int(0, 256), mbrTemperature: num(0, 4, { minOpen: true }), mbrContrast: num(0, 1, { maxOpen: true }) };
   run('eval', e, { ...decoding, retrievalK: int(1, 10000), samples: int(0, 1000) }, out);
   if (e.byVariant !== undefined) {
     if (typeof e.byVariant !== 'object' || e.byVariant === null) out.push(`eval.byVariant = ${show(e.byVariant)}: must be an object such as { mlp: { contrastWeight: 0.3 } }`);

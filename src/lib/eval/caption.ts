@@ -33,10 +33,15 @@ export interface DecodeConfig {
   mbrSamples?: number;
   /** Consensus decoding: the sampling temperature (absent = 1). */
   mbrTemperature?: number;
+  /**
+   * Consensus decoding: the samples are drawn contrastively, from softmax((log p(token | photo) -
+   * mbrContrast * log p(token | average photo)) / mbrTemperature) (absent or 0 = from the model itself).
+   */
+  mbrContrast?: number;
 }
 
 /** The decoding settings, by name (tune.ts --decode, notebook 06, eval.byVariant). */
-export const DECODE_KEYS = ['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight', 'mbrSamples', 'mbrTemperature'] as const;
+export const DECODE_KEYS = ['beam', 'maxNewTokens', 'noRepeatNgram', 'lengthPenalty', 'contrastWeight', 'mbrSamples', 'mbrTemperature', 'mbrContrast'] as const;
 
 /** The decoding settings of a profile's evaluation config. */
 export function decodeOf(e: DecodeConfig): DecodeConfig {
@@ -48,6 +53,7 @@ export function decodeOf(e: DecodeConfig): DecodeConfig {
     contrastWeight: e.contrastWeight ?? 0,
     mbrSamples: e.mbrSamples ?? 0,
     mbrTemperature: e.mbrTemperature ?? 1,
+    mbrContrast: e.mbrContrast ?? 0,
   };
 }
 
@@ -67,7 +73,7 @@ export function describeDecode(d: DecodeConfig): string {
   if (d.beam > 1 && (d.lengthPenalty ?? 1) !== 1) parts.push(`length penalty ${d.lengthPenalty}`);
   if (d.beam > 1 && (d.contrastWeight ?? 0) > 0) parts.push(`contrast ${d.contrastWeight} against the average photo`);
   parts.push(`at most ${d.maxNewTokens} tokens`);
-  if ((d.mbrSamples ?? 0) > 0) parts.push(`then the consensus (CIDEr-D) among the model's own ${d.beam > 1 ? `${d.beam} beams` : 'greedy caption'} and ${d.mbrSamples} samples at temperature ${d.mbrTemperature ?? 1}`);
+  if ((d.mbrSamples ?? 0) > 0) parts.push(`then the consensus (CIDEr-D) among the model's own ${d.beam > 1 ? `${d.beam} beams` : 'greedy caption'} and ${d.mbrSamples} samples at temperature ${d.mbrTemperature ?? 1}${(d.mbrContrast ?? 0) > 0 ? `, drawn with contrast ${d.mbrContrast}` : ''}`);
   return parts.join(', ');
 }
 
@@ -98,7 +104,8 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
   // the contrast prefix: the mapper on the zero embedding (the centre of the training embeddings)
   const weight = opts.beam > 1 ? opts.contrastWeight ?? 0 : 0;
   const mbr = opts.mbrSamples ?? 0;
-  const contrastPrefix = weight > 0 ? tf.tidy(() => model.prefix(tf.zeros([1, dim]) as tf.Tensor2D)) : null;
+  const sampleWeight = mbr > 0 ? opts.mbrContrast ?? 0 : 0;
+  const contrastPrefix = weight > 0 || sampleWeight > 0 ? tf.tidy(() => model.prefix(tf.zeros([1, dim]) as tf.Tensor2D)) : null;
   try {
     for (let i = 0; i < embeddings.length; i += chunk) {
       const part = embeddings.slice(i, i + chunk);
@@ -109,12 +116,12 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
       });
       const prefix = tf.tidy(() => model.prefix(tf.tensor2d(data, [part.length, dim])));
       try {
-        const beamOpts = { ...base, beamSize: opts.beam, noRepeatNgram: opts.noRepeatNgram ?? 0, lengthPenalty: opts.lengthPenalty ?? 1, ...(contrastPrefix ? { contrast: { prefix: contrastPrefix, weight } } : {}) };
+        const beamOpts = { ...base, beamSize: opts.beam, noRepeatNgram: opts.noRepeatNgram ?? 0, lengthPenalty: opts.lengthPenalty ?? 1, ...(contrastPrefix && weight > 0 ? { contrast: { prefix: contrastPrefix, weight } } : {}) };
         // every beam, best first (greedy: one)
         const found = opts.beam <= 1 ? greedy(model.lm, prefix, base).map((ids) => [ids]) : beamSearchBatch(model.lm, prefix, beamOpts).map((beams) => beams.map((b) => b.ids));
         const text = (ids: number[]) => (ids.length ? cleanGenerated(tokenizer.decode(ids)) : ''); // a sequence may end at once (EOS first)
         if (mbr > 0) {
-          const drawn = sampleBatch(model.lm, prefix, { ...base, samples: mbr, temperature: opts.mbrTemperature ?? 1, seeds: part.map(embeddingSeed) });
+          const drawn = sampleBatch(model.lm, prefix, { ...base, samples: mbr, temperature: opts.mbrTemperature ?? 1, seeds: part.map(embeddingSeed), ...(contrastPrefix && sampleWeight > 0 ? { contrast: { prefix: contrastPrefix, weight: sampleWeight } } : {}) });
           found.forEach((beams, j) => {
             const pool = [...beams, ...drawn[j]].map(text);
             out.push(pool[mbrChoice(pool)]);

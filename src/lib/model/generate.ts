@@ -393,6 +393,13 @@ export interface SampleOptions extends GenerateOptions {
    * other prefixes of the batch or their order (sample s of prefix n draws from its own stream).
    */
   seeds: readonly number[];
+  /**
+   * Contrastive sampling: draw from softmax((log p(token | prefix) - weight * log p(token | contrast
+   * prefix)) / temperature), the beam search's contrastive score as a distribution, so that samples
+   * favour what this photo makes likelier than the image-free prefix does. Each sample gets a
+   * contrast row that follows its tokens on `prefix` [1, P, d]. Weight in [0, 1); 0 is plain sampling.
+   */
+  contrast?: { prefix: tf.Tensor3D; weight: number };
 }
 
 /** Draw a token from row `off..off+V` of `probs` (unnormalised: the row is summed first) with the uniform `u` in [0, 1). */
@@ -424,21 +431,39 @@ export function sampleBatch(model: GPT2, prefix: tf.Tensor3D, opts: SampleOption
   if (!(Number.isInteger(S) && S >= 1)) throw new Error(`samples must be a whole number >= 1, got ${S}`);
   if (!(temperature > 0 && Number.isFinite(temperature))) throw new Error(`temperature must be a finite number > 0, got ${temperature}`);
   if (opts.seeds.length !== N) throw new Error(`sampleBatch: ${opts.seeds.length} seeds for ${N} prefixes`);
+  const contrast = opts.contrast && opts.contrast.weight !== 0 ? opts.contrast : null;
+  if (contrast) {
+    if (!(Number.isFinite(contrast.weight) && contrast.weight > 0 && contrast.weight < 1)) throw new Error(`contrast weight must be in [0, 1), got ${contrast.weight}`);
+    checkPrefix(model, contrast.prefix);
+    if (contrast.prefix.shape[0] !== 1 || contrast.prefix.shape[1] !== prefix.shape[1]) throw new Error(`the contrast prefix must be [1, ${prefix.shape[1]}, d] like the prefix, got [${contrast.prefix.shape}]`);
+  }
   const V = model.config.vocabSize;
   const stops = new Set(opts.stopIds ?? []);
   const streams = opts.seeds.flatMap((seed) => Array.from({ length: S }, (_, s) => mulberry32((seed ^ Math.imul(s + 1, 0x9e3779b1)) >>> 0)));
   const out: number[][] = Array.from({ length: N * S }, () => []);
   let active = out.map((_, r) => r); // rows still drawing, in batch order
   let past: KVCache | undefined;
-  let input: tf.Tensor3D = S === 1 ? prefix : tf.tidy(() => tf.reshape(tf.tile(tf.expandDims(prefix, 1), [1, S, 1, 1]), [N * S, prefix.shape[1], prefix.shape[2]]) as tf.Tensor3D);
+  // the batch: the N x S sample rows, then (contrast) as many contrast rows in the same order
+  let input: tf.Tensor3D = tf.tidy(() => {
+    const rows = S === 1 ? prefix : (tf.reshape(tf.tile(tf.expandDims(prefix, 1), [1, S, 1, 1]), [N * S, prefix.shape[1], prefix.shape[2]]) as tf.Tensor3D);
+    return contrast ? (tf.concat([rows, tf.tile(contrast.prefix, [N * S, 1, 1])], 0) as tf.Tensor3D) : tf.clone(rows);
+  });
   try {
     for (let step = 0; step < opts.maxNewTokens; step++) {
       const r = model.forward({ inputsEmbeds: input, past, useCache: true, lastOnly: true });
-      if (input !== prefix) input.dispose();
-      input = prefix;
+      input.dispose();
       past?.dispose();
       past = undefined;
-      const pt = tf.tidy(() => tf.softmax(temperature === 1 ? r.logits : tf.div(r.logits, temperature)));
+      const n = active.length;
+      const pt = tf.tidy(() => {
+        let scores: tf.Tensor = r.logits;
+        if (contrast) {
+          const lp = tf.logSoftmax(tf.reshape(r.logits, [2 * n, V]));
+          const [own, base] = tf.split(lp, [n, n], 0);
+          scores = tf.sub(own, tf.mul(base, contrast.weight));
+        }
+        return tf.softmax(temperature === 1 ? scores : tf.div(scores, temperature));
+      });
       r.logits.dispose();
       const probs = pt.dataSync() as Float32Array;
       pt.dispose();
@@ -463,15 +488,16 @@ export function sampleBatch(model: GPT2, prefix: tf.Tensor3D, opts: SampleOption
         r.present!.dispose();
         break;
       }
-      if (keep.length === probs.length / V) past = r.present;
+      if (keep.length === n) past = r.present;
       else {
-        past = r.present!.select(keep);
+        past = r.present!.select(contrast ? [...keep, ...keep.map((j) => n + j)] : keep);
         r.present!.dispose();
       }
-      input = tf.tidy(() => model.embedTokens(tf.tensor2d(next, [next.length, 1], 'int32')));
+      const tokens = contrast ? [...next, ...next] : next;
+      input = tf.tidy(() => model.embedTokens(tf.tensor2d(tokens, [tokens.length, 1], 'int32')));
     }
   } finally {
-    if (input !== prefix) input.dispose();
+    if (!input.isDisposed) input.dispose();
     past?.dispose();
   }
   return Array.from({ length: N }, (_, n) => out.slice(n * S, (n + 1) * S));
