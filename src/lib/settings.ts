@@ -20,6 +20,7 @@
 // | CLIPCAP_ORT_THREADS              | a positive integer (the number of cores)                                | tfjs/wasm-patches.ts, extraction workers |
 // | CLIPCAP_WASM_THREADS             | a positive integer (1)                                                  | tfjs/wasm-patches.ts            |
 // | CLIPCAP_TRAIN_THREADS            | a positive integer (the cores): threads that compute a step's shards     | train/parallel.ts               |
+// | CLIPCAP_CAPTION_WORKERS          | a positive integer (the cores on wasm/cpu, else 1): captioning processes | eval/caption.ts                |
 // | CLIPCAP_CACHE_TRANSPOSES         | 0: no cached transposes of frozen weights (on)                          | tfjs/wasm-patches.ts            |
 // | CLIPCAP_ORT_PROFILE              | any non-empty value: time the onnxruntime products (off; read at load)  | tfjs/ort-profile.ts             |
 // | UV_THREADPOOL_SIZE               | passed to extraction workers (2 unless set)                             | embed/extract.ts (childEnv)     |
@@ -155,6 +156,14 @@ export class Settings {
    */
   get trainThreads(): number {
     return this.positiveInteger('CLIPCAP_TRAIN_THREADS', () => os.cpus().length);
+  }
+
+  /**
+   * CLIPCAP_CAPTION_WORKERS: child processes that caption the photos of an evaluation or a dev
+   * scoring (eval/caption.ts); undefined when unset (then one per core on the wasm and cpu backends).
+   */
+  get captionWorkers(): number | undefined {
+    return this.env.CLIPCAP_CAPTION_WORKERS ? this.positiveInteger('CLIPCAP_CAPTION_WORKERS', () => 1) : undefined;
   }
 
   /** CLIPCAP_CACHE_TRANSPOSES (on unless `0`): keep transposes of frozen weights. */

@@ -1,6 +1,8 @@
 // Captioning with a trained run: image embeddings (or image files, through the run's encoder and its
 // post-processing) -> prefix -> beam search (ClipCap's generate_beam) or greedy decoding -> text.
+import { fork, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { centerL2, type CenterFile } from '../embed/embedding-set';
@@ -12,6 +14,7 @@ import { fnv1aWords } from '../util/rng';
 import { artifactPaths, repoRoot } from '../paths';
 import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../run/run';
 import { CENTER_FILE } from '../embed/store';
+import { settings } from '../settings';
 import { cleanGenerated } from '../model/text';
 import { stopIds } from '../model/tokenizer';
 
@@ -138,29 +141,122 @@ export function captionEmbeddings(run: LoadedRun, embeddings: Float32Array[], op
   return out;
 }
 
+/** Messages from a captioning worker process (caption-worker.ts). */
+export type CaptionWorkerMessage = { type: 'ready' } | { type: 'result'; seq: number; captions: string[] } | { type: 'error'; message: string };
+
+/** Photos a captioning worker is sent at a time (two BEAM_CHUNKs; two chunks in flight per worker). */
+export const WORKER_CHUNK = 2 * BEAM_CHUNK;
+/** Below this many photos captionWithRun captions in this process (starting workers costs a few seconds). */
+export const MIN_PHOTOS_FOR_WORKERS = 64;
+
+/**
+ * The captioning worker processes for `photos` photos: CLIPCAP_CAPTION_WORKERS when set, else one per
+ * core on the wasm and cpu backends (one thread each, like the trainings) and 1 on the others (a GPU
+ * does better alone); 1 (this process) below MIN_PHOTOS_FOR_WORKERS photos.
+ */
+export function captionWorkers(photos: number, opts: { backend?: string; cores?: number; env?: NodeJS.ProcessEnv } = {}): number {
+  if (photos < MIN_PHOTOS_FOR_WORKERS) return 1;
+  const set = settings(opts.env ?? process.env).captionWorkers;
+  if (set !== undefined) return set;
+  const backend = opts.backend ?? tf.getBackend();
+  return backend === 'wasm' || backend === 'cpu' ? Math.max(1, opts.cores ?? os.cpus().length) : 1;
+}
+
+function tsxImportUrl(): string {
+  // tsx's ESM+CJS loader, for worker processes running TypeScript sources.
+  return 'file://' + require.resolve('tsx');
+}
+
+/**
+ * Caption `embeddings` with the run at `runDir` in `workers` child processes (caption-worker.ts), each
+ * loading the run once and captioning chunks of WORKER_CHUNK photos as they are handed out: the same
+ * captions as captionEmbeddings in this process (each photo's caption depends only on its embedding).
+ */
+async function captionInWorkers(runDir: string, embeddings: Float32Array[], decode: DecodeConfig, workers: number, onChunk?: (images: number) => void): Promise<string[]> {
+  const chunks: Float32Array[][] = [];
+  for (let i = 0; i < embeddings.length; i += WORKER_CHUNK) chunks.push(embeddings.slice(i, i + WORKER_CHUNK));
+  const out = new Array<string[]>(chunks.length);
+  const children: ChildProcess[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let next = 0;
+      let done = 0;
+      let failed = false;
+      const fail = (e: Error) => {
+        if (!failed) (failed = true), reject(e);
+      };
+      const hand = (child: ChildProcess) => {
+        if (failed || next >= chunks.length) return;
+        const seq = next++;
+        child.send({ type: 'chunk', seq, embeddings: chunks[seq] });
+      };
+      for (let w = 0; w < Math.min(workers, chunks.length); w++) {
+        const child = fork(path.join(__dirname, 'caption-worker.ts'), [], {
+          execArgv: ['--import', tsxImportUrl()],
+          serialization: 'advanced',
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          env: settings().childEnv({ set: { CLIPCAP_QUIET_BACKEND: '1', CLIPCAP_TRAIN_THREADS: '1' }, unlessSet: { CLIPCAP_ORT_THREADS: '1' } }),
+        });
+        children.push(child);
+        child.on('message', (m: CaptionWorkerMessage) => {
+          if (m.type === 'ready') {
+            hand(child);
+            hand(child);
+          } else if (m.type === 'result') {
+            out[m.seq] = m.captions;
+            onChunk?.(m.captions.length);
+            if (++done === chunks.length) resolve();
+            else hand(child);
+          } else fail(new Error(`captioning worker ${child.pid}: ${m.message}`));
+        });
+        child.on('exit', (code) => {
+          if (done < chunks.length) fail(new Error(`captioning worker ${child.pid} exited (code ${code}) before the captions were done`));
+        });
+        child.send({ type: 'init', runDir, decode });
+      }
+    });
+  } finally {
+    for (const c of children) if (c.connected) c.disconnect();
+  }
+  return out.flat();
+}
+
 /**
  * Caption photos (by id) with the trained run at `runDir`: load it, take each photo's embedding from
  * `opts.embeddings` (default: the embeddings the run was trained on), caption, and release the model.
- * The one path from a run to captions for dev scoring, notebook samples and the evaluation.
+ * The one path from a run to captions for dev scoring, notebook samples and the evaluation. With
+ * `workers` above 1 (default: captionWorkers), child processes caption the photos, the same captions.
  */
 export async function captionWithRun(
   runDir: string,
   imageIds: readonly string[],
   decode: DecodeConfig,
-  opts: { embeddings?: (id: string) => Float32Array; onChunk?: (images: number) => void } = {},
+  opts: { embeddings?: (id: string) => Float32Array; onChunk?: (images: number) => void; workers?: number } = {},
 ): Promise<Map<string, string>> {
   const run = await loadRun(runDir);
+  let embeddings: Float32Array[];
+  let workers: number;
   try {
     let get = opts.embeddings;
     if (!get) {
       const set = openEmbeddingsOfRun(run.config);
       get = (id) => set.get(id);
     }
-    const caps = captionEmbeddings(run, imageIds.map((id) => get!(id)), decode, opts.onChunk);
-    return new Map(imageIds.map((id, i) => [id, caps[i]]));
+    embeddings = imageIds.map((id) => get!(id));
+    const dim = run.config.encoder.dim;
+    embeddings.forEach((e, i) => {
+      if (e.length !== dim) throw new Error(`embedding ${i} has ${e.length} values; the run's encoder gives ${dim}`);
+    });
+    workers = opts.workers ?? captionWorkers(imageIds.length);
+    if (workers <= 1) {
+      const caps = captionEmbeddings(run, embeddings, decode, opts.onChunk);
+      return new Map(imageIds.map((id, i) => [id, caps[i]]));
+    }
   } finally {
     run.dispose();
   }
+  const caps = await captionInWorkers(runDir, embeddings, decode, workers, opts.onChunk);
+  return new Map(imageIds.map((id, i) => [id, caps[i]]));
 }
 
 /** One file's caption, or why it has none (Captioner: image files end to end, through the run's encoder). */
