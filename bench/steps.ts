@@ -300,20 +300,25 @@ async function round(o: Opts): Promise<Record<string, number>> {
         console.log(`  ${label.padEnd(12)} ${ms.toFixed(0).padStart(6)} ms/caption  ${(1000 / ms).toFixed(2)} captions/s  (beam ${ev.beam}, 14 new tokens, ${how})`);
       }
       // consensus decoding's samples (eval.mbrSamples, the largest of the variants'), on top of the beams
+      // (and their contrast, eval.mbrContrast: a contrast row per sample, the largest of the variants')
       const S = Math.max(ev.mbrSamples, ...Object.values(ev.byVariant ?? {}).map((d) => d?.mbrSamples ?? 0));
+      const W = Math.max(ev.mbrContrast, ...Object.values(ev.byVariant ?? {}).map((d) => d?.mbrContrast ?? 0));
       if (S > 0) {
         const T = ev.mbrTemperature;
         const sampled: number[] = [];
+        const avg = W > 0 ? tf.tidy(() => model.prefix(tf.zeros([1, o.dim]) as tf.Tensor2D)) : null;
         for (let rep = 0; rep < 2; rep++) {
           const t0 = performance.now();
           const prefix = tf.tidy(() => model.prefix(emb(ids)));
-          sampleBatch(model.lm, prefix, { samples: S, temperature: T, maxNewTokens: 14, eosId: V - 1, seeds: ids });
+          sampleBatch(model.lm, prefix, { samples: S, temperature: T, maxNewTokens: 14, eosId: V - 1, seeds: ids, ...(avg ? { contrast: { prefix: avg, weight: W } } : {}) });
           prefix.dispose();
           sampled.push((performance.now() - t0) / n);
         }
+        avg?.dispose();
         const ms = Math.min(...sampled);
-        results.push({ kind: 'samples-batch', torchKind: 'samples-batch', msPerStep: ms, tokensPerSecond: 0, paddedShare: 0, note: `${S} samples at temperature ${T} per image, 14 new tokens, ${n} images a batch (consensus decoding adds this to beam-batch)` });
-        console.log(`  ${'samples-batch'.padEnd(12)} ${ms.toFixed(0).padStart(6)} ms/image    (${S} samples at temperature ${T}, 14 new tokens, ${n} images a batch: consensus decoding adds this to beam-batch)`);
+        const how = `${S} samples at temperature ${T}${W > 0 ? ` with contrast ${W}` : ''}`;
+        results.push({ kind: 'samples-batch', torchKind: 'samples-batch', msPerStep: ms, tokensPerSecond: 0, paddedShare: 0, note: `${how} per image, 14 new tokens, ${n} images a batch (consensus decoding adds this to beam-batch)` });
+        console.log(`  ${'samples-batch'.padEnd(12)} ${ms.toFixed(0).padStart(6)} ms/image    (${how}, 14 new tokens, ${n} images a batch: consensus decoding adds this to beam-batch)`);
       }
     }
     mapper.dispose();
