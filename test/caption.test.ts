@@ -234,7 +234,8 @@ test('clipcap caption decodes as notebook 06 does for the run\'s profile, each o
   // the run's variant: eval.byVariant applies (offline: the MLP run decodes with contrast), options still win
   assert.equal(decodingFor('offline', {}, 'mlp').contrastWeight, off.byVariant?.mlp?.contrastWeight);
   assert.ok((off.byVariant?.mlp?.contrastWeight ?? 0) > 0);
-  assert.equal(decodingFor('offline', {}, 'transformer').contrastWeight, off.contrastWeight);
+  assert.equal(decodingFor('offline', {}, 'transformer').contrastWeight, off.byVariant?.transformer?.contrastWeight ?? off.contrastWeight);
+  assert.equal(decodingFor('smoke', {}, 'transformer').contrastWeight, profileConfig('smoke').eval.contrastWeight, 'no byVariant entry: the shared decoding');
   assert.equal(decodingFor('offline', { contrast: 0 }, 'mlp').contrastWeight, 0);
 });
 
