@@ -157,7 +157,8 @@ test('consensus decoding: each photo\'s caption is one of its beams and samples,
 });
 
 test('captionWithRun in worker processes gives the captions of one process (beams, consensus with contrastive samples), in order; how many workers', async () => {
-  const { captionWithRun, captionWorkers, MIN_PHOTOS_FOR_WORKERS, WORKER_CHUNK } = await import('../src/lib/eval/caption');
+  const { captionWithRun, WORKER_CHUNK } = await import('../src/lib/eval/caption');
+  const { captionWorkers, MIN_PHOTOS_FOR_WORKERS } = await import('../src/lib/machine');
   const { runDir, dim } = await makeRun();
   const n = WORKER_CHUNK + 5; // two chunks, the second one short
   const embs = new Map(Array.from({ length: n }, (_, k) => [`photo${k}`, Float32Array.from({ length: dim }, (_, i) => Math.sin(i * 0.37 * (k + 1)))]));
@@ -171,11 +172,11 @@ test('captionWithRun in worker processes gives the captions of one process (beam
     assert.ok(new Set(one.values()).size > 1, 'the photos get different captions');
   }
   await assert.rejects(captionWithRun(path.join(runDir, 'missing'), ids, { beam: 1, maxNewTokens: 3 }, { embeddings: (id) => embs.get(id)!, workers: 2 }));
-  assert.equal(captionWorkers(MIN_PHOTOS_FOR_WORKERS - 1, { backend: 'wasm', cores: 2, env: {} }), 1, 'few photos: this process');
-  assert.equal(captionWorkers(1000, { backend: 'wasm', cores: 2, env: {} }), 2);
-  assert.equal(captionWorkers(1000, { backend: 'tensorflow', cores: 8, env: {} }), 1, 'a native backend: one process');
-  assert.equal(captionWorkers(1000, { backend: 'wasm', cores: 2, env: { CLIPCAP_CAPTION_WORKERS: '3' } }), 3);
-  assert.throws(() => captionWorkers(1000, { backend: 'wasm', cores: 2, env: { CLIPCAP_CAPTION_WORKERS: '0' } }), /CLIPCAP_CAPTION_WORKERS/);
+  assert.equal(captionWorkers(MIN_PHOTOS_FOR_WORKERS - 1, 'wasm', { cores: 2, env: {} }), 1, 'few photos: this process');
+  assert.equal(captionWorkers(1000, 'wasm', { cores: 2, env: {} }), 2);
+  assert.equal(captionWorkers(1000, 'tensorflow', { cores: 8, env: {} }), 1, 'a native backend: one process');
+  assert.equal(captionWorkers(1000, 'wasm', { cores: 2, env: { CLIPCAP_CAPTION_WORKERS: '3' } }), 3);
+  assert.throws(() => captionWorkers(1000, 'wasm', { cores: 2, env: { CLIPCAP_CAPTION_WORKERS: '0' } }), /CLIPCAP_CAPTION_WORKERS/);
 });
 
 test('a run records the weights of its language model; loading it after that model changed is refused, naming both hashes and the fix', async () => {

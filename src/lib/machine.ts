@@ -1,7 +1,8 @@
 // What this machine can do, asked without loading a backend into this process: is the Hugging Face
 // hub reachable, does a native GPU backend (tfjs-node-gpu on CUDA) load, and how much memory does each
-// TensorFlow.js backend have for tensors. The profile choice (profile.ts) and the size of a training
-// pass (train/memory.ts) are decided from these answers.
+// TensorFlow.js backend have for tensors, and how many processes caption a set of photos. The profile
+// choice (profile.ts), the size of a training pass (train/memory.ts) and the captioning workers
+// (eval/caption.ts, estimate.ts) are decided from these answers.
 import { spawnSync } from 'child_process';
 import * as dns from 'dns';
 import * as os from 'os';
@@ -89,4 +90,19 @@ export function backendMemoryBytes(backend: string): number {
     return Number.isFinite(mib) && mib > 0 ? mib * 1024 ** 2 : 8 * 1024 ** 3;
   }
   return Math.max(os.totalmem() - 2 * 1024 ** 3, 1024 ** 3);
+}
+
+/** Below this many photos captions are made in this process (starting workers costs a few seconds). */
+export const MIN_PHOTOS_FOR_WORKERS = 64;
+
+/**
+ * The captioning worker processes for `photos` photos on `backend`: CLIPCAP_CAPTION_WORKERS when set,
+ * else one per core on the wasm and cpu backends (one thread each, like the trainings) and 1 on the
+ * others (a GPU does better alone); 1 (this process) below MIN_PHOTOS_FOR_WORKERS photos.
+ */
+export function captionWorkers(photos: number, backend: string, opts: { cores?: number; env?: Environment } = {}): number {
+  if (photos < MIN_PHOTOS_FOR_WORKERS) return 1;
+  const set = settings(opts.env ?? process.env).captionWorkers;
+  if (set !== undefined) return set;
+  return backend === 'wasm' || backend === 'cpu' ? Math.max(1, opts.cores ?? os.cpus().length) : 1;
 }

@@ -15,6 +15,7 @@ import { artifactPaths, repoRoot } from '../paths';
 import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../run/run';
 import { CENTER_FILE } from '../embed/store';
 import { settings } from '../settings';
+import { captionWorkers } from '../machine';
 import { cleanGenerated } from '../model/text';
 import { stopIds } from '../model/tokenizer';
 
@@ -146,22 +147,6 @@ export type CaptionWorkerMessage = { type: 'ready' } | { type: 'result'; seq: nu
 
 /** Photos a captioning worker is sent at a time (two BEAM_CHUNKs; two chunks in flight per worker). */
 export const WORKER_CHUNK = 2 * BEAM_CHUNK;
-/** Below this many photos captionWithRun captions in this process (starting workers costs a few seconds). */
-export const MIN_PHOTOS_FOR_WORKERS = 64;
-
-/**
- * The captioning worker processes for `photos` photos: CLIPCAP_CAPTION_WORKERS when set, else one per
- * core on the wasm and cpu backends (one thread each, like the trainings) and 1 on the others (a GPU
- * does better alone); 1 (this process) below MIN_PHOTOS_FOR_WORKERS photos.
- */
-export function captionWorkers(photos: number, opts: { backend?: string; cores?: number; env?: NodeJS.ProcessEnv } = {}): number {
-  if (photos < MIN_PHOTOS_FOR_WORKERS) return 1;
-  const set = settings(opts.env ?? process.env).captionWorkers;
-  if (set !== undefined) return set;
-  const backend = opts.backend ?? tf.getBackend();
-  return backend === 'wasm' || backend === 'cpu' ? Math.max(1, opts.cores ?? os.cpus().length) : 1;
-}
-
 function tsxImportUrl(): string {
   // tsx's ESM+CJS loader, for worker processes running TypeScript sources.
   return 'file://' + require.resolve('tsx');
@@ -247,7 +232,7 @@ export async function captionWithRun(
     embeddings.forEach((e, i) => {
       if (e.length !== dim) throw new Error(`embedding ${i} has ${e.length} values; the run's encoder gives ${dim}`);
     });
-    workers = opts.workers ?? captionWorkers(imageIds.length);
+    workers = opts.workers ?? captionWorkers(imageIds.length, tf.getBackend());
     if (workers <= 1) {
       const caps = captionEmbeddings(run, embeddings, decode, opts.onChunk);
       return new Map(imageIds.map((id, i) => [id, caps[i]]));
