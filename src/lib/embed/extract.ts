@@ -24,6 +24,7 @@ import { cacheDir } from '../paths';
 import { settings } from '../settings';
 import { Progress } from '../util/progress';
 import { fnv1a } from '../util/rng';
+import { tsxImportUrl } from '../util/tsx';
 
 export interface ExtractImage {
   image_id: string;
@@ -188,11 +189,6 @@ async function runInProcess(enc: ImageEncoder, batches: ExtractImage[][], onBatc
     next = i + 1 < batches.length ? prepareBatch(enc, batches[i + 1]) : null;
     onBatch(await inferBatch(enc, cur));
   }
-}
-
-function tsxImportUrl(): string {
-  // tsx's ESM+CJS loader, for worker processes running TypeScript sources.
-  return 'file://' + require.resolve('tsx');
 }
 
 export interface WorkerInit {

@@ -2,7 +2,6 @@
 // post-processing) -> prefix -> beam search (ClipCap's generate_beam) or greedy decoding -> text.
 import { fork, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { centerL2, type CenterFile } from '../embed/embedding-set';
@@ -16,6 +15,7 @@ import { loadRun, openEmbeddingsOfRun, type LoadedRun } from '../run/run';
 import { CENTER_FILE } from '../embed/store';
 import { settings } from '../settings';
 import { captionWorkers } from '../machine';
+import { tsxImportUrl } from '../util/tsx';
 import { cleanGenerated } from '../model/text';
 import { stopIds } from '../model/tokenizer';
 
@@ -147,10 +147,6 @@ export type CaptionWorkerMessage = { type: 'ready' } | { type: 'result'; seq: nu
 
 /** Photos a captioning worker is sent at a time (two BEAM_CHUNKs; two chunks in flight per worker). */
 export const WORKER_CHUNK = 2 * BEAM_CHUNK;
-function tsxImportUrl(): string {
-  // tsx's ESM+CJS loader, for worker processes running TypeScript sources.
-  return 'file://' + require.resolve('tsx');
-}
 
 /**
  * Caption `embeddings` with the run at `runDir` in `workers` child processes (caption-worker.ts), each
@@ -183,6 +179,7 @@ async function captionInWorkers(runDir: string, embeddings: Float32Array[], deco
           env: settings().childEnv({ set: { CLIPCAP_QUIET_BACKEND: '1', CLIPCAP_TRAIN_THREADS: '1' }, unlessSet: { CLIPCAP_ORT_THREADS: '1' } }),
         });
         children.push(child);
+        child.on('error', (e) => fail(new Error(`could not start a captioning worker: ${e.message}`)));
         child.on('message', (m: CaptionWorkerMessage) => {
           if (m.type === 'ready') {
             hand(child);
