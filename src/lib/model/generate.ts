@@ -397,7 +397,8 @@ export interface SampleOptions extends GenerateOptions {
    * Contrastive sampling: draw from softmax((log p(token | prefix) - weight * log p(token | contrast
    * prefix)) / temperature), the beam search's contrastive score as a distribution, so that samples
    * favour what this photo makes likelier than the image-free prefix does. Each sample gets a
-   * contrast row that follows its tokens on `prefix` [1, P, d]. Weight in [0, 1); 0 is plain sampling.
+   * contrast row: the contrast `prefix` [1, P, d] followed by the sample's own tokens. Weight in
+   * [0, 1); 0 is plain sampling.
    */
   contrast?: { prefix: tf.Tensor3D; weight: number };
 }
