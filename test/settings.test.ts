@@ -44,6 +44,7 @@ test('settings: values as set', () => {
     CLIPCAP_ORT_THREADS: '3',
     CLIPCAP_WASM_THREADS: '2',
     CLIPCAP_CACHE_TRANSPOSES: '0',
+    CLIPCAP_FUSED: '0',
     CLIPCAP_ORT_PROFILE: '1',
   });
   assert.equal(s.forcedProfile(['paper', 'smoke']), 'smoke');
@@ -61,6 +62,8 @@ test('settings: values as set', () => {
   assert.equal(s.ortThreads, 3);
   assert.equal(s.wasmThreads, 2);
   assert.equal(s.cacheTransposes, false);
+  assert.equal(s.fusedKernels, false);
+  assert.equal(settings({}).fusedKernels, true);
   assert.equal(s.ortProfile, true);
   assert.equal(settings({ CLIPCAP_PROFILE: 'auto' }).forcedProfile(['smoke']), undefined);
 });

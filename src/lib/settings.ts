@@ -22,6 +22,7 @@
 // | CLIPCAP_TRAIN_THREADS            | a positive integer (the cores): threads that compute a step's shards     | train/parallel.ts               |
 // | CLIPCAP_CAPTION_WORKERS          | a positive integer (the cores on wasm/cpu, else 1): captioning processes | eval/caption.ts                |
 // | CLIPCAP_CACHE_TRANSPOSES         | 0: no cached transposes of frozen weights (on)                          | tfjs/wasm-patches.ts            |
+// | CLIPCAP_FUSED                    | 0: GELU, LayerNorm, attention composed of tfjs ops, not fused (on)      | tfjs/wasm-patches.ts            |
 // | CLIPCAP_ORT_PROFILE              | any non-empty value: time the onnxruntime products (off; read at load)  | tfjs/ort-profile.ts             |
 // | UV_THREADPOOL_SIZE               | passed to extraction workers (2 unless set)                             | embed/extract.ts (childEnv)     |
 // | JPY_PARENT_PID                   | set by Jupyter in a kernel                                              | (jupyterKernel)                 |
@@ -169,6 +170,11 @@ export class Settings {
   /** CLIPCAP_CACHE_TRANSPOSES (on unless `0`): keep transposes of frozen weights. */
   get cacheTransposes(): boolean {
     return this.env.CLIPCAP_CACHE_TRANSPOSES !== '0';
+  }
+
+  /** CLIPCAP_FUSED (on unless `0`): GELU, LayerNorm and attention as fused kernels on the wasm backend (tfjs/fused.ts). */
+  get fusedKernels(): boolean {
+    return this.env.CLIPCAP_FUSED !== '0';
   }
 
   /** CLIPCAP_ORT_PROFILE (any non-empty value): time every onnxruntime product, printed at exit. */

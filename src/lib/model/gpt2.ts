@@ -14,7 +14,7 @@
 // Loading and saving in the Hugging Face layout: model/gpt2-hf.ts.
 
 import * as tf from '@tensorflow/tfjs';
-import { dropout, gatherRows, matMulNT, gptGelu, layerNorm, linear } from '../tfjs/ops';
+import { dropout, fusedAttention, fusedAttentionFits, gatherRows, matMulNT, gptGelu, layerNorm, linear } from '../tfjs/ops';
 import { lmHeadLoss } from './loss';
 
 export interface GPT2Config {
@@ -357,11 +357,8 @@ export class GPT2 {
     // Each dropout call gets its own seed derived from dropoutSeed (the same seed gives the same masks).
     let dropCall = 0;
     const baseSeed = opts.dropoutSeed ?? Math.floor(Math.random() * 2 ** 31);
-    const drop = (x: tf.Tensor, rate: number): tf.Tensor => {
-      if (!training || rate <= 0) return x;
-      dropCall += 1;
-      return dropout(x, rate, (baseSeed * 1009 + dropCall) >>> 0);
-    };
+    const nextSeed = () => (baseSeed * 1009 + ++dropCall) >>> 0;
+    const drop = (x: tf.Tensor, rate: number): tf.Tensor => (!training || rate <= 0 ? x : dropout(x, rate, nextSeed()));
     const from = opts.logitsFrom ?? 0;
     if (from < 0 || from >= T || (from > 0 && opts.lastOnly)) throw new Error(`logitsFrom ${from} must be in [0, ${T}) and not combined with lastOnly`);
 
@@ -371,8 +368,10 @@ export class GPT2 {
       const posIds = tf.range(pos0, pos0 + T, 1, 'int32') as tf.Tensor1D;
       const pos = gatherRows(this.w('wpe.weight'), posIds);
       let x = drop(tf.add(emb, pos), c.embdPdrop).reshape([N, d]) as tf.Tensor2D;
-      const bias = this.attentionBias(B, T, pastLen, opts.attentionMask);
       const scale = 1 / Math.sqrt(hd);
+      // without a cache or a padding mask (training, scoring), attention is one kernel where the backend has it (tfjs/fused.ts)
+      const fused = !past && !opts.useCache && !opts.attentionMask && fusedAttentionFits(hd);
+      const bias = fused ? null : this.attentionBias(B, T, pastLen, opts.attentionMask);
       const presentK: tf.Tensor4D[] = [];
       const presentV: tf.Tensor4D[] = [];
       for (let l = 0; l < c.nLayer; l++) {
@@ -380,24 +379,30 @@ export class GPT2 {
         // --- attention
         const h1 = layerNorm(x, this.w(p + 'ln_1.weight'), this.w(p + 'ln_1.bias'), c.layerNormEpsilon);
         const qkv = linear(h1, this.w(p + 'attn.c_attn.weight'), this.w(p + 'attn.c_attn.bias'));
-        const [q2, k2, v2] = tf.split(qkv, 3, 1);
-        const heads = (t: tf.Tensor) => t.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-        const q = heads(q2);
-        let k = heads(k2);
-        let v = heads(v2);
-        if (past) {
-          k = tf.concat([past.keys[l], k], 2);
-          v = tf.concat([past.values[l], v], 2);
+        let a: tf.Tensor2D;
+        if (fused) {
+          const dropOpt = training && c.attnPdrop > 0 ? { dropout: { rate: c.attnPdrop, seed: nextSeed() } } : {};
+          a = fusedAttention([qkv, 0], [qkv, d], [qkv, 2 * d], B, T, H, { causal: true, scale, ...dropOpt });
+        } else {
+          const [q2, k2, v2] = tf.split(qkv, 3, 1);
+          const heads = (t: tf.Tensor) => t.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+          const q = heads(q2);
+          let k = heads(k2);
+          let v = heads(v2);
+          if (past) {
+            k = tf.concat([past.keys[l], k], 2);
+            v = tf.concat([past.values[l], v], 2);
+          }
+          if (opts.useCache) {
+            presentK.push(k);
+            presentV.push(v);
+          }
+          let scores = tf.mul(tf.matMul(q, k, false, true), scale); // [B,H,T,Tk]
+          if (bias) scores = tf.add(scores, bias);
+          const probs = drop(tf.softmax(scores), c.attnPdrop);
+          a = tf.matMul(probs, v).transpose([0, 2, 1, 3]).reshape([N, d]) as tf.Tensor2D; // [N, d]
         }
-        if (opts.useCache) {
-          presentK.push(k);
-          presentV.push(v);
-        }
-        let scores = tf.mul(tf.matMul(q, k, false, true), scale); // [B,H,T,Tk]
-        if (bias) scores = tf.add(scores, bias);
-        const probs = drop(tf.softmax(scores), c.attnPdrop);
-        const a = tf.matMul(probs, v).transpose([0, 2, 1, 3]).reshape([N, d]); // [N, d]
-        const attnOut = linear(a as tf.Tensor2D, this.w(p + 'attn.c_proj.weight'), this.w(p + 'attn.c_proj.bias'));
+        const attnOut = linear(a, this.w(p + 'attn.c_proj.weight'), this.w(p + 'attn.c_proj.bias'));
         x = tf.add(x, drop(attnOut, c.residPdrop));
         // --- MLP
         const h2 = layerNorm(x, this.w(p + 'ln_2.weight'), this.w(p + 'ln_2.bias'), c.layerNormEpsilon);

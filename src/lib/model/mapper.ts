@@ -9,7 +9,7 @@
 // Weights are saved under the original PyTorch parameter names and layouts (Linear weight [out, in]),
 // so that checkpoints read like the original's state_dict.
 import * as tf from '@tensorflow/tfjs';
-import { layerNorm, linear } from '../tfjs/ops';
+import { fusedAttention, fusedAttentionFits, layerNorm, linear } from '../tfjs/ops';
 import { mulberry32 as rng } from '../util/rng';
 
 export interface MapperConfig {
@@ -203,13 +203,19 @@ export class TransformerMapper extends Mapper {
     const d = this.config.embedDim;
     const H = this.config.numHeads;
     const hd = d / H;
-    const q = tf.reshape(dense(h, blk.q.w, null), [B, T, H, hd]).transpose([0, 2, 1, 3]); // [B,H,T,hd]
+    const scale = 1 / Math.sqrt(hd);
+    const qRows = dense(h, blk.q.w, null);
     // to_keys_values's output reshaped [B, T, 2, H, hd] in the original: keys are its first d columns,
-    // values the next d. A 2-D split (a 5-D one is ~100x slower on the wasm backend).
-    const [kPart, vPart] = tf.split(dense(h, blk.kv.w, null), 2, 1);
+    // values the next d
+    const kvRows = dense(h, blk.kv.w, null);
+    // one kernel where the backend has it (tfjs/fused.ts)
+    if (fusedAttentionFits(hd)) return dense(fusedAttention([qRows, 0], [kvRows, 0], [kvRows, d], B, T, H, { causal: false, scale }), blk.proj.w, blk.proj.b);
+    const q = tf.reshape(qRows, [B, T, H, hd]).transpose([0, 2, 1, 3]); // [B,H,T,hd]
+    // a 2-D split (a 5-D one is ~100x slower on the wasm backend)
+    const [kPart, vPart] = tf.split(kvRows, 2, 1);
     const k = kPart.reshape([B, T, H, hd]).transpose([0, 2, 3, 1]); // [B,H,hd,T]
     const v = vPart.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]); // [B,H,T,hd]
-    const att = tf.softmax(tf.mul(tf.matMul(q, k), 1 / Math.sqrt(hd)), -1); // [B,H,T,T]
+    const att = tf.softmax(tf.mul(tf.matMul(q, k), scale), -1); // [B,H,T,T]
     const o = tf.matMul(att, v).transpose([0, 2, 1, 3]).reshape([B * T, d]) as tf.Tensor2D;
     return dense(o, blk.proj.w, blk.proj.b);
   }

@@ -44,19 +44,9 @@
 //         (br $next))))
 //
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
+import { leb, vec, WA } from './wasm-asm';
 
 function adamWasmBytes(): Uint8Array {
-  const vec = (b: number[]) => [...leb(b.length), ...b];
   const section = (id: number, b: number[]) => [id, ...vec(b)];
   const simd = (op: number) => [0xfd, ...leb(op)];
   const [I32, F32, V128] = [0x7f, 0x7d, 0x7b];
@@ -129,8 +119,6 @@ export class AdamKernel {
   constructor(useSimd = true) {
     if (!useSimd) return;
     try {
-      // (no DOM lib in this project's TypeScript settings: the WebAssembly API typed by hand)
-      const WA = (globalThis as unknown as { WebAssembly: { Module: new (b: Uint8Array) => object; Instance: new (m: object, i: object) => { exports: Record<string, unknown> } } }).WebAssembly;
       const inst = new WA.Instance(new WA.Module(adamWasmBytes()), {});
       this.mem = inst.exports.mem as unknown as { buffer: ArrayBuffer; grow(pages: number): number };
       this.fn = inst.exports.adamw as unknown as (...a: number[]) => void;

@@ -8,6 +8,7 @@
 // Every gradient here is checked against finite differences of a float64 reference in
 // test/gpt2.test.ts.
 import * as tf from '@tensorflow/tfjs';
+import { ATTENTION, ATTENTION_GRAD, fusedKernels, GELU, GELU_GRAD, LAYER_NORM, LAYER_NORM_GRAD } from './fused';
 
 type Args = (tf.Tensor | tf.GradSaveFunc)[];
 
@@ -46,6 +47,7 @@ const GELU_K = 0.044715;
  * d/dx = s + x s (1 - s) 2c (1 + 3 * 0.044715 x^2), s = sigmoid(2u).
  */
 export function gptGelu(x: tf.Tensor): tf.Tensor {
+  if (fusedKernels() && x.size % 4 === 0) return fusedGelu(x);
   if (!recordingGradients()) {
     return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, tf.add(tf.mul(tf.square(x), 2 * GELU_C * GELU_K), 2 * GELU_C)))));
   }
@@ -93,6 +95,7 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D 
  * dgamma = sum(dy xhat), dbeta = sum(dy) over rows.
  */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor2D {
+  if (fusedKernels() && x.shape[x.shape.length - 1] % 4 === 0) return fusedLayerNorm(x, gamma, beta, eps);
   if (!recordingGradients()) {
     return tf.tidy(() => {
       const { mean, variance } = tf.moments(x, -1, true);
@@ -125,15 +128,44 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: 
   return f(x, gamma, beta) as tf.Tensor2D;
 }
 
+/** gptGelu as one kernel forward and one backward (tfjs/fused.ts, the wasm backend). */
+function fusedGelu(x: tf.Tensor): tf.Tensor {
+  const run = (name: string, inputs: Record<string, tf.Tensor>) => tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, {}) as tf.Tensor;
+  if (!recordingGradients()) return run(GELU, { x });
+  const f = tf.customGrad((...args: Args) => {
+    const v = args[0] as tf.Tensor;
+    (args[1] as tf.GradSaveFunc)([v]);
+    return { value: run(GELU, { x: v }), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run(GELU_GRAD, { x: saved[0], dy }) };
+  });
+  return f(x);
+}
+
+/** layerNorm as one kernel forward and one backward (tfjs/fused.ts, the wasm backend). */
+function fusedLayerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor2D {
+  const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, number> = {}) =>
+    tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+  if (!recordingGradients()) {
+    const [y, xhat, rstd] = run(LAYER_NORM, { x, gamma, beta }, { eps });
+    xhat.dispose();
+    rstd.dispose();
+    return y as tf.Tensor2D;
+  }
+  const f = tf.customGrad((...args: Args) => {
+    const [xi, g, b] = args as tf.Tensor[];
+    const [y, xhat, rstd] = run(LAYER_NORM, { x: xi, gamma: g, beta: b }, { eps });
+    (args[3] as tf.GradSaveFunc)([xhat, rstd, g]);
+    return { value: y, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run(LAYER_NORM_GRAD, { dy, xhat: saved[0], rstd: saved[1], gamma: saved[2] }) };
+  });
+  return f(x, gamma, beta) as tf.Tensor2D;
+}
+
 /**
- * Inverted dropout (keep with probability 1 - rate, scale by 1 / (1 - rate)) with the mask drawn in
+ * Inverted dropout's mask: each value 1 / (1 - rate) with probability 1 - rate, else 0, drawn in
  * JavaScript by a seeded mulberry32: reproducible from `seed`, and several times faster than
  * tf.dropout on the wasm backend (whose random numbers come from a slower generator).
  */
-export function dropout(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
-  if (!(rate > 0)) return x;
-  if (rate >= 1) return tf.zerosLike(x);
-  const n = x.size;
+export function dropoutMask(shape: number[], rate: number, seed: number): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
   const keep = 1 - rate;
   const scale = 1 / keep;
   const mask = new Float32Array(n);
@@ -147,8 +179,15 @@ export function dropout(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     mask[i] = ((t ^ (t >>> 14)) >>> 0) / 4294967296 < keep ? scale : 0;
   }
+  return tf.tensor(mask, shape, 'float32');
+}
+
+/** Inverted dropout (keep with probability 1 - rate, scale by 1 / (1 - rate)) with dropoutMask's mask. */
+export function dropout(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
+  if (!(rate > 0)) return x;
+  if (rate >= 1) return tf.zerosLike(x);
   return tf.tidy(() => {
-    const m = tf.tensor(mask, x.shape, 'float32');
+    const m = dropoutMask(x.shape, rate, seed);
     if (!recordingGradients()) return tf.mul(x, m);
     const f = tf.customGrad((...args: Args) => {
       const xi = args[0] as tf.Tensor;
@@ -156,5 +195,44 @@ export function dropout(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
       return { value: tf.mul(xi, m), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]) };
     });
     return f(x);
+  });
+}
+
+/** A block of columns of a 2-D tensor of rows: [rows, width] from column `col`. */
+export type Columns = [tensor: tf.Tensor2D, col: number];
+
+/** Can `fusedAttention` run here: the fused kernels registered, and head sizes a multiple of 4? */
+export function fusedAttentionFits(headDim: number): boolean {
+  return fusedKernels() && headDim % 4 === 0;
+}
+
+/**
+ * Multi-head scaled dot-product attention as one kernel forward and one backward (tfjs/fused.ts, the
+ * wasm backend; check fusedAttentionFits first). q, k and v are column blocks of rows [B*T, ...]
+ * (row b T + t, heads side by side); k and v in one tensor, q in it or in another. Returns the heads'
+ * outputs side by side, [B*T, d]: softmax(q k^T scale, causal: each position sees itself and those
+ * before it) with inverted dropout on the probabilities (dropoutMask's mask, [B, H, T, T]) times v.
+ */
+export function fusedAttention(q: Columns, k: Columns, v: Columns, B: number, T: number, H: number, opts: { causal: boolean; scale: number; dropout?: { rate: number; seed: number } }): tf.Tensor2D {
+  if (k[0] !== v[0]) throw new Error('fusedAttention: k and v must be columns of one tensor');
+  const two = q[0] !== k[0];
+  const attrs = { B, T, H, qCol: q[1], kCol: k[1], vCol: v[1], scale: opts.scale, causal: opts.causal ? 1 : 0 };
+  const run = (name: string, inputs: Record<string, tf.Tensor | null>) =>
+    tf.engine().runKernel(name, Object.fromEntries(Object.entries(inputs).filter(([, t]) => t)) as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+  return tf.tidy(() => {
+    const rate = opts.dropout?.rate ?? 0;
+    const mask = rate > 0 ? dropoutMask([B, H, T, T], rate, opts.dropout!.seed) : null;
+    const inputs = two ? [q[0], k[0]] : [q[0]];
+    if (!recordingGradients()) return run(ATTENTION, { a: inputs[0], b: inputs[1] ?? null, drop: mask })[0] as tf.Tensor2D;
+    const f = tf.customGrad((...args: Args) => {
+      const ins = args.slice(0, inputs.length) as tf.Tensor[];
+      const [o, p] = run(ATTENTION, { a: ins[0], b: ins[1] ?? null, drop: mask });
+      (args[inputs.length] as tf.GradSaveFunc)([p, ...ins, ...(mask ? [mask] : [])]);
+      return {
+        value: o,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run(ATTENTION_GRAD, { dO: dy, p: saved[0], a: saved[1], b: two ? saved[2] : null, drop: mask ? saved[saved.length - 1] : null }),
+      };
+    });
+    return f(...inputs) as tf.Tensor2D;
   });
 }

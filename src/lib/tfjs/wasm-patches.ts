@@ -18,11 +18,14 @@
 //                       engine (the offline image encoder, CenterNet, has 62 of them).
 //  8. sum-leading.ts    Sum over leading axes (bias and LayerNorm gradients) as one product with a
 //                       vector of ones on the same engine (the stock kernel transposes first).
+//  9. fused.ts          GELU, LayerNorm and attention, forward and backward, one WebAssembly SIMD kernel each
+//                       on the wasm heap (model code calls them through tfjs/ops.ts).
 //
 // Settings: CLIPCAP_MATMUL=auto|blas|ort|wasm|stock (default auto: OpenBLAS when it loads, else
 // onnxruntime), CLIPCAP_BLAS_THREADS (default 1), CLIPCAP_BLAS_LIB (a library file or path),
 // CLIPCAP_ORT_THREADS (default: the number of cores), CLIPCAP_WASM_THREADS (default 1: the matMuls go to onnxruntime),
 // CLIPCAP_CACHE_TRANSPOSES=0 (no cached transposes of frozen weights: saves their memory),
+// CLIPCAP_FUSED=0 (GELU, LayerNorm and attention composed of tfjs ops instead of patch 9's kernels),
 // CLIPCAP_ORT_PROFILE=1 (per-shape timings of the onnxruntime products, printed at exit).
 // What was patched: patch-status.ts. Every patch is checked against the stock kernels / the cpu
 // backend in test/gpt2-patches.test.ts.
@@ -34,10 +37,11 @@ import { identityShared } from './identity';
 import { productEngine, setMatMulProvider } from './matmul';
 import { makeConv1x1 } from './conv1x1';
 import { makeSumLeading } from './sum-leading';
+import { installFusedKernels } from './fused';
 import { status, wasmPatchStatus, type WasmPatchStatus } from './patch-status';
 import { unsortedSegmentSum } from './segment-sum';
 import { registerThreadedWasm } from './threads';
-import { replaceKernel, type KernelFn } from './wasm-internals';
+import { replaceKernel, type KernelFn, type WasmBackend } from './wasm-internals';
 
 /** Patch 1, before the wasm backend starts (called by backend.ts): the threaded binary when CLIPCAP_WASM_THREADS > 1. */
 export function prepareWasm(env?: Environment): void {
@@ -48,7 +52,7 @@ export function prepareWasm(env?: Environment): void {
 let installed = false;
 
 /**
- * Patches 2-8 on the active wasm backend (once per process). Called by ensureBackend(). Settings
+ * Patches 2-9 on the active wasm backend (once per process). Called by ensureBackend(). Settings
  * from the environment (see the module comment; parsed by settings.ts).
  */
 export function installWasmPatches(env?: Environment): WasmPatchStatus {
@@ -74,5 +78,7 @@ export function installWasmPatches(env?: Environment): WasmPatchStatus {
   replaceKernel('Sum', makeSumLeading(stockKernel('Sum'), productEngine));
   status.patched.push('Identity (shared buffer)', 'UnsortedSegmentSum', 'GatherV2, Slice, SplitV, PadV2 (block copies)', 'Conv2D / FusedConv2D 1x1 and Sum over leading axes -> the matMul engine');
   const s = settings(env);
+  const fusedWhyNot = s.fusedKernels ? installFusedKernels(tf.backend() as unknown as WasmBackend) : 'CLIPCAP_FUSED=0';
+  status.patched.push(fusedWhyNot ? `GELU, LayerNorm and attention composed of tfjs ops (no fused kernels: ${fusedWhyNot})` : 'GELU, LayerNorm and attention as fused SIMD kernels');
   return setMatMulProvider(s.matmul, { ortThreads: s.ortThreads, blasThreads: s.blasThreads, cacheTransposes: s.cacheTransposes, blasLibrary: s.blasLibrary });
 }

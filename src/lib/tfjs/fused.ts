@@ -1,0 +1,445 @@
+// Patch 9 of the wasm backend (see wasm-patches.ts): GPT-2's GELU, LayerNorm and attention, forward
+// and backward, each as one WebAssembly SIMD kernel working in place on the tfjs wasm heap.
+//
+// What it works around: composed of tfjs ops, GELU is 6 kernels forward and 9 backward, LayerNorm 9
+// and 11, attention 9 and about 15 (the heads' transposes, two batched products, scale, softmax,
+// dropout), each a pass over memory and several of them slow broadcasts of a scalar or a row. Here
+// each is one pass (two or three for LayerNorm's row statistics), four floats at a time, and
+// attention reads q, k and v where the projection wrote them (no transposes, no split).
+//
+// The kernels (registered for the wasm backend under the names below; tfjs/ops.ts calls them when
+// they are registered, and composes tfjs ops otherwise, on every other backend):
+//   ClipcapGelu        y = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)  (GPT-2's gelu_new: 0.5 (1 + tanh u) = sigmoid(2u))
+//   ClipcapGeluGrad    dx = dy * (s + x s (1 - s) du), s = sigmoid(2u), du = d(2u)/dx
+//   ClipcapLayerNorm   over the last axis: [y, xhat, rstd] with xhat = (x - mean) rstd, rstd = 1/sqrt(var + eps), y = xhat gamma + beta
+//   ClipcapLayerNormGrad  [dx, dgamma, dbeta] from dy, xhat, rstd, gamma:
+//                      dxhat = dy gamma, dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),
+//                      dgamma = sum over rows of dy xhat, dbeta = sum of dy
+//   ClipcapAttention   [o, p]: p = softmax(q k^T scale) over the keys a query sees (causal or all),
+//                      o = (p * dropout mask) v, heads side by side (see attentionFuncs)
+//   ClipcapAttentionGrad  the gradients to the tensors holding q, k and v:
+//                      dp = (dO v^T) * mask, ds = p (dp - rowsum(dp p)) scale, dq = ds k, dk = ds^T q, dv = (p * mask)^T dO
+// exp (in the sigmoid and the softmax) is Cephes' expf (range reduction by ln 2 in two parts, a
+// degree-6 polynomial, the power of two built in the exponent bits; n rounded by the 1.5 * 2^23
+// trick, because wasm's float-to-int conversion and min/max cost several x64 instructions each):
+// within 2 ulp of float64 exp, 0 below -87.3 and clamped at 88. Numerics are checked against float64
+// references and against the composed ops in test/fused.test.ts (they agree to float32 rounding:
+// the sums run in another order).
+import * as tf from '@tensorflow/tfjs';
+import { assemble, f32, f32x4, Func, I32, i32, i32x4, F32, V128, v128, WA, type Code, type WasmMemory } from './wasm-asm';
+import type { KernelFn, TensorInfo, WasmBackend } from './wasm-internals';
+import { f32 as heapF32, sizeOf } from './wasm-internals';
+
+export const GELU = 'ClipcapGelu';
+export const GELU_GRAD = 'ClipcapGeluGrad';
+export const LAYER_NORM = 'ClipcapLayerNorm';
+export const LAYER_NORM_GRAD = 'ClipcapLayerNormGrad';
+export const ATTENTION = 'ClipcapAttention';
+export const ATTENTION_GRAD = 'ClipcapAttentionGrad';
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_K = 0.044715;
+/** 1.5 * 2^23: x + MAGIC rounds x to an integer held in the low mantissa bits (|x| < 2^22). */
+const MAGIC = 12582912;
+
+/**
+ * exp of four lanes (Cephes' expf), exactly 0 below -87.3 (where float32's exp underflows), and
+ * clamped at 88 above. Uses the scratch locals eT, eN, eP; leaves the result on the stack.
+ */
+function expv(fn: Func, t: Code): Code {
+  fn.ensure('eT', V128).ensure('eN', V128).ensure('eP', V128);
+  const { get, set } = fn;
+  const c = fn.splat;
+  // n = round(t log2 e), by adding 1.5 * 2^23 (the float's low bits then hold n); r = t - n C1 - n C2 (C1 + C2 = ln 2)
+  const tt = set('eT', f32x4.pmin(t, c(88)));
+  const n = set('eN', f32x4.add(f32x4.mul(get('eT'), c(Math.LOG2E)), c(MAGIC)));
+  const nf = f32x4.sub(get('eN'), c(MAGIC));
+  const r = set('eP', f32x4.sub(f32x4.sub(get('eT'), f32x4.mul(nf, c(0.693359375))), f32x4.mul(nf, c(-2.12194440e-4))));
+  // p = (((((P0 r + P1) r + P2) r + P3) r + P4) r + P5) r^2 + r + 1
+  let p = c(1.9875691500e-4);
+  for (const k of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) p = f32x4.add(f32x4.mul(p, get('eP')), c(k));
+  const poly = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(get('eP'), get('eP'))), get('eP')), c(1));
+  // exp(t) = p 2^n: the float with exponent bits n + 127, from eN's bits (n + 0x4b400000); 0 where t < -87.3
+  const pow2 = i32x4.shl(i32x4.add(get('eN'), i32x4.const(127 - 0x4b400000)), i32.const(23));
+  return [...tt, ...n, ...r, ...v128.and(f32x4.mul(poly, pow2), f32x4.ge(get('eT'), c(-87.3)))];
+}
+
+/** sigmoid(z) = 1 / (1 + exp(-z)) of four lanes. */
+const sigmoid = (fn: Func, z: Code): Code => f32x4.div(fn.splat(1), f32x4.add(fn.splat(1), expv(fn, f32x4.neg(z))));
+
+function geluFuncs(): Func[] {
+  const A = 2 * GELU_C;
+  const B = 2 * GELU_C * GELU_K;
+  // gelu(x, y, bytes)
+  const fwd = new Func('gelu', [['x', I32], ['y', I32], ['bytes', I32]]).local('i', I32).local('X', V128);
+  {
+    const { get, set } = fwd;
+    const c = fwd.splat;
+    fwd.emit(
+      fwd.loop('i', i32.const(0), get('bytes'), 16,
+        set('X', v128.load(i32.add(get('x'), get('i')))),
+        v128.store(i32.add(get('y'), get('i')), f32x4.mul(get('X'), sigmoid(fwd, f32x4.mul(get('X'), f32x4.add(c(A), f32x4.mul(c(B), f32x4.mul(get('X'), get('X')))))))),
+      ),
+    );
+  }
+  // gelu_grad(x, dy, dx, bytes)
+  const bwd = new Func('gelu_grad', [['x', I32], ['dy', I32], ['dx', I32], ['bytes', I32]]).local('i', I32).local('X', V128).local('X2', V128).local('S', V128);
+  {
+    const { get, set } = bwd;
+    const c = bwd.splat;
+    bwd.emit(
+      bwd.loop('i', i32.const(0), get('bytes'), 16,
+        set('X', v128.load(i32.add(get('x'), get('i')))),
+        set('X2', f32x4.mul(get('X'), get('X'))),
+        set('S', sigmoid(bwd, f32x4.mul(get('X'), f32x4.add(c(A), f32x4.mul(c(B), get('X2')))))),
+        // dy * (s * (x (1 - s) du + 1)), du = A + 3B x^2 (the composed ops' order)
+        v128.store(
+          i32.add(get('dx'), get('i')),
+          f32x4.mul(
+            v128.load(i32.add(get('dy'), get('i'))),
+            f32x4.mul(get('S'), f32x4.add(f32x4.mul(f32x4.mul(get('X'), f32x4.sub(c(1), get('S'))), f32x4.add(f32x4.mul(get('X2'), c(3 * B)), c(A))), c(1))),
+          ),
+        ),
+      ),
+    );
+  }
+  return [fwd, bwd];
+}
+
+/** Sum of the four lanes of a v128 local. */
+const hsum = (fn: Func, v: string): Code => f32.add(f32.add(f32x4.lane(fn.get(v), 0), f32x4.lane(fn.get(v), 1)), f32.add(f32x4.lane(fn.get(v), 2), f32x4.lane(fn.get(v), 3)));
+
+function layerNormFuncs(): Func[] {
+  // layer_norm(x, g, b, y, xh, r, rows, rowBytes, invD, eps)
+  const fwd = new Func('layer_norm', [['x', I32], ['g', I32], ['b', I32], ['y', I32], ['xh', I32], ['r', I32], ['rows', I32], ['rowBytes', I32], ['invD', F32], ['eps', F32]])
+    .local('row', I32).local('j', I32).local('base', I32).local('A', V128).local('M', V128).local('C', V128).local('R', V128).local('rs', F32);
+  {
+    const { get, set } = fwd;
+    const at = (p: string) => i32.add(get(p), i32.add(get('base'), get('j')));
+    const col = (p: string) => i32.add(get(p), get('j'));
+    const zero = f32x4.const(0);
+    fwd.emit(
+      fwd.loop('row', i32.const(0), get('rows'), 1,
+        set('base', i32.mul(get('row'), get('rowBytes'))),
+        set('A', zero),
+        fwd.loop('j', i32.const(0), get('rowBytes'), 16, set('A', f32x4.add(get('A'), v128.load(at('x'))))),
+        set('M', f32x4.splat(f32.mul(hsum(fwd, 'A'), get('invD')))),
+        set('A', zero),
+        fwd.loop('j', i32.const(0), get('rowBytes'), 16, set('C', f32x4.sub(v128.load(at('x')), get('M'))), set('A', f32x4.add(get('A'), f32x4.mul(get('C'), get('C'))))),
+        set('rs', f32.div(f32.const(1), f32.sqrt(f32.add(f32.mul(hsum(fwd, 'A'), get('invD')), get('eps'))))),
+        f32.store(i32.add(get('r'), i32.shl(get('row'), i32.const(2))), get('rs')),
+        set('R', f32x4.splat(get('rs'))),
+        fwd.loop('j', i32.const(0), get('rowBytes'), 16,
+          set('C', f32x4.mul(f32x4.sub(v128.load(at('x')), get('M')), get('R'))),
+          v128.store(at('xh'), get('C')),
+          v128.store(at('y'), f32x4.add(f32x4.mul(get('C'), v128.load(col('g'))), v128.load(col('b')))),
+        ),
+      ),
+    );
+  }
+  // layer_norm_grad(dy, xh, r, g, dx, dg, db, rows, rowBytes, invD)
+  const bwd = new Func('layer_norm_grad', [['dy', I32], ['xh', I32], ['r', I32], ['g', I32], ['dx', I32], ['dg', I32], ['db', I32], ['rows', I32], ['rowBytes', I32], ['invD', F32]])
+    .local('row', I32).local('j', I32).local('base', I32).local('A', V128).local('A2', V128).local('D', V128).local('DY', V128).local('XH', V128).local('M1', V128).local('M2', V128).local('R', V128);
+  {
+    const { get, set } = bwd;
+    const at = (p: string) => i32.add(get(p), i32.add(get('base'), get('j')));
+    const col = (p: string) => i32.add(get(p), get('j'));
+    const zero = f32x4.const(0);
+    bwd.emit(
+      bwd.loop('j', i32.const(0), get('rowBytes'), 16, v128.store(col('dg'), zero), v128.store(col('db'), zero)),
+      bwd.loop('row', i32.const(0), get('rows'), 1,
+        set('base', i32.mul(get('row'), get('rowBytes'))),
+        set('A', zero),
+        set('A2', zero),
+        bwd.loop('j', i32.const(0), get('rowBytes'), 16,
+          set('D', f32x4.mul(v128.load(at('dy')), v128.load(col('g')))),
+          set('A', f32x4.add(get('A'), get('D'))),
+          set('A2', f32x4.add(get('A2'), f32x4.mul(get('D'), v128.load(at('xh'))))),
+        ),
+        set('M1', f32x4.splat(f32.mul(hsum(bwd, 'A'), get('invD')))),
+        set('M2', f32x4.splat(f32.mul(hsum(bwd, 'A2'), get('invD')))),
+        set('R', f32x4.splat(f32.load(i32.add(get('r'), i32.shl(get('row'), i32.const(2)))))),
+        bwd.loop('j', i32.const(0), get('rowBytes'), 16,
+          set('DY', v128.load(at('dy'))),
+          set('XH', v128.load(at('xh'))),
+          v128.store(at('dx'), f32x4.mul(f32x4.sub(f32x4.sub(f32x4.mul(get('DY'), v128.load(col('g'))), get('M1')), f32x4.mul(get('XH'), get('M2'))), get('R'))),
+          v128.store(col('dg'), f32x4.add(v128.load(col('dg')), f32x4.mul(get('DY'), get('XH')))),
+          v128.store(col('db'), f32x4.add(v128.load(col('db')), get('DY'))),
+        ),
+      ),
+    );
+  }
+  return [fwd, bwd];
+}
+
+/**
+ * Scaled dot-product attention of every (example b, head h, query i): s_j = (q_i . k_j) scale over
+ * the keys j it sees (j <= i when causal, else all T), p = softmax(s), o_i = sum_j p_j drop_j v_j.
+ * q, k, v and o are rows of 2-D tensors: row b T + i, head h at byte hd*4*h of the row, each with
+ * its own byte offset and row stride; p is saved as [B, H, T, Tp] (Tp = T rounded up to 4; unseen
+ * keys 0). drop (0: none) is dropout's [B, H, T, T] mask of scales, applied to p after the softmax.
+ */
+function attentionFuncs(): Func[] {
+  const common: [string, typeof I32 | typeof F32][] = [['B', I32], ['T', I32], ['Tp', I32], ['H', I32], ['hdBytes', I32], ['scale', F32], ['causal', I32]];
+  const fwd = new Func('attention', [['q', I32], ['k', I32], ['v', I32], ['qs', I32], ['ks', I32], ['vs', I32], ['o', I32], ['os', I32], ['p', I32], ['drop', I32], ...common]);
+  const bwd = new Func('attention_grad', [
+    ['q', I32], ['k', I32], ['v', I32], ['qs', I32], ['ks', I32], ['vs', I32], ['dO', I32], ['dos', I32], ['p', I32], ['drop', I32],
+    ['dq', I32], ['dk', I32], ['dv', I32], ['dqs', I32], ['dks', I32], ['dvs', I32], ['scratch', I32], ...common,
+  ]);
+  for (const fn of [fwd, bwd]) {
+    for (const n of ['b', 'h', 'i', 'j', 'c', 'jEnd', 'bh', 'prow', 'drow', 'qi', 'hoff']) fn.local(n, I32);
+    fn.local('m', F32).local('w', F32).local('A', V128);
+  }
+  const rows = (fn: Func, base: string, stride: string, row: Code) => i32.add(i32.add(fn.get(base), i32.mul(row, fn.get(stride))), fn.get('hoff'));
+  const at4 = (fn: Func, base: Code, j: Code) => i32.add(base, i32.shl(j, i32.const(2)));
+  /** hsum of A after A = sum over the head's dims of x[c] * y[c]. */
+  const dot = (fn: Func, x: Code, y: Code): Code => [
+    ...fn.set('A', f32x4.const(0)),
+    ...fn.loop('c', i32.const(0), fn.get('hdBytes'), 16, fn.set('A', f32x4.add(fn.get('A'), f32x4.mul(v128.load(i32.add(x, fn.get('c'))), v128.load(i32.add(y, fn.get('c'))))))),
+    ...f32.add(f32.add(f32x4.lane(fn.get('A'), 0), f32x4.lane(fn.get('A'), 1)), f32.add(f32x4.lane(fn.get('A'), 2), f32x4.lane(fn.get('A'), 3))),
+  ];
+  /** The loops over b, h and i, with jEnd, bh, hoff, prow (p's row), drow (drop's row) and qi (the query row index) set. */
+  const each = (fn: Func, ...body: Code[]): Code => {
+    const { get, set } = fn;
+    return fn.loop('b', i32.const(0), get('B'), 1,
+      fn.loop('h', i32.const(0), get('H'), 1,
+        set('bh', i32.add(i32.mul(get('b'), get('H')), get('h'))),
+        set('hoff', i32.mul(get('h'), get('hdBytes'))),
+        fn.loop('i', i32.const(0), get('T'), 1,
+          set('qi', i32.add(i32.mul(get('b'), get('T')), get('i'))),
+          set('jEnd', i32.select(i32.add(get('i'), i32.const(1)), get('T'), get('causal'))),
+          set('prow', i32.add(get('p'), i32.shl(i32.mul(i32.add(i32.mul(get('bh'), get('T')), get('i')), get('Tp')), i32.const(2)))),
+          set('drow', i32.add(get('drop'), i32.shl(i32.mul(i32.add(i32.mul(get('bh'), get('T')), get('i')), get('T')), i32.const(2)))),
+          ...body,
+        ),
+      ),
+    );
+  };
+  const key = (fn: Func, base: string, stride: string) => rows(fn, base, stride, i32.add(i32.mul(fn.get('b'), fn.get('T')), fn.get('j')));
+  const dropAt = (fn: Func) => f32.select(f32.load(at4(fn, fn.get('drow'), fn.get('j'))), f32.const(1), fn.get('drop'));
+  {
+    const fn = fwd;
+    const { get, set } = fn;
+    const pj = at4(fn, get('prow'), get('j'));
+    fn.emit(
+      each(fn,
+        // scores of the keys seen, -inf for the rest (exp gives 0), and their maximum
+        set('m', f32.const(-Infinity)),
+        fn.loop('j', i32.const(0), get('jEnd'), 1,
+          set('w', f32.mul(dot(fn, rows(fn, 'q', 'qs', get('qi')), key(fn, 'k', 'ks')), get('scale'))),
+          f32.store(pj, get('w')),
+          set('m', f32.max(get('m'), get('w'))),
+        ),
+        fn.loop('j', get('jEnd'), get('Tp'), 1, f32.store(pj, f32.const(-Infinity))),
+        // p = exp(s - m) / sum, four keys at a time
+        set('A', f32x4.const(0)),
+        fn.loop('j', i32.const(0), i32.shl(get('Tp'), i32.const(2)), 16,
+          v128.store(i32.add(get('prow'), get('j')), expv(fn, f32x4.sub(v128.load(i32.add(get('prow'), get('j'))), f32x4.splat(get('m'))))),
+          set('A', f32x4.add(get('A'), v128.load(i32.add(get('prow'), get('j'))))),
+        ),
+        set('w', f32.div(f32.const(1), f32.add(f32.add(f32x4.lane(get('A'), 0), f32x4.lane(get('A'), 1)), f32.add(f32x4.lane(get('A'), 2), f32x4.lane(get('A'), 3))))),
+        fn.loop('j', i32.const(0), i32.shl(get('Tp'), i32.const(2)), 16,
+          v128.store(i32.add(get('prow'), get('j')), f32x4.mul(v128.load(i32.add(get('prow'), get('j'))), f32x4.splat(get('w')))),
+        ),
+        // o_i = sum_j p_j drop_j v_j, four dims at a time
+        fn.loop('c', i32.const(0), get('hdBytes'), 16,
+          set('A', f32x4.const(0)),
+          fn.loop('j', i32.const(0), get('jEnd'), 1,
+            set('A', f32x4.add(get('A'), f32x4.mul(f32x4.splat(f32.mul(f32.load(pj), dropAt(fn))), v128.load(i32.add(key(fn, 'v', 'vs'), get('c')))))),
+          ),
+          v128.store(i32.add(rows(fn, 'o', 'os', get('qi')), get('c')), get('A')),
+        ),
+      ),
+    );
+  }
+  {
+    const fn = bwd;
+    const { get, set } = fn;
+    const pj = at4(fn, get('prow'), get('j'));
+    const sj = at4(fn, get('scratch'), get('j'));
+    fn.emit(
+      each(fn,
+        // dp_j = (dO_i . v_j) drop_j; m = sum_j dp_j p_j
+        set('m', f32.const(0)),
+        fn.loop('j', i32.const(0), get('jEnd'), 1,
+          set('w', f32.mul(dot(fn, rows(fn, 'dO', 'dos', get('qi')), key(fn, 'v', 'vs')), dropAt(fn))),
+          f32.store(sj, get('w')),
+          set('m', f32.add(get('m'), f32.mul(get('w'), f32.load(pj)))),
+        ),
+        // ds_j = p_j (dp_j - m) scale
+        fn.loop('j', i32.const(0), get('jEnd'), 1, f32.store(sj, f32.mul(f32.mul(f32.load(pj), f32.sub(f32.load(sj), get('m'))), get('scale')))),
+        // dq_i = sum_j ds_j k_j
+        fn.loop('c', i32.const(0), get('hdBytes'), 16,
+          set('A', f32x4.const(0)),
+          fn.loop('j', i32.const(0), get('jEnd'), 1, set('A', f32x4.add(get('A'), f32x4.mul(f32x4.splat(f32.load(sj)), v128.load(i32.add(key(fn, 'k', 'ks'), get('c'))))))),
+          v128.store(i32.add(rows(fn, 'dq', 'dqs', get('qi')), get('c')), get('A')),
+        ),
+        // dk_j += ds_j q_i; dv_j += p_j drop_j dO_i
+        fn.loop('j', i32.const(0), get('jEnd'), 1,
+          set('w', f32.mul(f32.load(pj), dropAt(fn))),
+          fn.loop('c', i32.const(0), get('hdBytes'), 16,
+            v128.store(i32.add(key(fn, 'dk', 'dks'), get('c')), f32x4.add(v128.load(i32.add(key(fn, 'dk', 'dks'), get('c'))), f32x4.mul(f32x4.splat(f32.load(sj)), v128.load(i32.add(rows(fn, 'q', 'qs', get('qi')), get('c')))))),
+            v128.store(i32.add(key(fn, 'dv', 'dvs'), get('c')), f32x4.add(v128.load(i32.add(key(fn, 'dv', 'dvs'), get('c'))), f32x4.mul(f32x4.splat(get('w')), v128.load(i32.add(rows(fn, 'dO', 'dos', get('qi')), get('c')))))),
+          ),
+        ),
+      ),
+    );
+  }
+  return [fwd, bwd];
+}
+
+/** The kernels' module, assembled against an imported memory. */
+export function fusedWasmBytes(shared: boolean): Uint8Array {
+  return assemble([...geluFuncs(), ...layerNormFuncs(), ...attentionFuncs()], { import: true, shared });
+}
+
+type Exports = {
+  gelu(x: number, y: number, bytes: number): void;
+  gelu_grad(x: number, dy: number, dx: number, bytes: number): void;
+  layer_norm(x: number, g: number, b: number, y: number, xh: number, r: number, rows: number, rowBytes: number, invD: number, eps: number): void;
+  layer_norm_grad(dy: number, xh: number, r: number, g: number, dx: number, dg: number, db: number, rows: number, rowBytes: number, invD: number): void;
+  attention(...a: number[]): void;
+  attention_grad(...a: number[]): void;
+};
+
+/** The attrs of ClipcapAttention(Grad): q in input a at column qCol; k and v in input b (else a) at kCol and vCol. */
+export interface AttentionAttrs {
+  B: number;
+  T: number;
+  H: number;
+  qCol: number;
+  kCol: number;
+  vCol: number;
+  scale: number;
+  causal: number;
+}
+
+/** The memory of the tfjs wasm module (its `memory` export). */
+function heapMemory(b: WasmBackend): WasmMemory | null {
+  const m = (b.wasm as unknown as { asm?: { memory?: unknown } }).asm?.memory;
+  return m instanceof WA.Memory ? (m as WasmMemory) : null;
+}
+
+type MultiKernelFn = (args: Parameters<KernelFn>[0]) => TensorInfo[];
+
+/** The model width d = H hd of an attention call, checked against the operands' columns. */
+function attentionWidth(a: TensorInfo, kv: TensorInfo, at: AttentionAttrs): number {
+  const d = (kv === a ? a.shape[1] / 3 : kv.shape[1] / 2) | 0;
+  const ok =
+    a.shape.length === 2 && kv.shape.length === 2 && a.shape[0] === at.B * at.T && kv.shape[0] === at.B * at.T &&
+    d > 0 && d % (4 * at.H) === 0 && at.qCol + d <= a.shape[1] && at.kCol + d <= kv.shape[1] && at.vCol + d <= kv.shape[1] &&
+    [a, kv].every((t) => t.dtype === 'float32');
+  if (!ok) throw new Error(`${ATTENTION}: rows [B*T, width] float32 operands with q, k, v blocks of H heads of a multiple of 4 dims expected`);
+  return d;
+}
+
+const offsetOf = (b: WasmBackend, t: TensorInfo) => b.dataIdMap.get(t.dataId)!.memoryOffset;
+const float32 = (...ts: TensorInfo[]) => ts.every((t) => t.dtype === 'float32');
+
+/**
+ * Instantiate the kernels on `backend`'s heap and register them; returns why not when they cannot be
+ * (no memory export, no WebAssembly SIMD).
+ */
+export function installFusedKernels(backend: WasmBackend): string | null {
+  const memory = heapMemory(backend);
+  if (!memory) return 'the wasm module exports no memory';
+  let k: Exports;
+  try {
+    const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+    const inst = new WA.Instance(new WA.Module(fusedWasmBytes(shared)), { env: { mem: memory } });
+    k = inst.exports as unknown as Exports;
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const gelu: KernelFn = ({ inputs, backend: b }) => {
+    const { x } = inputs;
+    if (!float32(x) || sizeOf(x.shape) % 4) throw new Error(`${GELU}: float32 input of a size divisible by 4 expected`);
+    const y = b.makeOutput(x.shape, 'float32');
+    k.gelu(offsetOf(b, x), offsetOf(b, y), sizeOf(x.shape) * 4);
+    return y;
+  };
+  const geluGrad: KernelFn = ({ inputs, backend: b }) => {
+    const { x, dy } = inputs;
+    if (!float32(x, dy) || sizeOf(x.shape) % 4 || sizeOf(dy.shape) !== sizeOf(x.shape)) throw new Error(`${GELU_GRAD}: float32 x and dy of one size divisible by 4 expected`);
+    const dx = b.makeOutput(x.shape, 'float32');
+    k.gelu_grad(offsetOf(b, x), offsetOf(b, dy), offsetOf(b, dx), sizeOf(x.shape) * 4);
+    return dx;
+  };
+  const layerNorm: MultiKernelFn = ({ inputs, backend: b, attrs }) => {
+    const { x, gamma, beta } = inputs;
+    const d = x.shape[x.shape.length - 1];
+    if (!float32(x, gamma, beta) || d % 4 || sizeOf(gamma.shape) !== d || sizeOf(beta.shape) !== d) throw new Error(`${LAYER_NORM}: float32 inputs, a last axis divisible by 4 and gamma/beta of its size expected`);
+    const rows = sizeOf(x.shape) / d;
+    const y = b.makeOutput(x.shape, 'float32');
+    const xh = b.makeOutput(x.shape, 'float32');
+    const r = b.makeOutput([rows, 1], 'float32');
+    k.layer_norm(offsetOf(b, x), offsetOf(b, gamma), offsetOf(b, beta), offsetOf(b, y), offsetOf(b, xh), offsetOf(b, r), rows, d * 4, 1 / d, attrs.eps as number);
+    return [y, xh, r];
+  };
+  const layerNormGrad: MultiKernelFn = ({ inputs, backend: b }) => {
+    const { dy, xhat, rstd, gamma } = inputs;
+    const d = xhat.shape[xhat.shape.length - 1];
+    const rows = sizeOf(xhat.shape) / d;
+    if (!float32(dy, xhat, rstd, gamma) || d % 4 || sizeOf(dy.shape) !== rows * d || sizeOf(rstd.shape) !== rows || sizeOf(gamma.shape) !== d) {
+      throw new Error(`${LAYER_NORM_GRAD}: float32 dy/xhat [rows, d], rstd [rows] and gamma [d] expected`);
+    }
+    const dx = b.makeOutput(xhat.shape, 'float32');
+    const dg = b.makeOutput([d], 'float32');
+    const db = b.makeOutput([d], 'float32');
+    k.layer_norm_grad(offsetOf(b, dy), offsetOf(b, xhat), offsetOf(b, rstd), offsetOf(b, gamma), offsetOf(b, dx), offsetOf(b, dg), offsetOf(b, db), rows, d * 4, 1 / d);
+    return [dx, dg, db];
+  };
+  const attention: MultiKernelFn = ({ inputs, backend: b, attrs }) => {
+    const at = attrs as unknown as AttentionAttrs;
+    const { a } = inputs;
+    const kv = inputs.b ?? a;
+    const { B, T, H } = at;
+    const d = attentionWidth(a, kv, at);
+    const hd = d / H;
+    const Tp = Math.ceil(T / 4) * 4;
+    const o = b.makeOutput([B * T, d], 'float32');
+    const p = b.makeOutput([B, H, T, Tp], 'float32');
+    const [aOff, kvOff] = [offsetOf(b, a), offsetOf(b, kv)];
+    k.attention(
+      aOff + at.qCol * 4, kvOff + at.kCol * 4, kvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4,
+      offsetOf(b, o), d * 4, offsetOf(b, p), inputs.drop ? offsetOf(b, inputs.drop) : 0,
+      B, T, Tp, H, hd * 4, at.scale, at.causal ? 1 : 0,
+    );
+    return [o, p];
+  };
+  const attentionGrad: MultiKernelFn = ({ inputs, backend: b, attrs }) => {
+    const at = attrs as unknown as AttentionAttrs;
+    const { a, dO, p } = inputs;
+    const kv = inputs.b ?? a;
+    const { B, T, H } = at;
+    const d = attentionWidth(a, kv, at);
+    const hd = d / H;
+    const Tp = Math.ceil(T / 4) * 4;
+    const da = b.makeOutput(a.shape, 'float32');
+    const db = inputs.b ? b.makeOutput(kv.shape, 'float32') : null;
+    const scratch = b.makeOutput([Tp], 'float32');
+    // dk and dv are sums over the queries: start from zero (and columns outside q, k, v get none)
+    heapF32(b, da, sizeOf(a.shape)).fill(0);
+    if (db) heapF32(b, db, sizeOf(kv.shape)).fill(0);
+    const dkv = db ?? da;
+    const [aOff, kvOff, daOff, dkvOff] = [offsetOf(b, a), offsetOf(b, kv), offsetOf(b, da), offsetOf(b, dkv)];
+    k.attention_grad(
+      aOff + at.qCol * 4, kvOff + at.kCol * 4, kvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4,
+      offsetOf(b, dO), d * 4, offsetOf(b, p), inputs.drop ? offsetOf(b, inputs.drop) : 0,
+      daOff + at.qCol * 4, dkvOff + at.kCol * 4, dkvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4, offsetOf(b, scratch),
+      B, T, Tp, H, hd * 4, at.scale, at.causal ? 1 : 0,
+    );
+    b.disposeData(scratch.dataId);
+    return db ? [da, db] : [da];
+  };
+  for (const [kernelName, fn] of [[GELU, gelu], [GELU_GRAD, geluGrad], [LAYER_NORM, layerNorm], [LAYER_NORM_GRAD, layerNormGrad], [ATTENTION, attention], [ATTENTION_GRAD, attentionGrad]] as const) {
+    if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
+  }
+  return null;
+}
+
+/** Are the fused kernels registered for the active backend? */
+export function fusedKernels(): boolean {
+  return tf.getKernel(GELU, tf.getBackend()) !== undefined;
+}

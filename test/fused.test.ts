@@ -1,0 +1,239 @@
+// The fused GELU and LayerNorm kernels of the wasm backend (src/lib/tfjs/fused.ts, through
+// tfjs/ops.ts) against float64 references of the same formulas, forward and backward, and the
+// assembler they are built with (tfjs/wasm-asm.ts).
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { ensureBackend } from '../src/lib/tfjs/backend';
+import { fusedKernels, fusedWasmBytes, installFusedKernels, GELU, GELU_GRAD, LAYER_NORM, LAYER_NORM_GRAD } from '../src/lib/tfjs/fused';
+import type { WasmBackend } from '../src/lib/tfjs/wasm-internals';
+import { dropoutMask, fusedAttention, gptGelu, layerNorm } from '../src/lib/tfjs/ops';
+import { leb, sleb, WA } from '../src/lib/tfjs/wasm-asm';
+import { normalSampler } from './helpers/gpt2-fixture';
+
+process.env.CLIPCAP_QUIET_BACKEND = '1';
+
+const C = Math.sqrt(2 / Math.PI);
+const K = 0.044715;
+const geluRef = (x: number) => 0.5 * x * (1 + Math.tanh(C * (x + K * x ** 3)));
+function geluGradRef(x: number): number {
+  const t = Math.tanh(C * (x + K * x ** 3));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * C * (1 + 3 * K * x * x);
+}
+
+/** Largest |a - b| over max(|b|, floor). */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1): number {
+  assert.equal(a.length, b.length);
+  let e = 0;
+  for (let i = 0; i < a.length; i++) {
+    assert.ok(Number.isFinite(a[i]), `value ${i} is ${a[i]}`);
+    e = Math.max(e, Math.abs(a[i] - b[i]) / Math.max(Math.abs(b[i]), floor));
+  }
+  return e;
+}
+
+test('wasm-asm: LEB128 encodings', () => {
+  assert.deepEqual(leb(0), [0]);
+  assert.deepEqual(leb(127), [127]);
+  assert.deepEqual(leb(128), [0x80, 1]);
+  assert.deepEqual(leb(624485), [0xe5, 0x8e, 0x26]);
+  assert.deepEqual(sleb(-1), [0x7f]);
+  assert.deepEqual(sleb(63), [63]);
+  assert.deepEqual(sleb(64), [0xc0, 0]);
+  assert.deepEqual(sleb(-123456), [0xc0, 0xbb, 0x78]);
+});
+
+test('the fused module validates, with the heap imported plain or shared', () => {
+  // compiling validates (a malformed or ill-typed module throws)
+  assert.doesNotThrow(() => new WA.Module(fusedWasmBytes(false)));
+  assert.doesNotThrow(() => new WA.Module(fusedWasmBytes(true)));
+});
+
+test('fused GELU: forward and gradient against float64 gelu_new, saturating at large |x|', async () => {
+  await ensureBackend();
+  assert.ok(fusedKernels(), 'the fused kernels are registered on the wasm backend');
+  const g = normalSampler(5);
+  const xs = Float32Array.from({ length: 4096 }, (_, i) => (i < 24 ? [-200, -90, -88, -30, -10, -5, -1e-3, 0, 1e-3, 5, 10, 30, 88, 90, 200, -0.5, 0.5, 1, -1, 2, -2, 3, -3, 4][i] : 3 * g()));
+  const x = tf.tensor2d(xs, [64, 64]);
+  const dy = tf.tensor2d(Float32Array.from({ length: 4096 }, () => g()), [64, 64]);
+  const y = gptGelu(x);
+  const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(gptGelu(v), dy)))(x);
+  const yv = y.dataSync();
+  const dxv = dx.dataSync();
+  const dyv = dy.dataSync();
+  assert.ok(relErr(yv, Array.from(xs, geluRef), 1e-3) < 2e-6, `forward relative error ${relErr(yv, Array.from(xs, geluRef), 1e-3)}`);
+  const want = Array.from(xs, (v, i) => geluGradRef(v) * dyv[i]);
+  assert.ok(relErr(dxv, want, 1e-2) < 1e-5, `gradient relative error ${relErr(dxv, want, 1e-2)}`);
+  // saturation: gelu(x) = x for large x, 0 for very negative x; gradients 1 and 0
+  assert.equal(yv[14], 200);
+  assert.ok(Math.abs(yv[0]) < 1e-30 && Math.abs(dxv[0]) < 1e-30, `gelu(-200) = ${yv[0]}, gradient ${dxv[0]}`);
+  tf.dispose([x, dy, y, dx]);
+});
+
+test('fused LayerNorm: output and gradients to x, gamma and beta against float64', async () => {
+  await ensureBackend();
+  const g = normalSampler(9);
+  const [N, d] = [37, 24];
+  const xs = Float64Array.from({ length: N * d }, (_, i) => 2 * g() + (i % d === 0 ? 5 : 0) + Math.floor(i / d));
+  const gs = Float64Array.from({ length: d }, () => 1 + 0.3 * g());
+  const bs = Float64Array.from({ length: d }, () => 0.3 * g());
+  const dys = Float64Array.from({ length: N * d }, () => g());
+  const eps = 1e-5;
+  // float64 reference
+  const y = new Float64Array(N * d);
+  const dx = new Float64Array(N * d);
+  const dg = new Float64Array(d);
+  const db = new Float64Array(d);
+  for (let r = 0; r < N; r++) {
+    const row = xs.subarray(r * d, (r + 1) * d);
+    const m = row.reduce((a, v) => a + v, 0) / d;
+    const v = row.reduce((a, u) => a + (u - m) ** 2, 0) / d;
+    const rs = 1 / Math.sqrt(v + eps);
+    const xh = Array.from(row, (u) => (u - m) * rs);
+    const dxh = xh.map((_, j) => dys[r * d + j] * gs[j]);
+    const m1 = dxh.reduce((a, u) => a + u, 0) / d;
+    const m2 = dxh.reduce((a, u, j) => a + u * xh[j], 0) / d;
+    for (let j = 0; j < d; j++) {
+      y[r * d + j] = xh[j] * gs[j] + bs[j];
+      dx[r * d + j] = rs * (dxh[j] - m1 - xh[j] * m2);
+      dg[j] += dys[r * d + j] * xh[j];
+      db[j] += dys[r * d + j];
+    }
+  }
+  const x = tf.tensor2d(Float32Array.from(xs), [N, d]);
+  const gamma = tf.tensor1d(Float32Array.from(gs));
+  const beta = tf.tensor1d(Float32Array.from(bs));
+  const dy = tf.tensor2d(Float32Array.from(dys), [N, d]);
+  const out = layerNorm(x, gamma, beta, eps);
+  const grads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(layerNorm(a, b, c, eps), dy)))([x, gamma, beta]);
+  assert.ok(relErr(out.dataSync(), y) < 1e-5, `output ${relErr(out.dataSync(), y)}`);
+  assert.ok(relErr(grads[0].dataSync(), dx) < 1e-5, `dx ${relErr(grads[0].dataSync(), dx)}`);
+  assert.ok(relErr(grads[1].dataSync(), dg) < 1e-5, `dgamma ${relErr(grads[1].dataSync(), dg)}`);
+  assert.ok(relErr(grads[2].dataSync(), db) < 1e-5, `dbeta ${relErr(grads[2].dataSync(), db)}`);
+  tf.dispose([x, gamma, beta, dy, out, ...grads]);
+});
+
+test('the fused kernels leak no tensors', async () => {
+  await ensureBackend();
+  const x = tf.randomNormal([16, 32]);
+  const gamma = tf.ones([32]);
+  const beta = tf.zeros([32]);
+  const before = tf.memory().numTensors;
+  for (let i = 0; i < 3; i++) {
+    tf.tidy(() => {
+      layerNorm(x, gamma, beta, 1e-5);
+      gptGelu(x);
+      tf.grads((a: tf.Tensor, g: tf.Tensor) => tf.sum(gptGelu(layerNorm(a, g, beta, 1e-5))))([x, gamma]);
+    });
+  }
+  assert.equal(tf.memory().numTensors, before);
+  tf.dispose([x, gamma, beta]);
+});
+
+test('fused and composed GELU and LayerNorm agree to float32 rounding (values and gradients)', async () => {
+  await ensureBackend();
+  const g = normalSampler(21);
+  const [N, d] = [40, 32];
+  const xs = Float32Array.from({ length: N * d }, () => 2 * g());
+  const gs = Float32Array.from({ length: d }, () => 1 + 0.2 * g());
+  const bs = Float32Array.from({ length: d }, () => 0.2 * g());
+  // a block: LayerNorm then GELU, a loss weighting every output differently
+  const run = () =>
+    tf.tidy(() => {
+      const x = tf.tensor2d(xs, [N, d]);
+      const w = tf.linspace(-1, 1, N * d).reshape([N, d]);
+      const f = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(gptGelu(layerNorm(a, b, c, 1e-5)), w));
+      const value = f(x, tf.tensor1d(gs), tf.tensor1d(bs)).dataSync()[0];
+      const grads = tf.grads(f)([x, tf.tensor1d(gs), tf.tensor1d(bs)]).map((t) => t.dataSync() as Float32Array);
+      return { value, grads };
+    });
+  const fused = run();
+  for (const name of [GELU, GELU_GRAD, LAYER_NORM, LAYER_NORM_GRAD]) tf.unregisterKernel(name, 'wasm');
+  let composed: { value: number; grads: Float32Array[] };
+  try {
+    assert.equal(fusedKernels(), false);
+    composed = run();
+  } finally {
+    assert.equal(installFusedKernels(tf.backend() as unknown as WasmBackend), null);
+  }
+  // the LayerNorm gradient subtracts nearly equal terms: float32 rounding in another order shows at 1e-5
+  assert.ok(Math.abs(fused.value - composed.value) <= 1e-5 * Math.abs(composed.value) + 1e-5, `${fused.value} vs ${composed.value}`);
+  fused.grads.forEach((gr, i) => assert.ok(relErr(gr, composed.grads[i], 1e-2) < 1e-4, `gradient ${i}: ${relErr(gr, composed.grads[i], 1e-2)}`));
+});
+
+/** float64 attention over rows: q/k/v column blocks; returns o and the vector-Jacobian products for dO. */
+function attentionRef(rowsQ: Float64Array, wq: number, qc: number, rowsKV: Float64Array, wkv: number, kc: number, vc: number, B: number, T: number, H: number, d: number, scale: number, causal: boolean, drop: Float64Array | null, dO: Float64Array) {
+  const hd = d / H;
+  const o = new Float64Array(B * T * d);
+  const dq = new Float64Array(rowsQ.length);
+  const dkv = rowsQ === rowsKV ? dq : new Float64Array(rowsKV.length);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < T; i++) {
+        const J = causal ? i + 1 : T;
+        const qi = (b * T + i) * wq + qc + h * hd;
+        const s = Array.from({ length: J }, (_, j) => {
+          let acc = 0;
+          for (let c = 0; c < hd; c++) acc += rowsQ[qi + c] * rowsKV[(b * T + j) * wkv + kc + h * hd + c];
+          return acc * scale;
+        });
+        const m = Math.max(...s);
+        const e = s.map((x) => Math.exp(x - m));
+        const sum = e.reduce((a, x) => a + x, 0);
+        const p = e.map((x) => x / sum);
+        const dr = (j: number) => (drop ? drop[((b * H + h) * T + i) * T + j] : 1);
+        const oi = (b * T + i) * d + h * hd;
+        for (let j = 0; j < J; j++) for (let c = 0; c < hd; c++) o[oi + c] += p[j] * dr(j) * rowsKV[(b * T + j) * wkv + vc + h * hd + c];
+        // backward
+        const dp = Array.from({ length: J }, (_, j) => {
+          let acc = 0;
+          for (let c = 0; c < hd; c++) acc += dO[oi + c] * rowsKV[(b * T + j) * wkv + vc + h * hd + c];
+          return acc * dr(j);
+        });
+        const rd = dp.reduce((a, x, j) => a + x * p[j], 0);
+        for (let j = 0; j < J; j++) {
+          const ds = p[j] * (dp[j] - rd) * scale;
+          for (let c = 0; c < hd; c++) {
+            dq[qi + c] += ds * rowsKV[(b * T + j) * wkv + kc + h * hd + c];
+            dkv[(b * T + j) * wkv + kc + h * hd + c] += ds * rowsQ[qi + c];
+            dkv[(b * T + j) * wkv + vc + h * hd + c] += p[j] * dr(j) * dO[oi + c];
+          }
+        }
+      }
+  return { o, dq, dkv };
+}
+
+test('fused attention: output and gradients against float64, causal with dropout on one qkv tensor, bidirectional on two', async () => {
+  await ensureBackend();
+  const g = normalSampler(33);
+  for (const { causal, two, T, dropRate } of [
+    { causal: true, two: false, T: 7, dropRate: 0.3 },
+    { causal: false, two: true, T: 8, dropRate: 0 },
+  ]) {
+    const [B, H, d] = [3, 2, 16];
+    const wq = two ? d : 3 * d;
+    const wkv = two ? 2 * d : 3 * d;
+    const rowsQ = Float64Array.from({ length: B * T * wq }, () => g());
+    const rowsKV = two ? Float64Array.from({ length: B * T * wkv }, () => g()) : rowsQ;
+    const dO = Float64Array.from({ length: B * T * d }, () => g());
+    const seed = 1234;
+    const mask = dropRate > 0 ? (dropoutMask([B, H, T, T], dropRate, seed).dataSync() as Float32Array) : null;
+    const kc = two ? 0 : d;
+    const vc = two ? d : 2 * d;
+    const scale = 1 / Math.sqrt(d / H);
+    const ref = attentionRef(rowsQ, wq, 0, rowsKV, wkv, kc, vc, B, T, H, d, scale, causal, mask ? Float64Array.from(mask) : null, dO);
+    const qT = tf.tensor2d(Float32Array.from(rowsQ), [B * T, wq]);
+    const kvT = two ? tf.tensor2d(Float32Array.from(rowsKV), [B * T, wkv]) : qT;
+    const dOT = tf.tensor2d(Float32Array.from(dO), [B * T, d]);
+    const opts = { causal, scale, ...(dropRate > 0 ? { dropout: { rate: dropRate, seed } } : {}) };
+    const o = fusedAttention([qT, 0], [kvT, kc], [kvT, vc], B, T, H, opts);
+    const f = (...ts: tf.Tensor[]) => tf.sum(tf.mul(fusedAttention([ts[0] as tf.Tensor2D, 0], [(two ? ts[1] : ts[0]) as tf.Tensor2D, kc], [(two ? ts[1] : ts[0]) as tf.Tensor2D, vc], B, T, H, opts), dOT));
+    const grads = tf.grads(f)(two ? [qT, kvT] : [qT]);
+    const label = `causal ${causal}, two tensors ${two}`;
+    // (float32 sums of products over keys and queries: the gradients agree to a few 1e-5)
+    assert.ok(relErr(o.dataSync(), ref.o, 1e-2) < 1e-5, `${label}: output ${relErr(o.dataSync(), ref.o, 1e-2)}`);
+    assert.ok(relErr(grads[0].dataSync(), ref.dq, 1e-2) < 5e-5, `${label}: gradient to q ${relErr(grads[0].dataSync(), ref.dq, 1e-2)}`);
+    if (two) assert.ok(relErr(grads[1].dataSync(), ref.dkv, 1e-2) < 5e-5, `${label}: gradient to kv ${relErr(grads[1].dataSync(), ref.dkv, 1e-2)}`);
+    tf.dispose([qT, kvT, dOT, o, ...grads]);
+  }
+});
