@@ -175,36 +175,50 @@ function layerNormFuncs(): Func[] {
 /**
  * Scaled dot-product attention of every (example b, head h, query i): s_j = (q_i . k_j) scale over
  * the keys j it sees (j <= i when causal, else all T), p = softmax(s), o_i = sum_j p_j drop_j v_j.
- * q, k, v and o are rows of 2-D tensors: row b T + i, head h at byte hd*4*h of the row, each with
+ * q, k, v and o are rows of 2-D tensors: row b T + i, head h at byte 4 hd h of the row, each with
  * its own byte offset and row stride; p is saved as [B, H, T, Tp] (Tp = T rounded up to 4; unseen
  * keys 0). drop (0: none) is dropout's [B, H, T, T] mask of scales, applied to p after the softmax.
+ * Assembled for one head size hd (a multiple of 4): a query row's hd / 4 vectors and the output's
+ * accumulators stay in locals, and the loops over a head's dims are unrolled.
  */
-function attentionFuncs(): Func[] {
-  const common: [string, typeof I32 | typeof F32][] = [['B', I32], ['T', I32], ['Tp', I32], ['H', I32], ['hdBytes', I32], ['scale', F32], ['causal', I32]];
+function attentionFuncs(hd: number): Func[] {
+  const n = hd / 4;
+  const C = Array.from({ length: n }, (_, c) => c);
+  const common: [string, typeof I32 | typeof F32][] = [['B', I32], ['T', I32], ['Tp', I32], ['H', I32], ['scale', F32], ['causal', I32]];
   const fwd = new Func('attention', [['q', I32], ['k', I32], ['v', I32], ['qs', I32], ['ks', I32], ['vs', I32], ['o', I32], ['os', I32], ['p', I32], ['drop', I32], ...common]);
   const bwd = new Func('attention_grad', [
     ['q', I32], ['k', I32], ['v', I32], ['qs', I32], ['ks', I32], ['vs', I32], ['dO', I32], ['dos', I32], ['p', I32], ['drop', I32],
     ['dq', I32], ['dk', I32], ['dv', I32], ['dqs', I32], ['dks', I32], ['dvs', I32], ['scratch', I32], ...common,
   ]);
   for (const fn of [fwd, bwd]) {
-    for (const n of ['b', 'h', 'i', 'j', 'c', 'jEnd', 'bh', 'prow', 'drow', 'qi', 'hoff']) fn.local(n, I32);
-    fn.local('m', F32).local('w', F32).local('A', V128);
+    for (const x of ['b', 'h', 'i', 'j', 'jEnd', 'bh', 'prow', 'drow', 'qi', 'hoff', 'kp', 'vp', 'xp', 'yp']) fn.local(x, I32);
+    fn.local('m', F32).local('w', F32).local('W', V128).local('W2', V128);
+    for (const c of C) fn.local(`Q${c}`, V128).local(`A${c}`, V128);
   }
-  const rows = (fn: Func, base: string, stride: string, row: Code) => i32.add(i32.add(fn.get(base), i32.mul(row, fn.get(stride))), fn.get('hoff'));
-  const at4 = (fn: Func, base: Code, j: Code) => i32.add(base, i32.shl(j, i32.const(2)));
-  /** hsum of A after A = sum over the head's dims of x[c] * y[c]. */
-  const dot = (fn: Func, x: Code, y: Code): Code => [
-    ...fn.set('A', f32x4.const(0)),
-    ...fn.loop('c', i32.const(0), fn.get('hdBytes'), 16, fn.set('A', f32x4.add(fn.get('A'), f32x4.mul(v128.load(i32.add(x, fn.get('c'))), v128.load(i32.add(y, fn.get('c'))))))),
-    ...f32.add(f32.add(f32x4.lane(fn.get('A'), 0), f32x4.lane(fn.get('A'), 1)), f32.add(f32x4.lane(fn.get('A'), 2), f32x4.lane(fn.get('A'), 3))),
-  ];
-  /** The loops over b, h and i, with jEnd, bh, hoff, prow (p's row), drow (drop's row) and qi (the query row index) set. */
+  bwd.local('dkp', I32).local('dvp', I32);
+  for (const c of C) bwd.local(`G${c}`, V128);
+  /** Byte address of row `row` of an operand, at the current head. */
+  const rowAt = (fn: Func, base: string, stride: string, row: Code) => i32.add(i32.add(fn.get(base), i32.mul(row, fn.get(stride))), fn.get('hoff'));
+  /** Row b T (key 0 of this example) of an operand, at the current head. */
+  const firstKey = (fn: Func, base: string, stride: string) => rowAt(fn, base, stride, i32.mul(fn.get('b'), fn.get('T')));
+  const at4 = (base: Code, j: Code) => i32.add(base, i32.shl(j, i32.const(2)));
+  const sum = (xs: Code[]): Code => xs.reduce((a, x) => f32x4.add(a, x));
+  const hsum = (v: Code): Code => f32.add(f32.add(f32x4.lane(v, 0), f32x4.lane(v, 1)), f32.add(f32x4.lane(v, 2), f32x4.lane(v, 3)));
+  /** sum_c X_c . (the row at pointer local `ptr`)[c], as a float. */
+  const dotRow = (fn: Func, X: string, ptr: string): Code => hsum(sum(C.map((c) => f32x4.mul(fn.get(`${X}${c}`), v128.load(fn.get(ptr), 16 * c)))));
+  /** X_c = the row at `addr` (n vectors). */
+  const loadRow = (fn: Func, X: string, addr: Code): Code => [...fn.set('xp', addr), ...C.flatMap((c) => fn.set(`${X}${c}`, v128.load(fn.get('xp'), 16 * c)))];
+  const storeRow = (fn: Func, X: string, addr: Code): Code => [...fn.set('xp', addr), ...C.flatMap((c) => v128.store(fn.get('xp'), fn.get(`${X}${c}`), 16 * c))];
+  const zero = (fn: Func, X: string): Code => C.flatMap((c) => fn.set(`${X}${c}`, f32x4.const(0)));
+  /** X_c += W * (the row at pointer local `ptr`)[c]. */
+  const axpy = (fn: Func, X: string, W: string, ptr: string): Code => C.flatMap((c) => fn.set(`${X}${c}`, f32x4.add(fn.get(`${X}${c}`), f32x4.mul(fn.get(W), v128.load(fn.get(ptr), 16 * c)))));
+  /** The loops over b, h and i, with bh, hoff, qi (the query's row), jEnd, prow (p's row) and drow (drop's row) set. */
   const each = (fn: Func, ...body: Code[]): Code => {
     const { get, set } = fn;
     return fn.loop('b', i32.const(0), get('B'), 1,
       fn.loop('h', i32.const(0), get('H'), 1,
         set('bh', i32.add(i32.mul(get('b'), get('H')), get('h'))),
-        set('hoff', i32.mul(get('h'), get('hdBytes'))),
+        set('hoff', i32.mul(get('h'), i32.const(4 * hd))),
         fn.loop('i', i32.const(0), get('T'), 1,
           set('qi', i32.add(i32.mul(get('b'), get('T')), get('i'))),
           set('jEnd', i32.select(i32.add(get('i'), i32.const(1)), get('T'), get('causal'))),
@@ -215,72 +229,81 @@ function attentionFuncs(): Func[] {
       ),
     );
   };
-  const key = (fn: Func, base: string, stride: string) => rows(fn, base, stride, i32.add(i32.mul(fn.get('b'), fn.get('T')), fn.get('j')));
-  const dropAt = (fn: Func) => f32.select(f32.load(at4(fn, fn.get('drow'), fn.get('j'))), f32.const(1), fn.get('drop'));
+  /** p_j drop_j (drop_j = 1 without dropout). */
+  const keptP = (fn: Func): Code => f32.mul(f32.load(at4(fn.get('prow'), fn.get('j'))), f32.select(f32.load(at4(fn.get('drow'), fn.get('j'))), f32.const(1), fn.get('drop')));
+  /** Advance pointer local `ptr` by the row stride `stride`. */
+  const next = (fn: Func, ptr: string, stride: string): Code => fn.set(ptr, i32.add(fn.get(ptr), fn.get(stride)));
   {
     const fn = fwd;
     const { get, set } = fn;
-    const pj = at4(fn, get('prow'), get('j'));
+    const pj = at4(get('prow'), get('j'));
     fn.emit(
       each(fn,
         // scores of the keys seen, -inf for the rest (exp gives 0), and their maximum
+        loadRow(fn, 'Q', rowAt(fn, 'q', 'qs', get('qi'))),
         set('m', f32.const(-Infinity)),
+        set('kp', firstKey(fn, 'k', 'ks')),
         fn.loop('j', i32.const(0), get('jEnd'), 1,
-          set('w', f32.mul(dot(fn, rows(fn, 'q', 'qs', get('qi')), key(fn, 'k', 'ks')), get('scale'))),
+          set('w', f32.mul(dotRow(fn, 'Q', 'kp'), get('scale'))),
           f32.store(pj, get('w')),
           set('m', f32.max(get('m'), get('w'))),
+          next(fn, 'kp', 'ks'),
         ),
         fn.loop('j', get('jEnd'), get('Tp'), 1, f32.store(pj, f32.const(-Infinity))),
         // p = exp(s - m) / sum, four keys at a time
-        set('A', f32x4.const(0)),
+        set('W', f32x4.const(0)),
+        set('W2', f32x4.splat(get('m'))),
         fn.loop('j', i32.const(0), i32.shl(get('Tp'), i32.const(2)), 16,
-          v128.store(i32.add(get('prow'), get('j')), expv(fn, f32x4.sub(v128.load(i32.add(get('prow'), get('j'))), f32x4.splat(get('m'))))),
-          set('A', f32x4.add(get('A'), v128.load(i32.add(get('prow'), get('j'))))),
+          v128.store(i32.add(get('prow'), get('j')), expv(fn, f32x4.sub(v128.load(i32.add(get('prow'), get('j'))), get('W2')))),
+          set('W', f32x4.add(get('W'), v128.load(i32.add(get('prow'), get('j'))))),
         ),
-        set('w', f32.div(f32.const(1), f32.add(f32.add(f32x4.lane(get('A'), 0), f32x4.lane(get('A'), 1)), f32.add(f32x4.lane(get('A'), 2), f32x4.lane(get('A'), 3))))),
-        fn.loop('j', i32.const(0), i32.shl(get('Tp'), i32.const(2)), 16,
-          v128.store(i32.add(get('prow'), get('j')), f32x4.mul(v128.load(i32.add(get('prow'), get('j'))), f32x4.splat(get('w')))),
-        ),
-        // o_i = sum_j p_j drop_j v_j, four dims at a time
-        fn.loop('c', i32.const(0), get('hdBytes'), 16,
-          set('A', f32x4.const(0)),
-          fn.loop('j', i32.const(0), get('jEnd'), 1,
-            set('A', f32x4.add(get('A'), f32x4.mul(f32x4.splat(f32.mul(f32.load(pj), dropAt(fn))), v128.load(i32.add(key(fn, 'v', 'vs'), get('c')))))),
-          ),
-          v128.store(i32.add(rows(fn, 'o', 'os', get('qi')), get('c')), get('A')),
-        ),
+        set('W', f32x4.splat(f32.div(f32.const(1), hsum(get('W'))))),
+        fn.loop('j', i32.const(0), i32.shl(get('Tp'), i32.const(2)), 16, v128.store(i32.add(get('prow'), get('j')), f32x4.mul(v128.load(i32.add(get('prow'), get('j'))), get('W')))),
+        // o_i = sum_j p_j drop_j v_j
+        zero(fn, 'A'),
+        set('vp', firstKey(fn, 'v', 'vs')),
+        fn.loop('j', i32.const(0), get('jEnd'), 1, set('W', f32x4.splat(keptP(fn))), axpy(fn, 'A', 'W', 'vp'), next(fn, 'vp', 'vs')),
+        storeRow(fn, 'A', rowAt(fn, 'o', 'os', get('qi'))),
       ),
     );
   }
   {
     const fn = bwd;
     const { get, set } = fn;
-    const pj = at4(fn, get('prow'), get('j'));
-    const sj = at4(fn, get('scratch'), get('j'));
+    const pj = at4(get('prow'), get('j'));
+    const sj = at4(get('scratch'), get('j'));
     fn.emit(
       each(fn,
+        loadRow(fn, 'G', rowAt(fn, 'dO', 'dos', get('qi'))),
+        loadRow(fn, 'Q', rowAt(fn, 'q', 'qs', get('qi'))),
         // dp_j = (dO_i . v_j) drop_j; m = sum_j dp_j p_j
         set('m', f32.const(0)),
+        set('vp', firstKey(fn, 'v', 'vs')),
         fn.loop('j', i32.const(0), get('jEnd'), 1,
-          set('w', f32.mul(dot(fn, rows(fn, 'dO', 'dos', get('qi')), key(fn, 'v', 'vs')), dropAt(fn))),
+          set('w', f32.mul(dotRow(fn, 'G', 'vp'), f32.select(f32.load(at4(get('drow'), get('j'))), f32.const(1), get('drop')))),
           f32.store(sj, get('w')),
           set('m', f32.add(get('m'), f32.mul(get('w'), f32.load(pj)))),
+          next(fn, 'vp', 'vs'),
         ),
         // ds_j = p_j (dp_j - m) scale
         fn.loop('j', i32.const(0), get('jEnd'), 1, f32.store(sj, f32.mul(f32.mul(f32.load(pj), f32.sub(f32.load(sj), get('m'))), get('scale')))),
         // dq_i = sum_j ds_j k_j
-        fn.loop('c', i32.const(0), get('hdBytes'), 16,
-          set('A', f32x4.const(0)),
-          fn.loop('j', i32.const(0), get('jEnd'), 1, set('A', f32x4.add(get('A'), f32x4.mul(f32x4.splat(f32.load(sj)), v128.load(i32.add(key(fn, 'k', 'ks'), get('c'))))))),
-          v128.store(i32.add(rows(fn, 'dq', 'dqs', get('qi')), get('c')), get('A')),
-        ),
+        zero(fn, 'A'),
+        set('kp', firstKey(fn, 'k', 'ks')),
+        fn.loop('j', i32.const(0), get('jEnd'), 1, set('W', f32x4.splat(f32.load(sj))), axpy(fn, 'A', 'W', 'kp'), next(fn, 'kp', 'ks')),
+        storeRow(fn, 'A', rowAt(fn, 'dq', 'dqs', get('qi'))),
         // dk_j += ds_j q_i; dv_j += p_j drop_j dO_i
+        set('dkp', firstKey(fn, 'dk', 'dks')),
+        set('dvp', firstKey(fn, 'dv', 'dvs')),
         fn.loop('j', i32.const(0), get('jEnd'), 1,
-          set('w', f32.mul(f32.load(pj), dropAt(fn))),
-          fn.loop('c', i32.const(0), get('hdBytes'), 16,
-            v128.store(i32.add(key(fn, 'dk', 'dks'), get('c')), f32x4.add(v128.load(i32.add(key(fn, 'dk', 'dks'), get('c'))), f32x4.mul(f32x4.splat(f32.load(sj)), v128.load(i32.add(rows(fn, 'q', 'qs', get('qi')), get('c')))))),
-            v128.store(i32.add(key(fn, 'dv', 'dvs'), get('c')), f32x4.add(v128.load(i32.add(key(fn, 'dv', 'dvs'), get('c'))), f32x4.mul(f32x4.splat(get('w')), v128.load(i32.add(rows(fn, 'dO', 'dos', get('qi')), get('c')))))),
-          ),
+          set('W', f32x4.splat(f32.load(sj))),
+          set('W2', f32x4.splat(keptP(fn))),
+          C.flatMap((c) => [
+            ...v128.store(get('dkp'), f32x4.add(v128.load(get('dkp'), 16 * c), f32x4.mul(get('W'), get(`Q${c}`))), 16 * c),
+            ...v128.store(get('dvp'), f32x4.add(v128.load(get('dvp'), 16 * c), f32x4.mul(get('W2'), get(`G${c}`))), 16 * c),
+          ]),
+          next(fn, 'dkp', 'dks'),
+          next(fn, 'dvp', 'dvs'),
         ),
       ),
     );
@@ -288,9 +311,15 @@ function attentionFuncs(): Func[] {
   return [fwd, bwd];
 }
 
+/** The attention kernels for head size `hd`, assembled against an imported memory. */
+export function attentionWasmBytes(shared: boolean, hd: number): Uint8Array {
+  if (!(hd > 0 && hd % 4 === 0)) throw new Error(`attention kernels need a head size that is a multiple of 4, not ${hd}`);
+  return assemble(attentionFuncs(hd), { import: true, shared });
+}
+
 /** The kernels' module, assembled against an imported memory. */
 export function fusedWasmBytes(shared: boolean): Uint8Array {
-  return assemble([...geluFuncs(), ...layerNormFuncs(), ...attentionFuncs()], { import: true, shared });
+  return assemble([...geluFuncs(), ...layerNormFuncs()], { import: true, shared });
 }
 
 type Exports = {
@@ -298,6 +327,9 @@ type Exports = {
   gelu_grad(x: number, dy: number, dx: number, bytes: number): void;
   layer_norm(x: number, g: number, b: number, y: number, xh: number, r: number, rows: number, rowBytes: number, invD: number, eps: number): void;
   layer_norm_grad(dy: number, xh: number, r: number, g: number, dx: number, dg: number, db: number, rows: number, rowBytes: number, invD: number): void;
+};
+
+type AttentionExports = {
   attention(...a: number[]): void;
   attention_grad(...a: number[]): void;
 };
@@ -344,13 +376,23 @@ export function installFusedKernels(backend: WasmBackend): string | null {
   const memory = heapMemory(backend);
   if (!memory) return 'the wasm module exports no memory';
   let k: Exports;
+  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
   try {
-    const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
     const inst = new WA.Instance(new WA.Module(fusedWasmBytes(shared)), { env: { mem: memory } });
     k = inst.exports as unknown as Exports;
   } catch (e) {
     return (e as Error).message;
   }
+  // the attention kernels of each head size, assembled when first used
+  const byHeadSize = new Map<number, AttentionExports>();
+  const attentionFor = (hd: number): AttentionExports => {
+    let a = byHeadSize.get(hd);
+    if (!a) {
+      a = new WA.Instance(new WA.Module(attentionWasmBytes(shared, hd)), { env: { mem: memory } }).exports as unknown as AttentionExports;
+      byHeadSize.set(hd, a);
+    }
+    return a;
+  };
   const gelu: KernelFn = ({ inputs, backend: b }) => {
     const { x } = inputs;
     if (!float32(x) || sizeOf(x.shape) % 4) throw new Error(`${GELU}: float32 input of a size divisible by 4 expected`);
@@ -400,10 +442,10 @@ export function installFusedKernels(backend: WasmBackend): string | null {
     const o = b.makeOutput([B * T, d], 'float32');
     const p = b.makeOutput([B, H, T, Tp], 'float32');
     const [aOff, kvOff] = [offsetOf(b, a), offsetOf(b, kv)];
-    k.attention(
+    attentionFor(hd).attention(
       aOff + at.qCol * 4, kvOff + at.kCol * 4, kvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4,
       offsetOf(b, o), d * 4, offsetOf(b, p), inputs.drop ? offsetOf(b, inputs.drop) : 0,
-      B, T, Tp, H, hd * 4, at.scale, at.causal ? 1 : 0,
+      B, T, Tp, H, at.scale, at.causal ? 1 : 0,
     );
     return [o, p];
   };
@@ -423,11 +465,11 @@ export function installFusedKernels(backend: WasmBackend): string | null {
     if (db) heapF32(b, db, sizeOf(kv.shape)).fill(0);
     const dkv = db ?? da;
     const [aOff, kvOff, daOff, dkvOff] = [offsetOf(b, a), offsetOf(b, kv), offsetOf(b, da), offsetOf(b, dkv)];
-    k.attention_grad(
+    attentionFor(hd).attention_grad(
       aOff + at.qCol * 4, kvOff + at.kCol * 4, kvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4,
       offsetOf(b, dO), d * 4, offsetOf(b, p), inputs.drop ? offsetOf(b, inputs.drop) : 0,
       daOff + at.qCol * 4, dkvOff + at.kCol * 4, dkvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4, offsetOf(b, scratch),
-      B, T, Tp, H, hd * 4, at.scale, at.causal ? 1 : 0,
+      B, T, Tp, H, at.scale, at.causal ? 1 : 0,
     );
     b.disposeData(scratch.dataId);
     return db ? [da, db] : [da];
