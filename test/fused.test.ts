@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { ensureBackend } from '../src/lib/tfjs/backend';
-import { fusedKernels, fusedWasmBytes, installFusedKernels, GELU, GELU_GRAD, LAYER_NORM, LAYER_NORM_GRAD } from '../src/lib/tfjs/fused';
+import { ATTENTION, ATTENTION_GRAD, fusedKernels, fusedWasmBytes, installFusedKernels, GELU, GELU_GRAD, LAYER_NORM, LAYER_NORM_GRAD } from '../src/lib/tfjs/fused';
+import { GPT2 } from '../src/lib/model/gpt2';
 import type { WasmBackend } from '../src/lib/tfjs/wasm-internals';
 import { dropoutMask, fusedAttention, gptGelu, layerNorm } from '../src/lib/tfjs/ops';
 import { leb, sleb, WA } from '../src/lib/tfjs/wasm-asm';
@@ -236,4 +237,34 @@ test('fused attention: output and gradients against float64, causal with dropout
     if (two) assert.ok(relErr(grads[1].dataSync(), ref.dkv, 1e-2) < 5e-5, `${label}: gradient to kv ${relErr(grads[1].dataSync(), ref.dkv, 1e-2)}`);
     tf.dispose([qT, kvT, dOT, o, ...grads]);
   }
+});
+
+test('GPT-2 training loss and gradients, with dropout: the fused kernels equal the composed ops to float32 rounding (same dropout masks)', async () => {
+  await ensureBackend();
+  const config = { vocabSize: 37, nPositions: 16, nEmbd: 16, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5, activation: 'gelu_new' as const, embdPdrop: 0.1, residPdrop: 0.1, attnPdrop: 0.2 };
+  const model = new GPT2(config, undefined, { seed: 5 });
+  const ids = tf.tensor2d([[1, 5, 9, 2, 30, 7, 7, 3], [4, 4, 11, 0, 36, 2, 8, 1]], undefined, 'int32');
+  const targets = tf.tensor1d([5, 9, 2, 30, 7, 7, 3, 0, 4, 11, 0, 36, 2, 8, 1, 0], 'int32');
+  const mask = tf.tensor1d([1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0]);
+  const run = () =>
+    tf.tidy(() => {
+      const vars = model.trainableVariables();
+      const { value, grads } = tf.variableGrads(() => {
+        const h = model.hidden({ inputIds: ids, training: true, dropoutSeed: 77 });
+        return model.headLoss(h.reshape([16, 16]) as tf.Tensor2D, targets, mask);
+      }, vars);
+      return { value: value.dataSync()[0], grads: vars.map((v) => grads[v.name].dataSync() as Float32Array) };
+    });
+  const fused = run();
+  for (const name of [GELU, GELU_GRAD, LAYER_NORM, LAYER_NORM_GRAD, ATTENTION, ATTENTION_GRAD]) tf.unregisterKernel(name, 'wasm');
+  let composed: { value: number; grads: Float32Array[] };
+  try {
+    composed = run();
+  } finally {
+    assert.equal(installFusedKernels(tf.backend() as unknown as WasmBackend), null);
+  }
+  assert.ok(Math.abs(fused.value - composed.value) < 1e-5 * Math.abs(composed.value), `loss ${fused.value} vs ${composed.value}`);
+  fused.grads.forEach((g, i) => assert.ok(relErr(g, composed.grads[i], 1e-3) < 1e-4, `gradient of weight ${i}: ${relErr(g, composed.grads[i], 1e-3)}`));
+  tf.dispose([ids, targets, mask]);
+  model.dispose();
 });
