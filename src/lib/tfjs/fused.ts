@@ -106,8 +106,8 @@ function geluFuncs(): Func[] {
   return [fwd, bwd];
 }
 
-/** Sum of the four lanes of a v128 local. */
-const hsum = (fn: Func, v: string): Code => f32.add(f32.add(f32x4.lane(fn.get(v), 0), f32x4.lane(fn.get(v), 1)), f32.add(f32x4.lane(fn.get(v), 2), f32x4.lane(fn.get(v), 3)));
+/** Sum of the four lanes of a v128 value (a local.get: it is read four times). */
+const hsum = (v: Code): Code => f32.add(f32.add(f32x4.lane(v, 0), f32x4.lane(v, 1)), f32.add(f32x4.lane(v, 2), f32x4.lane(v, 3)));
 
 function layerNormFuncs(): Func[] {
   // layer_norm(x, g, b, y, xh, r, rows, rowBytes, invD, eps)
@@ -123,10 +123,10 @@ function layerNormFuncs(): Func[] {
         set('base', i32.mul(get('row'), get('rowBytes'))),
         set('A', zero),
         fwd.loop('j', i32.const(0), get('rowBytes'), 16, set('A', f32x4.add(get('A'), v128.load(at('x'))))),
-        set('M', f32x4.splat(f32.mul(hsum(fwd, 'A'), get('invD')))),
+        set('M', f32x4.splat(f32.mul(hsum(get('A')), get('invD')))),
         set('A', zero),
         fwd.loop('j', i32.const(0), get('rowBytes'), 16, set('C', f32x4.sub(v128.load(at('x')), get('M'))), set('A', f32x4.add(get('A'), f32x4.mul(get('C'), get('C'))))),
-        set('rs', f32.div(f32.const(1), f32.sqrt(f32.add(f32.mul(hsum(fwd, 'A'), get('invD')), get('eps'))))),
+        set('rs', f32.div(f32.const(1), f32.sqrt(f32.add(f32.mul(hsum(get('A')), get('invD')), get('eps'))))),
         f32.store(i32.add(get('r'), i32.shl(get('row'), i32.const(2))), get('rs')),
         set('R', f32x4.splat(get('rs'))),
         fwd.loop('j', i32.const(0), get('rowBytes'), 16,
@@ -156,8 +156,8 @@ function layerNormFuncs(): Func[] {
           set('A', f32x4.add(get('A'), get('D'))),
           set('A2', f32x4.add(get('A2'), f32x4.mul(get('D'), v128.load(at('xh'))))),
         ),
-        set('M1', f32x4.splat(f32.mul(hsum(bwd, 'A'), get('invD')))),
-        set('M2', f32x4.splat(f32.mul(hsum(bwd, 'A2'), get('invD')))),
+        set('M1', f32x4.splat(f32.mul(hsum(get('A')), get('invD')))),
+        set('M2', f32x4.splat(f32.mul(hsum(get('A2')), get('invD')))),
         set('R', f32x4.splat(f32.load(i32.add(get('r'), i32.shl(get('row'), i32.const(2)))))),
         bwd.loop('j', i32.const(0), get('rowBytes'), 16,
           set('DY', v128.load(at('dy'))),
@@ -203,7 +203,6 @@ function attentionFuncs(hd: number): Func[] {
   const firstKey = (fn: Func, base: string, stride: string) => rowAt(fn, base, stride, i32.mul(fn.get('b'), fn.get('T')));
   const at4 = (base: Code, j: Code) => i32.add(base, i32.shl(j, i32.const(2)));
   const sum = (xs: Code[]): Code => xs.reduce((a, x) => f32x4.add(a, x));
-  const hsum = (v: Code): Code => f32.add(f32.add(f32x4.lane(v, 0), f32x4.lane(v, 1)), f32.add(f32x4.lane(v, 2), f32x4.lane(v, 3)));
   /** sum_c X_c . (the row at pointer local `ptr`)[c], as a float. */
   const dotRow = (fn: Func, X: string, ptr: string): Code => hsum(sum(C.map((c) => f32x4.mul(fn.get(`${X}${c}`), v128.load(fn.get(ptr), 16 * c)))));
   /** X_c = the row at `addr` (n vectors). */
@@ -431,45 +430,39 @@ export function installFusedKernels(backend: WasmBackend): string | null {
     k.layer_norm_grad(offsetOf(b, dy), offsetOf(b, xhat), offsetOf(b, rstd), offsetOf(b, gamma), offsetOf(b, dx), offsetOf(b, dg), offsetOf(b, db), rows, d * 4, 1 / d);
     return [dx, dg, db];
   };
-  const attention: MultiKernelFn = ({ inputs, backend: b, attrs }) => {
-    const at = attrs as unknown as AttentionAttrs;
+  /** An attention call's sizes, and its q, k, v byte offsets and row strides as the kernels take them. */
+  const operands = (inputs: Record<string, TensorInfo>, at: AttentionAttrs, b: WasmBackend) => {
     const { a } = inputs;
     const kv = inputs.b ?? a;
-    const { B, T, H } = at;
     const d = attentionWidth(a, kv, at);
-    const hd = d / H;
-    const Tp = Math.ceil(T / 4) * 4;
-    const o = b.makeOutput([B * T, d], 'float32');
-    const p = b.makeOutput([B, H, T, Tp], 'float32');
     const [aOff, kvOff] = [offsetOf(b, a), offsetOf(b, kv)];
-    attentionFor(hd).attention(
-      aOff + at.qCol * 4, kvOff + at.kCol * 4, kvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4,
-      offsetOf(b, o), d * 4, offsetOf(b, p), inputs.drop ? offsetOf(b, inputs.drop) : 0,
-      B, T, Tp, H, at.scale, at.causal ? 1 : 0,
-    );
+    const [as, kvs] = [a.shape[1] * 4, kv.shape[1] * 4];
+    return { a, kv, d, hd: d / at.H, Tp: Math.ceil(at.T / 4) * 4, qkv: [aOff + at.qCol * 4, kvOff + at.kCol * 4, kvOff + at.vCol * 4, as, kvs, kvs] };
+  };
+  const attention: MultiKernelFn = ({ inputs, backend: b, attrs }) => {
+    const at = attrs as unknown as AttentionAttrs;
+    const { d, hd, Tp, qkv } = operands(inputs, at, b);
+    const o = b.makeOutput([at.B * at.T, d], 'float32');
+    const p = b.makeOutput([at.B, at.H, at.T, Tp], 'float32');
+    attentionFor(hd).attention(...qkv, offsetOf(b, o), d * 4, offsetOf(b, p), inputs.drop ? offsetOf(b, inputs.drop) : 0, at.B, at.T, Tp, at.H, at.scale, at.causal ? 1 : 0);
     return [o, p];
   };
   const attentionGrad: MultiKernelFn = ({ inputs, backend: b, attrs }) => {
     const at = attrs as unknown as AttentionAttrs;
-    const { a, dO, p } = inputs;
-    const kv = inputs.b ?? a;
-    const { B, T, H } = at;
-    const d = attentionWidth(a, kv, at);
-    const hd = d / H;
-    const Tp = Math.ceil(T / 4) * 4;
+    const { a, kv, d, hd, Tp, qkv } = operands(inputs, at, b);
     const da = b.makeOutput(a.shape, 'float32');
     const db = inputs.b ? b.makeOutput(kv.shape, 'float32') : null;
     const scratch = b.makeOutput([Tp], 'float32');
     // dk and dv are sums over the queries: start from zero (and columns outside q, k, v get none)
     heapF32(b, da, sizeOf(a.shape)).fill(0);
     if (db) heapF32(b, db, sizeOf(kv.shape)).fill(0);
-    const dkv = db ?? da;
-    const [aOff, kvOff, daOff, dkvOff] = [offsetOf(b, a), offsetOf(b, kv), offsetOf(b, da), offsetOf(b, dkv)];
+    // the gradients in the same layout as q, k, v (offsets after the allocations: the operands' do not move)
+    const dq = offsetOf(b, da) + at.qCol * 4;
+    const dkv = offsetOf(b, db ?? da);
     attentionFor(hd).attention_grad(
-      aOff + at.qCol * 4, kvOff + at.kCol * 4, kvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4,
-      offsetOf(b, dO), d * 4, offsetOf(b, p), inputs.drop ? offsetOf(b, inputs.drop) : 0,
-      daOff + at.qCol * 4, dkvOff + at.kCol * 4, dkvOff + at.vCol * 4, a.shape[1] * 4, kv.shape[1] * 4, kv.shape[1] * 4, offsetOf(b, scratch),
-      B, T, Tp, H, at.scale, at.causal ? 1 : 0,
+      ...qkv, offsetOf(b, inputs.dO), d * 4, offsetOf(b, inputs.p), inputs.drop ? offsetOf(b, inputs.drop) : 0,
+      dq, dkv + at.kCol * 4, dkv + at.vCol * 4, qkv[3], qkv[4], qkv[5], offsetOf(b, scratch),
+      at.B, at.T, Tp, at.H, at.scale, at.causal ? 1 : 0,
     );
     b.disposeData(scratch.dataId);
     return db ? [da, db] : [da];

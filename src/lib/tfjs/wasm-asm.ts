@@ -90,7 +90,6 @@ export const f32 = {
   mul: (a: Code, b: Code): Code => cat(a, b, [0x94]),
   div: (a: Code, b: Code): Code => cat(a, b, [0x95]),
   sqrt: (a: Code): Code => cat(a, [0x91]),
-  fromI32: (a: Code): Code => cat(a, [0xb2]),
 };
 
 export const v128 = {
@@ -123,7 +122,6 @@ export const f32x4 = {
 export const i32x4 = {
   add: (a: Code, b: Code): Code => cat(a, b, simd(0xae)),
   shl: (a: Code, bits: Code): Code => cat(a, bits, simd(0xab)),
-  splat: (a: Code): Code => cat(a, simd(0x11)),
   /** Four copies of an integer constant (one v128.const). */
   const: (n: number): Code => {
     const b = Buffer.alloc(16);
