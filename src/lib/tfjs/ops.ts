@@ -128,9 +128,16 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: 
   return f(x, gamma, beta) as tf.Tensor2D;
 }
 
+/** Run a kernel of tfjs/fused.ts by name, leaving out null inputs; its outputs as a list. */
+function runFused(name: string, inputs: Record<string, tf.Tensor | null>, attrs: object = {}): tf.Tensor[] {
+  const present = Object.fromEntries(Object.entries(inputs).filter(([, t]) => t)) as tf.NamedTensorMap;
+  const out = tf.engine().runKernel(name, present, attrs as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
+  return Array.isArray(out) ? out : [out];
+}
+
 /** gptGelu as one kernel forward and one backward (tfjs/fused.ts, the wasm backend). */
 function fusedGelu(x: tf.Tensor): tf.Tensor {
-  const run = (name: string, inputs: Record<string, tf.Tensor>) => tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, {}) as tf.Tensor;
+  const run = (name: string, inputs: Record<string, tf.Tensor>) => runFused(name, inputs)[0];
   if (!recordingGradients()) return run(GELU, { x });
   const f = tf.customGrad((...args: Args) => {
     const v = args[0] as tf.Tensor;
@@ -142,19 +149,17 @@ function fusedGelu(x: tf.Tensor): tf.Tensor {
 
 /** layerNorm as one kernel forward and one backward (tfjs/fused.ts, the wasm backend). */
 function fusedLayerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor2D {
-  const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, number> = {}) =>
-    tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
   if (!recordingGradients()) {
-    const [y, xhat, rstd] = run(LAYER_NORM, { x, gamma, beta }, { eps });
+    const [y, xhat, rstd] = runFused(LAYER_NORM, { x, gamma, beta }, { eps });
     xhat.dispose();
     rstd.dispose();
     return y as tf.Tensor2D;
   }
   const f = tf.customGrad((...args: Args) => {
     const [xi, g, b] = args as tf.Tensor[];
-    const [y, xhat, rstd] = run(LAYER_NORM, { x: xi, gamma: g, beta: b }, { eps });
+    const [y, xhat, rstd] = runFused(LAYER_NORM, { x: xi, gamma: g, beta: b }, { eps });
     (args[3] as tf.GradSaveFunc)([xhat, rstd, g]);
-    return { value: y, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run(LAYER_NORM_GRAD, { dy, xhat: saved[0], rstd: saved[1], gamma: saved[2] }) };
+    return { value: y, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => runFused(LAYER_NORM_GRAD, { dy, xhat: saved[0], rstd: saved[1], gamma: saved[2] }) };
   });
   return f(x, gamma, beta) as tf.Tensor2D;
 }
@@ -217,8 +222,7 @@ export function fusedAttention(q: Columns, k: Columns, v: Columns, B: number, T:
   if (k[0] !== v[0]) throw new Error('fusedAttention: k and v must be columns of one tensor');
   const two = q[0] !== k[0];
   const attrs = { B, T, H, qCol: q[1], kCol: k[1], vCol: v[1], scale: opts.scale, causal: opts.causal ? 1 : 0 };
-  const run = (name: string, inputs: Record<string, tf.Tensor | null>) =>
-    tf.engine().runKernel(name, Object.fromEntries(Object.entries(inputs).filter(([, t]) => t)) as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as unknown as tf.Tensor[];
+  const run = (name: string, inputs: Record<string, tf.Tensor | null>) => runFused(name, inputs, attrs);
   return tf.tidy(() => {
     const rate = opts.dropout?.rate ?? 0;
     const mask = rate > 0 ? dropoutMask([B, H, T, T], rate, opts.dropout!.seed) : null;
