@@ -38,6 +38,11 @@ test('corpus: training captions and text corpora; validation, test and evaluatio
   // flickr30k: "Someone on a horse ." equals an eval caption once normalised; one caption repeats flickr8k
   assert.deepEqual(by['flickr30k'], { source: 'flickr30k', read: 4, evalImage: 0, evalText: 1, duplicate: 1, kept: 2 });
   assert.equal(c.records.length, 30 + 10 + 5 + 2);
+  // each caption names its photo: 5 captions to a photo in coco-val2017 (6 photos kept)
+  const groups = new Map<string, number>();
+  for (const r of c.records) groups.set(r.group, (groups.get(r.group) ?? 0) + 1);
+  assert.deepEqual([...groups].filter(([g]) => g.startsWith('coco-val2017:')).map(([, n]) => n), [5, 5, 5, 5, 5, 5]);
+  assert.ok(c.records.every((r) => r.group.startsWith(`${r.source}:`) && r.group.length > r.source.length + 1));
   const texts = c.records.map((r) => normaliseCaption(r.text));
   assert.equal(new Set(texts).size, texts.length, 'no duplicates');
   for (const e of frameColumns(evalDf).caption) assert.ok(!texts.includes(normaliseCaption(e)), e);

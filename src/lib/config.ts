@@ -127,6 +127,13 @@ export interface LMPretrainConfig {
   maxCaptions: number;
   /** Data-parallel shards of each batch, computed on as many cores (LoopConfig.shards; absent = 1). */
   shards?: number;
+  /**
+   * Captions of one photo packed into one training sequence, EOS between them (absent = 1: every
+   * caption alone). Above 1 the LM learns from text before a caption, the way GPT-2 learns from a
+   * document, so that what precedes a caption (a ClipCap prefix) can steer it. A sequence holds at
+   * most this many captions and at most n_positions - 1 tokens; batchSize counts sequences.
+   */
+  captionsPerSequence?: number;
 }
 
 export interface TrainConfig {

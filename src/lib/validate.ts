@@ -69,7 +69,7 @@ export function lmProblems(lm: LMConfig, out: string[] = []): string[] {
 }
 
 export function lmPretrainProblems(p: LMPretrainConfig, out: string[] = []): string[] {
-  run('lmPretrain', p, { epochs: int(1, 1000), batchSize: int(1, 65536), lr: num(0, 10, { minOpen: true }), warmupSteps: int(0), weightDecay: num(0, 1), maxTokens: int(2, 65536), seed: int(0), valFraction: num(0, 1, { maxOpen: true }), minTokenCount: int(1), maxCaptions: int(0), shards: optional(int(1, 64)) }, out);
+  run('lmPretrain', p, { epochs: int(1, 1000), batchSize: int(1, 65536), lr: num(0, 10, { minOpen: true }), warmupSteps: int(0), weightDecay: num(0, 1), maxTokens: int(2, 65536), seed: int(0), valFraction: num(0, 1, { maxOpen: true }), minTokenCount: int(1), maxCaptions: int(0), shards: optional(int(1, 64)), captionsPerSequence: optional(int(1, 64)) }, out);
   return out;
 }
 

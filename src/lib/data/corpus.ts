@@ -28,6 +28,8 @@ import { loadSubsets } from './build';
 export interface CorpusRecord {
   text: string;
   source: string;
+  /** The photo the caption describes ("<source>:<image_id>"): the LM pretraining can pack a photo's captions together. */
+  group: string;
 }
 
 export interface CorpusSourceCount {
@@ -113,7 +115,7 @@ export function assembleCorpus(parts: CorpusPart[], exclude: CorpusExclusions): 
         continue;
       }
       seen.add(key);
-      records.push({ text: c.caption[i], source: part.source });
+      records.push({ text: c.caption[i], source: part.source, group: `${part.source}:${id}` });
       n.kept++;
     }
     counts.push(n);

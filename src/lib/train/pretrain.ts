@@ -4,7 +4,10 @@
 // the LM head is small.
 //
 // Each caption becomes one sequence: <|endoftext|> caption <|endoftext|>; the first token plays the
-// part of a beginning-of-text marker and the loss covers every caption token and the final EOS.
+// part of a beginning-of-text marker and the loss covers every caption token and the final EOS. With
+// lmPretrain.captionsPerSequence above 1, the captions of one photo are packed into one sequence
+// (<|endoftext|> caption <|endoftext|> caption ... <|endoftext|>, packCaptionGroups), so that the LM
+// learns to continue text that precedes a caption, as GPT-2 does within a document.
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
@@ -30,6 +33,39 @@ export interface PretrainResult {
   summary: TrainSummary;
   corpus: { corpusCaptions: number; captions: number; trainSequences: number; valSequences: number; tokens: number; vocabSize: number; droppedEmpty: number; droppedRareTokens: number };
   config: GPT2Config;
+}
+
+/**
+ * Pack token sequences into training sequences: the captions of one group (a photo) in their order,
+ * at most `perSequence` of them and at most `maxLength` tokens a sequence, EOS between two captions;
+ * groups in the order of their first caption. perSequence 1 gives the captions unchanged.
+ */
+export function packCaptionGroups(seqs: number[][], groups: string[], opts: { perSequence: number; maxLength: number; eosId: number }): number[][] {
+  if (groups.length !== seqs.length) throw new Error(`packCaptionGroups: ${seqs.length} captions but ${groups.length} groups`);
+  if (opts.perSequence <= 1) return seqs;
+  const byGroup = new Map<string, number[][]>();
+  seqs.forEach((s, i) => {
+    if (s.length > opts.maxLength) throw new Error(`packCaptionGroups: a caption of ${s.length} tokens exceeds the longest sequence, ${opts.maxLength}`);
+    const g = byGroup.get(groups[i]);
+    if (g) g.push(s);
+    else byGroup.set(groups[i], [s]);
+  });
+  const out: number[][] = [];
+  for (const captions of byGroup.values()) {
+    let cur: number[] = [];
+    let n = 0;
+    for (const c of captions) {
+      if (n > 0 && (n === opts.perSequence || cur.length + 1 + c.length > opts.maxLength)) {
+        out.push(cur);
+        cur = [];
+        n = 0;
+      }
+      cur = n === 0 ? [...c] : [...cur, opts.eosId, ...c];
+      n++;
+    }
+    if (n > 0) out.push(cur);
+  }
+  return out;
 }
 
 /** Split indices 0..n-1 into train / val by a seeded permutation. */
@@ -83,6 +119,8 @@ export interface PretrainOptions {
   cfg: LMPretrainConfig;
   /** Caption texts (already free of the evaluation images' captions). */
   texts: string[];
+  /** The photo of each text (CorpusRecord.group): needed when cfg.captionsPerSequence is above 1. */
+  groups?: string[];
   restrictVocab: boolean;
   /** Final model directory. */
   modelDir: string;
@@ -129,17 +167,27 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
   }
 
   const base = opts.tokenizer ?? (await loadTokenizer());
+  if (opts.cfg.maxTokens + 1 > opts.arch.nPositions) {
+    throw new Error(`maxTokens ${opts.cfg.maxTokens} + 1 exceeds the model's n_positions ${opts.arch.nPositions}`);
+  }
+  const perSequence = opts.cfg.captionsPerSequence ?? 1;
+  if (perSequence > 1 && opts.groups?.length !== opts.texts.length) {
+    throw new Error(`lmPretrain.captionsPerSequence ${perSequence} packs the captions of a photo together: pass the photo of each caption (groups, ${opts.groups?.length ?? 0} given for ${opts.texts.length} captions), or set it to 1`);
+  }
   // Every caption is tokenized (the vocabulary comes from the whole corpus); training uses a seeded
   // sample of them when the corpus is larger than the budget allows (maxCaptions).
-  const all = opts.texts.map(formatCaption).map((t) => (t ? base.encode(t).slice(0, opts.cfg.maxTokens) : []));
-  const nonEmptyAll = all.filter((s) => s.length > 0);
+  const all = opts.texts.map((t, i) => {
+    const f = formatCaption(t);
+    return { tokens: f ? base.encode(f).slice(0, opts.cfg.maxTokens) : [], group: opts.groups?.[i] ?? String(i) };
+  });
+  const nonEmptyAll = all.filter((s) => s.tokens.length > 0);
   const droppedEmpty = all.length - nonEmptyAll.length;
   if (nonEmptyAll.length < 2) throw new Error(`the caption corpus has ${nonEmptyAll.length} usable captions; at least 2 are needed`);
   let vocab: RestrictedVocab | null = null;
   let droppedTokens = 0;
   if (opts.restrictVocab) {
     const counts = new Map<number, number>();
-    for (const s of nonEmptyAll) for (const id of s) counts.set(id, (counts.get(id) ?? 0) + 1);
+    for (const s of nonEmptyAll) for (const id of s.tokens) counts.set(id, (counts.get(id) ?? 0) + 1);
     const keep = [...counts].filter(([, c]) => c >= Math.max(1, opts.cfg.minTokenCount)).map(([id]) => id);
     vocab = RestrictedVocab.fromCorpus([keep], [base.eosId]);
   }
@@ -152,7 +200,12 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
       : nonEmptyAll;
   const v = vocab;
   const tokenizer = v ? restrictTokenizer(base, v) : base;
-  const seqs = (v ? nonEmpty.map((s) => v.toCompact(s, () => droppedTokens++)) : nonEmpty).filter((s) => s.length > 0);
+  const captions = (v ? nonEmpty.map((s) => ({ ...s, tokens: v.toCompact(s.tokens, () => droppedTokens++) })) : nonEmpty).filter((s) => s.tokens.length > 0);
+  const seqs = packCaptionGroups(
+    captions.map((c) => c.tokens),
+    captions.map((c) => c.group),
+    { perSequence, maxLength: opts.arch.nPositions - 1, eosId: tokenizer.eosId },
+  );
   const { train, val } = splitIndices(seqs.length, opts.cfg.valFraction, opts.cfg.seed);
   const config: GPT2Config = {
     vocabSize: tokenizer.vocabSize,
@@ -166,9 +219,6 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
     residPdrop: 0.1,
     attnPdrop: 0.1,
   };
-  if (opts.cfg.maxTokens + 1 > config.nPositions) {
-    throw new Error(`maxTokens ${opts.cfg.maxTokens} + 1 exceeds the model's n_positions ${config.nPositions}`);
-  }
   const model = new GPT2(config, undefined, { seed: opts.cfg.seed });
   try {
     const task = lmTask(
@@ -206,7 +256,7 @@ export async function pretrainLM(opts: PretrainOptions): Promise<PretrainResult>
       summary,
       corpus: {
         corpusCaptions: opts.texts.length,
-        captions: seqs.length,
+        captions: captions.length,
         trainSequences: train.length,
         valSequences: val.length,
         tokens: seqs.reduce((n, s) => n + s.length + 1, 0),
