@@ -54,18 +54,21 @@ const PHOTO_MB = 0.16;
  * backend with its matMuls, 1x1 convolutions and row sums on OpenBLAS, GPT-2 124M and CLIP ViT-B/32
  * with random weights, beam search in batches of 8 photos); bench/out/dryrun.json replaces them where
  * the dry run has been run on this machine. One run on idle cores (`npm run bench -- --only dryrun`,
- * 538 s). The previous reference (2026-12-02, onnxruntime products, one photo at a time) was 48.7 /
- * 68.1 / 32.8 / 16.2 s a step.
+ * 2026-12-07, with the fused GELU, LayerNorm and attention kernels of tfjs/fused.ts), on a day this
+ * VM ran about 1.5x slower than the day before (PyTorch's own reference step in bench/steps.ts took
+ * 185 ms against 124). The reference before (2026-12-06, OpenBLAS, no fused kernels) was 16.4 /
+ * 24.0 / 11.2 / 6.0 s a step; the one before that (2026-12-02, onnxruntime products, one photo at a
+ * time) 48.7 / 68.1 / 32.8 / 16.2.
  */
 export const REFERENCE_SPEEDS: SpeedReference = {
-  source: 'bench/dryrun.ts on 2 vCPUs (Intel Xeon, AVX-512), wasm backend + OpenBLAS, 2026-12-06',
+  source: 'bench/dryrun.ts on 2 vCPUs (Intel Xeon, AVX-512), wasm backend + OpenBLAS + fused kernels, 2026-12-07',
   backend: 'wasm',
-  clipImagesPerSecond: 18.5,
+  clipImagesPerSecond: 16.8,
   variants: {
-    'paper/mlp': { secondsPerStep: 16.4, batchSize: 40, microBatchSize: 3, valSecondsPerExample: 0.18, checkpointSeconds: 3.2, generateSecondsPerImage: 2.73, generateTokens: 67, peakBytes: 3_450_601_472 },
-    'paper/transformer': { secondsPerStep: 24.0, batchSize: 40, microBatchSize: 2, valSecondsPerExample: 0.35, checkpointSeconds: 1.0, generateSecondsPerImage: 4.02, generateTokens: 67, peakBytes: 2_489_647_104 },
-    'coco-cpu/mlp': { secondsPerStep: 11.2, batchSize: 20, microBatchSize: 2, valSecondsPerExample: 0.2, checkpointSeconds: 2.6, generateSecondsPerImage: 1.37, generateTokens: 30, peakBytes: 3_369_992_192 },
-    'coco-cpu/transformer': { secondsPerStep: 6.0, batchSize: 20, microBatchSize: 4, valSecondsPerExample: 0.2, checkpointSeconds: 0.94, generateSecondsPerImage: 1.36, generateTokens: 30, peakBytes: 2_230_255_616 },
+    'paper/mlp': { secondsPerStep: 15.6, batchSize: 40, microBatchSize: 3, valSecondsPerExample: 0.23, checkpointSeconds: 3.0, generateSecondsPerImage: 2.82, generateTokens: 67, peakBytes: 3_438_215_168 },
+    'paper/transformer': { secondsPerStep: 26.4, batchSize: 40, microBatchSize: 2, valSecondsPerExample: 0.32, checkpointSeconds: 0.87, generateSecondsPerImage: 2.74, generateTokens: 67, peakBytes: 2_058_289_152 },
+    'coco-cpu/mlp': { secondsPerStep: 9.1, batchSize: 20, microBatchSize: 2, valSecondsPerExample: 0.18, checkpointSeconds: 2.6, generateSecondsPerImage: 1.11, generateTokens: 30, peakBytes: 3_495_690_240 },
+    'coco-cpu/transformer': { secondsPerStep: 4.1, batchSize: 20, microBatchSize: 4, valSecondsPerExample: 0.14, checkpointSeconds: 0.82, generateSecondsPerImage: 1.05, generateTokens: 30, peakBytes: 1_625_358_336 },
   },
 };
 
