@@ -268,3 +268,36 @@ test('GPT-2 training loss and gradients, with dropout: the fused kernels equal t
   tf.dispose([ids, targets, mask]);
   model.dispose();
 });
+
+test('the sum-of-squares kernel gives globalNorm the bits of its JavaScript loop, tails and all', async () => {
+  await ensureBackend({ quiet: true });
+  assert.ok(fusedKernels(), 'the fused kernels are registered on the wasm backend');
+  const { globalNorm } = await import('../src/lib/train/optim');
+  const { fusedSumSquares } = await import('../src/lib/tfjs/ops');
+  const normal = normalSampler(17);
+  // the loop globalNorm ran before the kernel: four float64 partial sums, the tail into the first
+  const loopNorm = (xs: Float32Array[]) => {
+    let sq = 0;
+    for (const v of xs) {
+      let [s0, s1, s2, s3] = [0, 0, 0, 0];
+      const n4 = v.length - (v.length % 4);
+      for (let i = 0; i < n4; i += 4) {
+        s0 += v[i] * v[i];
+        s1 += v[i + 1] * v[i + 1];
+        s2 += v[i + 2] * v[i + 2];
+        s3 += v[i + 3] * v[i + 3];
+      }
+      for (let i = n4; i < v.length; i++) s0 += v[i] * v[i];
+      sq += s0 + s1 + s2 + s3;
+    }
+    return Math.sqrt(sq);
+  };
+  // sizes with every tail length, values over many magnitudes (float32 squares round in float64 only when summed)
+  const xs = [1, 3, 4, 7, 1024, 4099, 100_003].map((n, k) => Float32Array.from({ length: n }, () => normal() * 10 ** ((k % 5) - 2)));
+  const ts = xs.map((x) => tf.tensor1d(x));
+  assert.equal(globalNorm(ts), loopNorm(xs));
+  // each lane sums its own positions
+  const parts = fusedSumSquares(tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8, 9]))!;
+  assert.deepEqual(parts, [1 + 25, 4 + 36, 9 + 49, 16 + 64]);
+  tf.dispose(ts);
+});

@@ -19,6 +19,10 @@
 //                      o = (p * dropout mask) v, heads side by side (see attentionFuncs)
 //   ClipcapAttentionGrad  the gradients to the tensors holding q, k and v:
 //                      dp = (dO v^T) * mask, ds = p (dp - rowsum(dp p)) scale, dq = ds k, dk = ds^T q, dv = (p * mask)^T dO
+//   ClipcapSumSquares  the four float64 partial sums of x^2 over the groups of four floats (lane l sums
+//                      x[4k + l]^2), as the bytes of a float32 [8] tensor: globalNorm's sums (train/
+//                      optim.ts), bit for bit its JavaScript loop's (float64 products and additions in
+//                      the same order), at SIMD speed
 // exp (in the sigmoid and the softmax) is Cephes' expf (range reduction by ln 2 in two parts, a
 // degree-6 polynomial, the power of two built in the exponent bits; n rounded by the 1.5 * 2^23
 // trick, because wasm's float-to-int conversion and min/max cost several x64 instructions each):
@@ -26,7 +30,7 @@
 // references and against the composed ops in test/fused.test.ts (they agree to float32 rounding:
 // the sums run in another order).
 import * as tf from '@tensorflow/tfjs';
-import { assemble, f32, f32x4, Func, I32, i32, i32x4, F32, V128, v128, WA, type Code, type WasmMemory } from './wasm-asm';
+import { assemble, f32, f32x4, f64x2, Func, I32, i32, i32x4, i8x16, F32, V128, v128, WA, type Code, type WasmMemory } from './wasm-asm';
 import type { KernelFn, TensorInfo, WasmBackend } from './wasm-internals';
 import { f32 as heapF32, sizeOf } from './wasm-internals';
 
@@ -36,6 +40,7 @@ export const LAYER_NORM = 'ClipcapLayerNorm';
 export const LAYER_NORM_GRAD = 'ClipcapLayerNormGrad';
 export const ATTENTION = 'ClipcapAttention';
 export const ATTENTION_GRAD = 'ClipcapAttentionGrad';
+export const SUM_SQUARES = 'ClipcapSumSquares';
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
@@ -317,8 +322,28 @@ export function attentionWasmBytes(shared: boolean, hd: number): Uint8Array {
 }
 
 /** The kernels' module, assembled against an imported memory. */
+/** sum_squares(x, bytes, out): lanes 0-1 of the sums at out, lanes 2-3 at out + 16 (float64); bytes a multiple of 16. */
+function sumSquaresFunc(): Func {
+  const fn = new Func('sum_squares', [['x', I32], ['bytes', I32], ['out', I32]]).local('i', I32).local('X', V128).local('P', V128).local('A', V128).local('B', V128);
+  const { get, set } = fn;
+  const HIGH = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
+  return fn.emit(
+    set('A', f32x4.const(0)),
+    set('B', f32x4.const(0)),
+    fn.loop('i', i32.const(0), get('bytes'), 16,
+      set('X', v128.load(i32.add(get('x'), get('i')))),
+      set('P', f64x2.promoteLow(get('X'))),
+      set('A', f64x2.add(get('A'), f64x2.mul(get('P'), get('P')))),
+      set('P', f64x2.promoteLow(i8x16.shuffle(get('X'), get('X'), HIGH))),
+      set('B', f64x2.add(get('B'), f64x2.mul(get('P'), get('P')))),
+    ),
+    v128.store(get('out'), get('A')),
+    v128.store(get('out'), get('B'), 16),
+  );
+}
+
 export function fusedWasmBytes(shared: boolean): Uint8Array {
-  return assemble([...geluFuncs(), ...layerNormFuncs()], { import: true, shared });
+  return assemble([...geluFuncs(), ...layerNormFuncs(), sumSquaresFunc()], { import: true, shared });
 }
 
 type Exports = {
@@ -326,6 +351,7 @@ type Exports = {
   gelu_grad(x: number, dy: number, dx: number, bytes: number): void;
   layer_norm(x: number, g: number, b: number, y: number, xh: number, r: number, rows: number, rowBytes: number, invD: number, eps: number): void;
   layer_norm_grad(dy: number, xh: number, r: number, g: number, dx: number, dg: number, db: number, rows: number, rowBytes: number, invD: number): void;
+  sum_squares(x: number, bytes: number, out: number): void;
 };
 
 type AttentionExports = {
@@ -467,7 +493,15 @@ export function installFusedKernels(backend: WasmBackend): string | null {
     b.disposeData(scratch.dataId);
     return db ? [da, db] : [da];
   };
-  for (const [kernelName, fn] of [[GELU, gelu], [GELU_GRAD, geluGrad], [LAYER_NORM, layerNorm], [LAYER_NORM_GRAD, layerNormGrad], [ATTENTION, attention], [ATTENTION_GRAD, attentionGrad]] as const) {
+  const sumSquares: KernelFn = ({ inputs, backend: b }) => {
+    const { x } = inputs;
+    if (!float32(x)) throw new Error(`${SUM_SQUARES}: a float32 input expected`);
+    const out = b.makeOutput([8], 'float32');
+    const n4 = sizeOf(x.shape) - (sizeOf(x.shape) % 4);
+    k.sum_squares(offsetOf(b, x), n4 * 4, offsetOf(b, out));
+    return out;
+  };
+  for (const [kernelName, fn] of [[GELU, gelu], [GELU_GRAD, geluGrad], [LAYER_NORM, layerNorm], [LAYER_NORM_GRAD, layerNormGrad], [ATTENTION, attention], [ATTENTION_GRAD, attentionGrad], [SUM_SQUARES, sumSquares]] as const) {
     if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
   }

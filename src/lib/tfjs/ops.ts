@@ -8,7 +8,7 @@
 // Every gradient here is checked against finite differences of a float64 reference in
 // test/gpt2.test.ts.
 import * as tf from '@tensorflow/tfjs';
-import { ATTENTION, ATTENTION_GRAD, fusedKernels, GELU, GELU_GRAD, LAYER_NORM, LAYER_NORM_GRAD } from './fused';
+import { ATTENTION, ATTENTION_GRAD, fusedKernels, GELU, GELU_GRAD, LAYER_NORM, LAYER_NORM_GRAD, SUM_SQUARES } from './fused';
 
 type Args = (tf.Tensor | tf.GradSaveFunc)[];
 
@@ -133,6 +133,19 @@ function runFused(name: string, inputs: Record<string, tf.Tensor | null>, attrs:
   const present = Object.fromEntries(Object.entries(inputs).filter(([, t]) => t)) as tf.NamedTensorMap;
   const out = tf.engine().runKernel(name, present, attrs as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
   return Array.isArray(out) ? out : [out];
+}
+
+/**
+ * The four float64 partial sums of x^2 over x's groups of four floats (sum l is over x[4k + l]; the
+ * last size % 4 floats are left out), by tfjs/fused.ts's kernel when it is registered, else null.
+ */
+export function fusedSumSquares(x: tf.Tensor): [number, number, number, number] | null {
+  if (x.dtype !== 'float32' || !tf.getKernel(SUM_SQUARES, tf.getBackend())) return null;
+  const out = runFused(SUM_SQUARES, { x })[0];
+  const f = out.dataSync() as Float32Array;
+  out.dispose();
+  const d = new Float64Array(f.buffer, f.byteOffset, 4);
+  return [d[0], d[1], d[2], d[3]];
 }
 
 /** gptGelu as one kernel forward and one backward (tfjs/fused.ts, the wasm backend). */

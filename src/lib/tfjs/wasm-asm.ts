@@ -119,6 +119,21 @@ export const f32x4 = {
   pmax: (a: Code, b: Code): Code => cat(a, b, simd(0xeb)),
 };
 
+export const f64x2 = {
+  /** The low two float32 lanes of a v128, as two float64 (exact). */
+  promoteLow: (a: Code): Code => cat(a, simd(0x5f)),
+  add: (a: Code, b: Code): Code => cat(a, b, simd(0xf0)),
+  mul: (a: Code, b: Code): Code => cat(a, b, simd(0xf2)),
+};
+
+export const i8x16 = {
+  /** Bytes of a and b picked by 16 lane indices (0-15 from a, 16-31 from b). */
+  shuffle: (a: Code, b: Code, lanes: number[]): Code => {
+    if (lanes.length !== 16 || lanes.some((l) => !(Number.isInteger(l) && l >= 0 && l < 32))) throw new Error('wasm-asm: i8x16.shuffle wants 16 lane indices in [0, 32)');
+    return cat(a, b, simd(0x0d), lanes);
+  },
+};
+
 export const i32x4 = {
   add: (a: Code, b: Code): Code => cat(a, b, simd(0xae)),
   shl: (a: Code, bits: Code): Code => cat(a, bits, simd(0xab)),

@@ -17,6 +17,7 @@ import { parseSafetensors, toFloat32, writeSafetensors, type SafeTensorInput } f
 import { assertFiniteWeights } from '../io/weights';
 import { AdamKernel, type MomentSlot, type StepScalars } from '../tfjs/adamw-kernel';
 import { freshStorage, storageView } from '../tfjs/storage';
+import { fusedSumSquares } from '../tfjs/ops';
 
 export interface AdamWOptions {
   /** Learning rate, or a schedule of the step index (0-based, before the update). */
@@ -75,23 +76,24 @@ function gradList(grads: GradInput): tf.Tensor[] {
 
 /**
  * Global L2 norm of the gradients (float64 accumulation: four interleaved partial sums per tensor,
- * added in a fixed order, so that the loop is not one long chain of dependent additions).
+ * added in a fixed order, so that the loop is not one long chain of dependent additions). On the wasm
+ * backend the partial sums come from a SIMD kernel (tfjs/fused.ts), bit for bit the loop's.
  */
 export function globalNorm(grads: GradInput): number {
   let sq = 0;
   for (const g of gradList(grads)) {
+    const parts = fusedSumSquares(g);
     const view = storageView(g);
     if (view) {
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
+      let [s0, s1, s2, s3] = parts ?? [0, 0, 0, 0];
       const n4 = view.length - (view.length % 4);
-      for (let i = 0; i < n4; i += 4) {
-        s0 += view[i] * view[i];
-        s1 += view[i + 1] * view[i + 1];
-        s2 += view[i + 2] * view[i + 2];
-        s3 += view[i + 3] * view[i + 3];
+      if (!parts) {
+        for (let i = 0; i < n4; i += 4) {
+          s0 += view[i] * view[i];
+          s1 += view[i + 1] * view[i + 1];
+          s2 += view[i + 2] * view[i + 2];
+          s3 += view[i + 3] * view[i + 3];
+        }
       }
       for (let i = n4; i < view.length; i++) s0 += view[i] * view[i];
       sq += s0 + s1 + s2 + s3;
