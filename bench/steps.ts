@@ -1,7 +1,7 @@
 // Training-step speed at the shapes the notebooks train (issue: training at PyTorch speed).
 //
 //   npx tsx bench/steps.ts [--profile offline|smoke|coco-cpu] [--kinds lm,mlp,transformer,val,beam]
-//                          [--steps 6] [--kernels] [--products] [--torch] [--shards N] [--threads N]
+//                          [--steps 6] [--kernels] [--products] [--phases] [--torch] [--shards N] [--threads N]
 //                          [--rounds N]   (the whole comparison N times; median ratios at the end)
 //
 // Training kinds are timed as the loop trains (train/loop.ts, train/parallel.ts): each batch cut into
@@ -19,7 +19,9 @@
 // included, mean 13.6, cut at the profile's maxCaptionTokens), batches bucketed by length as the
 // training loop does. Reports ms/step, real caption tokens/s and the share of padded positions.
 // --products also times the matrix products run natively, on OpenBLAS or onnxruntime (ms/step, their share of the step,
-// GFLOP/s): the floor that the rest of the step (element-wise kernels, JS) sits on.
+// GFLOP/s): the floor that the rest of the step (element-wise kernels, JS) sits on. --phases prints
+// where a training step's time goes on the training thread: copying weights out to the worker threads,
+// its own shards, waiting for the workers, adding their gradients, the clipping norm and AdamW.
 // --torch runs the same steps in PyTorch (Debian's python3 with torch) at 1 and 2 threads, in this run,
 // and prints our ratio to PyTorch's best thread count.
 import { spawnSync } from 'child_process';
@@ -51,6 +53,8 @@ interface Opts {
   steps: number;
   kernels: boolean;
   products: boolean;
+  /** Print where a training step's time goes on the training thread (parallel.ts phases, clipping, AdamW). */
+  phases: boolean;
   torch: boolean;
   vocab: number;
   dim: number;
@@ -63,7 +67,7 @@ interface Opts {
 }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, products: false, torch: false, vocab: 8489, dim: 1640, rounds: 1 };
+  const o: Opts = { profile: 'offline', kinds: ['lm', 'mlp', 'transformer', 'val', 'beam'], steps: 6, kernels: false, products: false, phases: false, torch: false, vocab: 8489, dim: 1640, rounds: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--profile') o.profile = argv[++i];
@@ -71,6 +75,7 @@ function parse(argv: string[]): Opts {
     else if (a === '--steps') o.steps = Number(argv[++i]);
     else if (a === '--kernels') o.kernels = true;
     else if (a === '--products') o.products = true;
+    else if (a === '--phases') o.phases = true;
     else if (a === '--torch') o.torch = true;
     else if (a === '--vocab') o.vocab = Number(argv[++i]);
     else if (a === '--shards') o.shards = Number(argv[++i]);
@@ -150,15 +155,21 @@ function shardNote(s: { shards: number; threads: number }): string {
 async function loopStep(task: TrainTask, c: { shards: number; threads: number; microBatchSize: number; gradClip: number; lr: number; opt: AdamW; scales?: number[] }) {
   const vars = task.trainable();
   const parallel = await DataParallel.create(task, vars, { shards: c.shards, threads: c.threads });
+  const after = { clip: 0, adamw: 0 };
   const step = async (b: number[]): Promise<void> => {
     const plan = shardPlan(b, c.shards, c.microBatchSize, (m) => 5 + m);
     const { grads } = await parallel.gradients(plan, task.tokenCount('train', b));
+    const t0 = performance.now();
     // as the training loop: the clipping factor applied inside the AdamW update
     const gradScale = c.gradClip > 0 ? clipScale(grads, c.gradClip).scale : 1;
+    const t1 = performance.now();
     c.opt.step(vars.map((v) => v.variable), grads, c.lr, c.scales, gradScale);
     tf.dispose(grads);
+    after.clip += t1 - t0;
+    after.adamw += performance.now() - t1;
   };
-  return { step, shards: c.shards, threads: parallel.threads, dispose: () => parallel.dispose() };
+  const phases = (): Record<string, number> => ({ ...parallel.phaseMs, ...after });
+  return { step, phases, shards: c.shards, threads: parallel.threads, dispose: () => parallel.dispose() };
 }
 
 /** One round: every kind of ours, then (--torch) PyTorch's; returns our ratio to PyTorch's best by kind. */
@@ -175,7 +186,7 @@ async function round(o: Opts): Promise<Record<string, number>> {
   const spec: Record<string, unknown> = { profile: o.profile, vocab: V, arch, steps: o.steps, dim: o.dim };
 
   // batchesPerStep: a timed step covers that many batches; ms are reported per batch
-  const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void | Promise<void>, note: string, torchKind = kind, batchesPerStep = 1): Promise<void> => {
+  const timeSteps = async (kind: string, batches: number[][], lengths: number[], step: (b: number[]) => void | Promise<void>, note: string, torchKind = kind, batchesPerStep = 1, phases?: () => Record<string, number>): Promise<void> => {
     await step(batches[0]); // warm-up (kernels, transposes cached)
     if (o.kernels) {
       await step(batches[1 % batches.length]); // a second warm-up: the first steps still grow the wasm heap
@@ -183,6 +194,7 @@ async function round(o: Opts): Promise<Record<string, number>> {
     }
     if (o.products) startOrtProfile();
     takeOrtTotals(); // (the warm-up's products are not counted)
+    const phases0 = phases?.();
     const ms: number[] = [];
     let real = 0;
     let padded = 0;
@@ -201,6 +213,10 @@ async function round(o: Opts): Promise<Record<string, number>> {
     const productsMs = o.products ? prod.ms / o.steps : undefined;
     results.push({ kind, torchKind, msPerStep: m, tokensPerSecond: (tokens / m) * 1000, paddedShare: 1 - real / padded, note, productsMs });
     console.log(`  ${kind.padEnd(22)} ${m.toFixed(0).padStart(6)} ms/step  ${((tokens / m) * 1000).toFixed(0).padStart(6)} caption tokens/s  padding ${((1 - real / padded) * 100).toFixed(1)}%  (${note})`);
+    if (o.phases && phases && phases0) {
+      const p1 = phases();
+      console.log(`  ${''.padEnd(12)} phases, ms/step (means): ${Object.keys(p1).map((k) => `${k} ${((p1[k] - phases0[k]) / o.steps).toFixed(1)}`).join(', ')}`);
+    }
     if (productsMs !== undefined) {
       const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
       console.log(`  ${''.padEnd(12)} matrix products on ${wasmPatchStatus().matmul}: ${productsMs.toFixed(0)} ms/step (${((productsMs / mean) * 100).toFixed(0)}% of the mean step), ${(prod.calls / o.steps).toFixed(0)} calls, ${(prod.flop / prod.ms / 1e6).toFixed(1)} GFLOP/s`);
@@ -222,7 +238,7 @@ async function round(o: Opts): Promise<Record<string, number>> {
     for (const threads of threadCounts(o, lp.shards)) {
       const opt = new AdamW({ lr: 1e-4, weightDecay: lp.weightDecay });
       const s = await loopStep(task, { shards: o.shards ?? lp.shards ?? 1, threads, microBatchSize: 0, gradClip: 0, lr: 1e-4, opt });
-      await timeSteps(kindLabel('lm', threads, s.threads), batches, lens, s.step, `batch ${lp.batchSize}, full training, AdamW${shardNote(s)}`, 'lm');
+      await timeSteps(kindLabel('lm', threads, s.threads), batches, lens, s.step, `batch ${lp.batchSize}, full training, AdamW${shardNote(s)}`, 'lm', 1, s.phases);
       await s.dispose();
     }
     spec.lm = { batch: lp.batchSize, maxTokens: lp.maxTokens, lr: lp.lr, weightDecay: lp.weightDecay, adamEps: 1e-8, lengths: batches.slice(1, o.steps + 1).map((b) => b.map((i) => lens[i])) };
@@ -250,7 +266,7 @@ async function round(o: Opts): Promise<Record<string, number>> {
         const opt = new AdamW({ lr: t.lr, weightDecay: t.weightDecay, eps: t.adamEps });
         const s = await loopStep(task, { shards: o.shards ?? t.shards ?? 1, threads, microBatchSize: 0, gradClip: t.gradClip, lr: t.lr, opt, scales });
         const note = `batch ${t.batchSize}, prefix ${t.prefixLength}, ${kind === 'mlp' ? 'GPT-2 fine-tuned' : `${t.numLayers}-layer mapper, GPT-2 frozen`}${shardNote(s)}`;
-        await timeSteps(kindLabel(kind, threads, s.threads), batches, lens, s.step, note, kind);
+        await timeSteps(kindLabel(kind, threads, s.threads), batches, lens, s.step, note, kind, 1, s.phases);
         await s.dispose();
       }
       spec[kind] = { batch: t.batchSize, lr: t.lr, weightDecay: t.weightDecay, adamEps: t.adamEps, prefix: t.prefixLength, clip: t.clipLength, layers: t.numLayers, heads: t.numHeads, finetune: t.finetuneLM, lmLrScale: t.lmLrScale, gradClip: t.gradClip, lengths: batches.slice(1, o.steps + 1).map((b) => b.map((i) => lens[i])) };

@@ -213,6 +213,12 @@ class ShardWorker {
  * builds its replica of the task); `dispose` stops them.
  */
 export class DataParallel {
+  /**
+   * Milliseconds spent so far, by phase, on this thread (for bench/steps.ts --phases): copying the
+   * weights out to the workers, computing this thread's own shards, waiting for the workers after
+   * that, and adding the workers' gradients in.
+   */
+  readonly phaseMs = { copyOut: 0, local: 0, wait: 0, reduce: 0 };
   private constructor(
     private readonly task: TrainTask,
     private readonly vars: tf.Variable[],
@@ -269,6 +275,7 @@ export class DataParallel {
       for (const r of mine.values()) tf.dispose(r.grads);
       throw e;
     }
+    const t0 = performance.now();
     let lossSum = 0;
     let acc: tf.Tensor[] | null = null;
     for (let s = 0; s < plan.length; s++) {
@@ -278,6 +285,7 @@ export class DataParallel {
       else if (!acc) acc = tensorsFromFlat(this.grads[s], this.layout);
       else acc = addFlatInto(acc, this.grads[s], this.layout);
     }
+    this.phaseMs.reduce += performance.now() - t0;
     return { lossSum, grads: acc! };
   }
 
@@ -306,6 +314,7 @@ export class DataParallel {
   private async spread(count: number, request: (items: number[]) => ToShardWorker, local: (k: number) => void): Promise<Map<number, number>> {
     const T = this.threads;
     const asked: { items: number[]; answer: Promise<FromShardWorker> }[] = [];
+    const t0 = performance.now();
     if (T > 1) {
       copyToFlat(this.vars, this.weights!, this.layout);
       for (let w = 1; w < T; w++) {
@@ -313,13 +322,19 @@ export class DataParallel {
         if (items.length) asked.push({ items, answer: this.workers[w - 1].request(request(items)) });
       }
     }
+    const t1 = performance.now();
     try {
       for (let k = 0; k < count; k += T) local(k);
     } catch (e) {
       await Promise.allSettled(asked.map((a) => a.answer));
       throw e;
     }
+    const t2 = performance.now();
     const answers = await Promise.all(asked.map((a) => a.answer));
+    const t3 = performance.now();
+    this.phaseMs.copyOut += t1 - t0;
+    this.phaseMs.local += t2 - t1;
+    this.phaseMs.wait += t3 - t2;
     const values = new Map<number, number>();
     answers.forEach((a, i) => {
       if (a.type !== 'done') throw new Error(`a training worker thread answered ${a.type}`);
