@@ -102,12 +102,15 @@ function sampleLengths(n: number, maxTokens: number, seed: number): number[] {
   });
 }
 
-/** Batches of one bucketed pool (as the loop's bucketByLength): sorted by length, cut, kept in that order. */
+/** Batches of one bucketed pool (as the loop's bucketByLength): sorted by length and cut; `count` of them spread over the lengths. */
 function bucketedBatches(lengths: number[], batch: number, count: number): number[][] {
   const order = lengths.map((l, i) => [l, i] as const).sort((a, b) => a[0] - b[0]).map(([, i]) => i);
-  const out: number[][] = [];
-  for (let i = 0; i + batch <= order.length && out.length < count; i += batch) out.push(order.slice(i, i + batch));
-  return out;
+  const all: number[][] = [];
+  for (let i = 0; i + batch <= order.length; i += batch) all.push(order.slice(i, i + batch));
+  // `count` of them evenly spaced over the lengths (a training epoch sees them all), longest first: the
+  // first is the warm-up, which grows the heap for the rest
+  const n = Math.min(count, all.length);
+  return Array.from({ length: n }, (_, k) => all[Math.floor(((n - k - 0.5) * all.length) / n)]);
 }
 
 function randomTokens(len: number, vocab: number, rand: () => number): number[] {
@@ -273,18 +276,23 @@ async function round(o: Opts): Promise<Record<string, number>> {
     }
     if (kind === 'mlp' && o.kinds.includes('val')) {
       // the validation pass as the loop runs it (evaluateLoss): batches of examples forward, without
-      // dropout, spread over the threads (train/parallel.ts lossSums); a timed step is one batch per thread
+      // dropout, spread over the threads (train/parallel.ts lossSums). A timed step is one lossSums call
+      // of VAL_PER_THREAD batches per thread; ms are reported per batch. The loop's pass is one call for
+      // all its batches (about 160 on Flickr8k dev), so the weights' copy to the worker threads, once a
+      // call, weighs more here than there.
+      const VAL_PER_THREAD = 2;
       const examples = lens.map((_, i) => ({ imageId: String(i), embedding: embs[i], tokens: toks[i] }));
       const task = clipCapTask(model, examples, [], { saveWeights: async () => {}, loadWeights: async () => {} });
       for (const threads of threadCounts(o, t.shards)) {
         const parallel = await DataParallel.create(task, task.trainable(), { shards: threads, threads });
         const T = parallel.threads;
-        const single = bucketedBatches(lens, t.batchSize, (o.steps + 2) * T);
-        const grouped = Array.from({ length: Math.floor(single.length / T) }, (_, g) => single.slice(g * T, (g + 1) * T).flat());
-        const note = `batch ${t.batchSize}, forward only${T > 1 ? `, ${T} batches at once on ${T} threads` : ''}`;
+        const G = T * VAL_PER_THREAD;
+        const single = bucketedBatches(lens, t.batchSize, (o.steps + 2) * G);
+        const grouped = Array.from({ length: Math.floor(single.length / G) }, (_, g) => single.slice(g * G, (g + 1) * G).flat());
+        const note = `batch ${t.batchSize}, forward only, ${G} batches a call${T > 1 ? ` on ${T} threads` : ''}`;
         await timeSteps(kindLabel('val', threads, T), grouped, lens, async (b) => {
-          await parallel.lossSums('train', Array.from({ length: T }, (_, k) => b.slice(k * t.batchSize, (k + 1) * t.batchSize)));
-        }, note, 'val', T);
+          await parallel.lossSums('train', Array.from({ length: G }, (_, k) => b.slice(k * t.batchSize, (k + 1) * t.batchSize)));
+        }, note, 'val', G);
         await parallel.dispose();
       }
     }
