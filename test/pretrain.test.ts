@@ -47,3 +47,11 @@ test('LM pretraining with captionsPerSequence 2: sequences of a photo\'s caption
   assert.equal(r.corpus.tokens, alone.corpus.tokens);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('REPORT names the packing of the LM pretraining from its pretrain.json, and nothing for a caption a sequence', async () => {
+  const { lmPacking } = await import('../src/lib/notebook/report-sections');
+  const base = { summary: { finalTrainLoss: 1, finalValLoss: 1, trainSeconds: 1, steps: 1 }, corpus: { captions: 100, tokens: 1000, vocabSize: 50, trainSequences: 30, valSequences: 2 }, config: { nLayer: 1, nEmbd: 8, nHead: 1, vocabSize: 50 } };
+  assert.equal(lmPacking({ ...base, settings: { pretrain: { captionsPerSequence: 5 } } }), '; the captions of a photo packed into one sequence, up to 5, 32 sequences');
+  assert.equal(lmPacking({ ...base, settings: { pretrain: { captionsPerSequence: 1 } } }), '');
+  assert.equal(lmPacking(base), '');
+});

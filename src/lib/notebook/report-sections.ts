@@ -22,8 +22,10 @@ export type NotebookTimings = Record<string, { seconds: number; ok: boolean; fin
 /** The caption LM pretraining of notebook 02b (its pretrain.json). */
 export interface LMPretrainRecord {
   summary: { finalTrainLoss: number | null; finalValLoss: number | null; trainSeconds: number; steps: number };
-  corpus: { captions: number; tokens: number; vocabSize: number };
+  corpus: { captions: number; tokens: number; vocabSize: number; trainSequences?: number; valSequences?: number };
   config: { nLayer: number; nEmbd: number; nHead: number; vocabSize: number };
+  /** The settings it was made with (absent in files written before they were recorded). */
+  settings?: { pretrain?: { captionsPerSequence?: number } };
 }
 
 /** What REPORT.md is written from: notebook 06's evaluation and settings, and the artifacts of 01-05. */
@@ -243,6 +245,14 @@ interface TuningRecord {
   dev?: { photos: number; Bleu_4: number; CIDEr: number; distinctShare: number; vocabulary: number };
 }
 
+/** How the LM pretraining packed its captions, for the limitations' sentence ('' for a caption a sequence). */
+export function lmPacking(lm: LMPretrainRecord): string {
+  const k = lm.settings?.pretrain?.captionsPerSequence ?? 1;
+  if (k <= 1) return '';
+  const seqs = (lm.corpus.trainSequences ?? 0) + (lm.corpus.valSequences ?? 0);
+  return `; the captions of a photo packed into one sequence, up to ${k}${seqs ? `, ${seqs} sequences` : ''}`;
+}
+
 /** The dev-split trials of scripts/tune.ts, if any. */
 export function recipeSection(ctx: ReportContext): string[] {
   const tuningFile = artifactPaths(ctx.profile).tuningResults;
@@ -396,7 +406,7 @@ export function limitationsSection(ctx: ReportContext): string[] {
     }
     if (profile.lm.source !== 'hub') {
       lim.push(
-        `The language model is not GPT-2 124M: no real GPT-2 weights exist offline, so a ${profile.lm.arch.nLayer}-layer, ${profile.lm.arch.nEmbd}-wide GPT-2 was pretrained here on ${ctx.lmPretrain ? `${ctx.lmPretrain.corpus.captions} captions (${ctx.lmPretrain.corpus.tokens} tokens)` : 'caption text'} (notebook 02b). It knows caption language only, so "fine-tuned vs frozen GPT-2" compares a small in-domain LM, not a general one: the frozen variant starts from a model that already writes captions.`,
+        `The language model is not GPT-2 124M: no real GPT-2 weights exist offline, so a ${profile.lm.arch.nLayer}-layer, ${profile.lm.arch.nEmbd}-wide GPT-2 was pretrained here on ${ctx.lmPretrain ? `${ctx.lmPretrain.corpus.captions} captions (${ctx.lmPretrain.corpus.tokens} tokens${lmPacking(ctx.lmPretrain)})` : 'caption text'} (notebook 02b). It knows caption language only, so "fine-tuned vs frozen GPT-2" compares a small in-domain LM, not a general one: the frozen variant starts from a model that already writes captions.`,
       );
     }
     const subset = (k: string) => `${sizes[k]?.images ?? '?'} photos / ${sizes[k]?.captions ?? '?'} captions`;
