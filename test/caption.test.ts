@@ -232,12 +232,12 @@ test('clipcap caption decodes as notebook 06 does for the run\'s profile, each o
   assert.equal(decodingFor('smoke', {}).beam, profileConfig('smoke').eval.beam);
   assert.throws(() => decodingFor('offline', { contrast: 1 }), /contrastWeight/);
   assert.throws(() => decodingFor('offline', { beam: 0 }), /beam/);
-  // the run's variant: eval.byVariant applies (offline: the MLP run decodes with contrast), options still win
-  assert.equal(decodingFor('offline', {}, 'mlp').contrastWeight, off.byVariant?.mlp?.contrastWeight);
-  assert.ok((off.byVariant?.mlp?.contrastWeight ?? 0) > 0);
-  assert.equal(decodingFor('offline', {}, 'transformer').contrastWeight, off.byVariant?.transformer?.contrastWeight ?? off.contrastWeight);
-  assert.equal(decodingFor('smoke', {}, 'transformer').contrastWeight, profileConfig('smoke').eval.contrastWeight, 'no byVariant entry: the shared decoding');
-  assert.equal(decodingFor('offline', { contrast: 0 }, 'mlp').contrastWeight, 0);
+  // the run's variant: eval.byVariant applies (offline: the transformer run samples at its own temperature), options still win
+  assert.equal(decodingFor('offline', {}, 'transformer').mbrTemperature, off.byVariant?.transformer?.mbrTemperature);
+  assert.notEqual(off.byVariant?.transformer?.mbrTemperature, off.mbrTemperature);
+  assert.equal(decodingFor('offline', {}, 'mlp').mbrTemperature, off.byVariant?.mlp?.mbrTemperature ?? off.mbrTemperature);
+  assert.equal(decodingFor('smoke', {}, 'transformer').mbrTemperature, profileConfig('smoke').eval.mbrTemperature, 'no byVariant entry: the shared decoding');
+  assert.equal(decodingFor('offline', { 'mbr-temperature': 0.5 }, 'transformer').mbrTemperature, 0.5);
 });
 
 test('decodeForVariant applies one variant\'s settings over the shared decoding; eval.byVariant is checked', async () => {
