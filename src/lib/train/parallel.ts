@@ -117,18 +117,15 @@ export function tensorsFromFlat(flat: Float32Array, layout: FlatLayout): tf.Tens
 }
 
 /**
- * acc + the values in `flat`, tensor by tensor: in place where the backend lets us write a tensor's
- * storage (a float32 sum rounded from float64 is the correctly rounded float32 sum, so the result is
- * tf.add's, bit for bit), else through tf.add. Returns the sums; replaced inputs are disposed.
+ * acc + the values in `flat`, tensor by tensor, through tf.add: the values are copied into fresh
+ * backend storage (one native copy out of the shared memory) and added by the backend's kernel. An
+ * element-wise JavaScript loop over the shared memory, in place, gave the same bits (float32
+ * addition is correctly rounded either way) but took 58 ms for the MLP variant's 6.8 million
+ * gradients here (bench/steps.ts --phases), most of a step's serial part. Returns the sums; the
+ * inputs are disposed.
  */
 export function addFlatInto(acc: tf.Tensor[], flat: Float32Array, layout: FlatLayout): tf.Tensor[] {
   return acc.map((a, i) => {
-    const view = storageView(a, true);
-    const off = layout.offsets[i];
-    if (view) {
-      for (let k = 0; k < view.length; k++) view[k] += flat[off + k];
-      return a;
-    }
     const other = tensorFromFlat(flat, layout, i);
     const sum = tf.add(a, other);
     tf.dispose([a, other]);
