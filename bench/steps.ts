@@ -40,7 +40,7 @@ import { createMapper, defaultMapperConfig } from '../src/lib/model/mapper';
 import { AdamW, clipScale } from '../src/lib/train/optim';
 import { shardPlan, DataParallel } from '../src/lib/train/parallel';
 import { clipCapTask } from '../src/lib/train/examples';
-import { lmTask } from '../src/lib/train/pretrain';
+import { lmTask, packCaptionGroups } from '../src/lib/train/pretrain';
 import type { TrainTask } from '../src/lib/train/task';
 import { padBatch } from '../src/lib/train/examples';
 import { beamSearch, beamSearchBatch, sampleBatch } from '../src/lib/model/generate';
@@ -230,10 +230,14 @@ async function round(o: Opts): Promise<Record<string, number>> {
   // One pool of caption lengths per kind, bucketed as training does.
   if (o.kinds.includes('lm')) {
     const lp = p.lmPretrain;
-    const lens = sampleLengths(lp.batchSize * 32, lp.maxTokens, 11);
     // lmTask feeds EOS + sequence and predicts sequence + EOS: a sequence of length l - 2 gives the
-    // l - 1 positions (and targets) of a caption of l tokens, as PyTorch's side computes them
-    const seqs = lens.map((l) => randomTokens(l - 2, V - 1, rand));
+    // l - 1 positions (and targets) of a caption of l tokens, as PyTorch's side computes them. With
+    // lmPretrain.captionsPerSequence above 1, the captions of a photo (five here) are packed as 02b
+    // packs them (packCaptionGroups), and l is the packed sequence's length + 2.
+    const perSequence = lp.captionsPerSequence ?? 1;
+    const captions = sampleLengths(lp.batchSize * 32 * (perSequence > 1 ? 5 : 1), lp.maxTokens, 11).map((l) => randomTokens(l - 2, V - 1, rand));
+    const seqs = packCaptionGroups(captions, captions.map((_, i) => String(Math.floor(i / 5))), { perSequence, maxLength: arch.nPositions - 1, eosId: V - 1 });
+    const lens = seqs.map((q) => q.length + 2);
     const gpt = new GPT2(cfg, undefined, { seed: 1 });
     gpt.setTrainable(true);
     const task = lmTask(gpt, seqs, [], V - 1, { saveWeights: async () => {}, loadWeights: async () => {} });
