@@ -75,9 +75,29 @@ function gradList(grads: GradInput): tf.Tensor[] {
 }
 
 /**
- * Global L2 norm of the gradients (float64 accumulation: four interleaved partial sums per tensor,
- * added in a fixed order, so that the loop is not one long chain of dependent additions). On the wasm
- * backend the partial sums come from a SIMD kernel (tfjs/fused.ts), bit for bit the loop's.
+ * The four float64 partial sums of view^2 over its groups of four floats (sum l is over view[4k + l]),
+ * the last length % 4 floats left out: four interleaved sums, so that the loop is not one long chain
+ * of dependent additions. fusedSumSquares computes the same sums, bit for bit, with SIMD.
+ */
+function lanePartialSums(view: Float32Array): [number, number, number, number] {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n4 = view.length - (view.length % 4);
+  for (let i = 0; i < n4; i += 4) {
+    s0 += view[i] * view[i];
+    s1 += view[i + 1] * view[i + 1];
+    s2 += view[i + 2] * view[i + 2];
+    s3 += view[i + 3] * view[i + 3];
+  }
+  return [s0, s1, s2, s3];
+}
+
+/**
+ * Global L2 norm of the gradients (float64 accumulation: per tensor, four partial sums over its groups
+ * of four floats, the tail added to the first, added in a fixed order). On the wasm backend the
+ * partial sums come from a SIMD kernel (tfjs/fused.ts), bit for bit the loop's.
  */
 export function globalNorm(grads: GradInput): number {
   let sq = 0;
@@ -85,17 +105,8 @@ export function globalNorm(grads: GradInput): number {
     const parts = fusedSumSquares(g);
     const view = storageView(g);
     if (view) {
-      let [s0, s1, s2, s3] = parts ?? [0, 0, 0, 0];
-      const n4 = view.length - (view.length % 4);
-      if (!parts) {
-        for (let i = 0; i < n4; i += 4) {
-          s0 += view[i] * view[i];
-          s1 += view[i + 1] * view[i + 1];
-          s2 += view[i + 2] * view[i + 2];
-          s3 += view[i + 3] * view[i + 3];
-        }
-      }
-      for (let i = n4; i < view.length; i++) s0 += view[i] * view[i];
+      let [s0, s1, s2, s3] = parts ?? lanePartialSums(view);
+      for (let i = view.length - (view.length % 4); i < view.length; i++) s0 += view[i] * view[i];
       sq += s0 + s1 + s2 + s3;
     } else sq += tf.tidy(() => tf.sum(tf.square(g))).dataSync()[0];
   }
