@@ -197,15 +197,20 @@ async function round(o: Opts): Promise<Record<string, number>> {
     }
     if (o.products) startOrtProfile();
     takeOrtTotals(); // (the warm-up's products are not counted)
-    const phases0 = phases?.();
     const ms: number[] = [];
+    const phaseSteps: Record<string, number>[] = [];
     let real = 0;
     let padded = 0;
     for (let s = 0; s < o.steps; s++) {
       const b = batches[(s + 1) % batches.length];
+      const p0 = phases?.();
       const t0 = performance.now();
       await step(b);
       ms.push(performance.now() - t0);
+      if (p0) {
+        const p1 = phases!();
+        phaseSteps.push(Object.fromEntries(Object.keys(p1).map((k) => [k, p1[k] - p0[k]])));
+      }
       const T = Math.max(...b.map((i) => lengths[i]));
       real += b.reduce((a, i) => a + lengths[i], 0);
       padded += b.length * T;
@@ -216,9 +221,10 @@ async function round(o: Opts): Promise<Record<string, number>> {
     const productsMs = o.products ? prod.ms / o.steps : undefined;
     results.push({ kind, torchKind, msPerStep: m, tokensPerSecond: (tokens / m) * 1000, paddedShare: 1 - real / padded, note, productsMs });
     console.log(`  ${kind.padEnd(22)} ${m.toFixed(0).padStart(6)} ms/step  ${((tokens / m) * 1000).toFixed(0).padStart(6)} caption tokens/s  padding ${((1 - real / padded) * 100).toFixed(1)}%  (${note})`);
-    if (o.phases && phases && phases0) {
-      const p1 = phases();
-      console.log(`  ${''.padEnd(12)} phases, ms/step (means): ${Object.keys(p1).map((k) => `${k} ${((p1[k] - phases0[k]) / o.steps).toFixed(1)}`).join(', ')}`);
+    if (o.phases && phaseSteps.length) {
+      // medians over the steps, as the step time: a step on a batch shape seen for the first time
+      // (kernel set-up in one thread and not the other) would otherwise weigh on the means
+      console.log(`  ${''.padEnd(12)} phases, ms/step (medians): ${Object.keys(phaseSteps[0]).map((k) => `${k} ${median(phaseSteps.map((p) => p[k])).toFixed(1)}`).join(', ')}`);
     }
     if (productsMs !== undefined) {
       const mean = ms.reduce((a, b) => a + b, 0) / ms.length;
