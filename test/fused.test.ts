@@ -11,6 +11,7 @@ import type { WasmBackend } from '../src/lib/tfjs/wasm-internals';
 import { dropoutMask, fusedAttention, gptGelu, layerNorm } from '../src/lib/tfjs/ops';
 import { leb, sleb, WA } from '../src/lib/tfjs/wasm-asm';
 import { normalSampler } from './helpers/gpt2-fixture';
+import { mulberry32 } from '../src/lib/util/rng';
 
 process.env.CLIPCAP_QUIET_BACKEND = '1';
 
@@ -300,4 +301,31 @@ test('the sum-of-squares kernel gives globalNorm the bits of its JavaScript loop
   const parts = fusedSumSquares(tf.tensor1d([1, 2, 3, 4, 5, 6, 7, 8, 9]))!;
   assert.deepEqual(parts, [1 + 25, 4 + 36, 9 + 49, 16 + 64]);
   tf.dispose(ts);
+});
+
+test('fused dropout mask: bit for bit the JavaScript mulberry32 draws, any size, seed and rate', async () => {
+  await ensureBackend();
+  assert.ok(fusedKernels());
+  const ref = (n: number, rate: number, seed: number): Float32Array => {
+    const draw = mulberry32(Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) >>> 0);
+    const keep = 1 - rate;
+    return Float32Array.from({ length: n }, () => (draw() < keep ? 1 / keep : 0));
+  };
+  // sizes with every tail length; rates whose threshold keep * 2^32 is whole (0.5, 0.25) or not; a rate
+  // so small its threshold passes 2^32 - 1 (drawn in JavaScript); seeds past 2^31 and negative
+  for (const [shape, rate, seed] of [
+    [[1000], 0.1, 1], [[3, 333], 0.1, 2], [[1001], 0.5, 3], [[1002], 0.25, 4], [[1003], 0.9, 5],
+    [[7], 1e-12, 6], [[2, 4, 5, 5], 0.1, 0xfffffff0], [[64], 0.3, -17], [[1], 0.1, 9],
+  ] as [number[], number, number][]) {
+    const got = dropoutMask(shape, rate, seed);
+    assert.deepEqual(got.shape, shape);
+    const a = got.dataSync() as Float32Array;
+    got.dispose();
+    const want = ref(a.length, rate, seed);
+    assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(want.buffer)), `mask ${shape} rate ${rate} seed ${seed} differs`);
+    if (a.length >= 1000) {
+      const kept = a.filter((v) => v > 0).length / a.length;
+      assert.ok(Math.abs(kept - (1 - rate)) < 0.06, `kept share ${kept} at rate ${rate}`);
+    }
+  }
 });

@@ -19,6 +19,9 @@
 //                      o = (p * dropout mask) v, heads side by side (see attentionFuncs)
 //   ClipcapAttentionGrad  the gradients to the tensors holding q, k and v:
 //                      dp = (dO v^T) * mask, ds = p (dp - rowsum(dp p)) scale, dq = ds k, dk = ds^T q, dv = (p * mask)^T dO
+//   ClipcapDropoutMask inverted dropout's mask (tfjs/ops.ts dropoutMask): mulberry32's draws against
+//                      the keep probability, four draws at a time (the stream's state after i draws is
+//                      a linear function of i), bit for bit the JavaScript loop's mask
 //   ClipcapSumSquares  the four float64 partial sums of x^2 over the groups of four floats (lane l sums
 //                      x[4k + l]^2), as the bytes of a float32 [8] tensor: globalNorm's sums (train/
 //                      optim.ts), bit for bit its JavaScript loop's (float64 products and additions in
@@ -41,6 +44,7 @@ export const LAYER_NORM_GRAD = 'ClipcapLayerNormGrad';
 export const ATTENTION = 'ClipcapAttention';
 export const ATTENTION_GRAD = 'ClipcapAttentionGrad';
 export const SUM_SQUARES = 'ClipcapSumSquares';
+export const DROPOUT_MASK = 'ClipcapDropoutMask';
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_K = 0.044715;
@@ -342,8 +346,51 @@ function sumSquaresFunc(): Func {
   );
 }
 
+/** mulberry32's increment (util/rng.ts): its state after i draws is a0 + i * MULBERRY_STEP (mod 2^32). */
+export const MULBERRY_STEP = 0x6d2b79f5;
+
+/**
+ * Value i of the dropout mask whose mulberry32 stream starts from state `a0`: the (i+1)-th draw
+ * ((a0 + (i+1) * step) mixed, over 2^32) against `keep`. dropoutMask (tfjs/ops.ts) computes the same
+ * draws in turn; the kernel four at a time.
+ */
+export function dropoutMaskValue(a0: number, i: number, keep: number, scale: number): number {
+  let t = (a0 + Math.imul(i + 1, MULBERRY_STEP)) >>> 0;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296 < keep ? scale : 0;
+}
+
+/**
+ * dropout_mask(out, bytes, a0, threshold, scale): dropoutMaskValue for the floats of out (bytes a
+ * multiple of 16), four lanes at a time. The state of draw i is a0 + (i+1) step, so lane l of group g
+ * starts at a0 + (4g + l + 1) step and every group adds 4 step: the stream's draws, in order, without
+ * their chain. `draw / 2^32 < keep` is `draw < threshold` with threshold = ceil(keep 2^32) (both sides
+ * scaled by a power of two, exactly), an unsigned compare.
+ */
+function dropoutMaskFunc(): Func {
+  const fn = new Func('dropout_mask', [['out', I32], ['bytes', I32], ['a0', I32], ['thr', I32], ['scale', F32]])
+    .local('i', I32).local('A', V128).local('T', V128).local('THR', V128).local('S', V128);
+  const { get, set } = fn;
+  const step = MULBERRY_STEP;
+  const sh = (n: number) => i32.const(n);
+  return fn.emit(
+    set('A', i32x4.add(i32x4.splat(get('a0')), i32x4.lanes(step, Math.imul(2, step), Math.imul(3, step), Math.imul(4, step)))),
+    set('THR', i32x4.splat(get('thr'))),
+    set('S', f32x4.splat(get('scale'))),
+    fn.loop('i', i32.const(0), get('bytes'), 16,
+      // t = imul(t ^ (t >>> 15), t | 1); t ^= t + imul(t ^ (t >>> 7), t | 61)
+      set('T', i32x4.mul(v128.xor(get('A'), i32x4.shrU(get('A'), sh(15))), v128.or(get('A'), i32x4.const(1)))),
+      set('T', v128.xor(get('T'), i32x4.add(get('T'), i32x4.mul(v128.xor(get('T'), i32x4.shrU(get('T'), sh(7))), v128.or(get('T'), i32x4.const(61)))))),
+      // (t ^ (t >>> 14)) < threshold ? scale : 0
+      v128.store(i32.add(get('out'), get('i')), v128.and(i32x4.ltU(v128.xor(get('T'), i32x4.shrU(get('T'), sh(14))), get('THR')), get('S'))),
+      set('A', i32x4.add(get('A'), i32x4.const(Math.imul(4, step)))),
+    ),
+  );
+}
+
 export function fusedWasmBytes(shared: boolean): Uint8Array {
-  return assemble([...geluFuncs(), ...layerNormFuncs(), sumSquaresFunc()], { import: true, shared });
+  return assemble([...geluFuncs(), ...layerNormFuncs(), sumSquaresFunc(), dropoutMaskFunc()], { import: true, shared });
 }
 
 type Exports = {
@@ -352,7 +399,16 @@ type Exports = {
   layer_norm(x: number, g: number, b: number, y: number, xh: number, r: number, rows: number, rowBytes: number, invD: number, eps: number): void;
   layer_norm_grad(dy: number, xh: number, r: number, g: number, dx: number, dg: number, db: number, rows: number, rowBytes: number, invD: number): void;
   sum_squares(x: number, bytes: number, out: number): void;
+  dropout_mask(out: number, bytes: number, a0: number, thr: number, scale: number): void;
 };
+
+/** The attrs of ClipcapDropoutMask: the mask's shape, its stream's start state, keep probability and scale. */
+export interface DropoutMaskAttrs {
+  shape: number[];
+  a0: number;
+  keep: number;
+  scale: number;
+}
 
 type AttentionExports = {
   attention(...a: number[]): void;
@@ -501,7 +557,21 @@ export function installFusedKernels(backend: WasmBackend): string | null {
     k.sum_squares(offsetOf(b, x), n4 * 4, offsetOf(b, out));
     return out;
   };
-  for (const [kernelName, fn] of [[GELU, gelu], [GELU_GRAD, geluGrad], [LAYER_NORM, layerNorm], [LAYER_NORM_GRAD, layerNormGrad], [ATTENTION, attention], [ATTENTION_GRAD, attentionGrad], [SUM_SQUARES, sumSquares]] as const) {
+  const dropoutMask: KernelFn = ({ backend: b, attrs }) => {
+    const { shape, a0, keep, scale } = attrs as unknown as DropoutMaskAttrs;
+    const n = sizeOf(shape);
+    const out = b.makeOutput(shape, 'float32');
+    const threshold = Math.ceil(keep * 4294967296);
+    // (a keep probability within 2^-32 of 1 has no 32-bit threshold: those few masks are drawn below)
+    const n4 = threshold <= 0xffffffff ? n - (n % 4) : 0;
+    if (n4) k.dropout_mask(offsetOf(b, out), n4 * 4, a0 | 0, threshold | 0, scale);
+    if (n4 < n) {
+      const view = heapF32(b, out, n);
+      for (let i = n4; i < n; i++) view[i] = dropoutMaskValue(a0, i, keep, scale);
+    }
+    return out;
+  };
+  for (const [kernelName, fn] of [[GELU, gelu], [GELU_GRAD, geluGrad], [LAYER_NORM, layerNorm], [LAYER_NORM_GRAD, layerNormGrad], [ATTENTION, attention], [ATTENTION_GRAD, attentionGrad], [SUM_SQUARES, sumSquares], [DROPOUT_MASK, dropoutMask]] as const) {
     if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
   }

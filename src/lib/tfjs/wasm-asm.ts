@@ -96,6 +96,8 @@ export const v128 = {
   load: (addr: Code, offset = 0): Code => cat(addr, simd(0x00), memarg(4, offset)),
   store: (addr: Code, value: Code, offset = 0): Code => cat(addr, value, simd(0x0b), memarg(4, offset)),
   and: (a: Code, b: Code): Code => cat(a, b, simd(0x4e)),
+  or: (a: Code, b: Code): Code => cat(a, b, simd(0x50)),
+  xor: (a: Code, b: Code): Code => cat(a, b, simd(0x51)),
 };
 
 export const f32x4 = {
@@ -135,12 +137,21 @@ export const i8x16 = {
 };
 
 export const i32x4 = {
+  splat: (a: Code): Code => cat(a, simd(0x11)),
   add: (a: Code, b: Code): Code => cat(a, b, simd(0xae)),
+  /** Lane products modulo 2^32 (Math.imul's). */
+  mul: (a: Code, b: Code): Code => cat(a, b, simd(0xb5)),
   shl: (a: Code, bits: Code): Code => cat(a, bits, simd(0xab)),
+  /** Logical shift right (>>>). */
+  shrU: (a: Code, bits: Code): Code => cat(a, bits, simd(0xad)),
+  /** Lane mask: a < b, unsigned. */
+  ltU: (a: Code, b: Code): Code => cat(a, b, simd(0x3a)),
   /** Four copies of an integer constant (one v128.const). */
-  const: (n: number): Code => {
+  const: (n: number): Code => i32x4.lanes(n, n, n, n),
+  /** Four integer constants, lane 0 first (one v128.const). */
+  lanes: (...n: [number, number, number, number]): Code => {
     const b = Buffer.alloc(16);
-    for (let i = 0; i < 4; i++) b.writeInt32LE(n | 0, 4 * i);
+    for (let i = 0; i < 4; i++) b.writeInt32LE(n[i] | 0, 4 * i);
     return cat(simd(0x0c), [...b]);
   },
 };
