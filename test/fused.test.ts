@@ -329,3 +329,20 @@ test('fused dropout mask: bit for bit the JavaScript mulberry32 draws, any size,
     }
   }
 });
+
+test('fused GELU: the gradient from the sigmoid the forward kept equals, bit for bit, the one that computes it again', async () => {
+  await ensureBackend();
+  assert.ok(fusedKernels());
+  const g = normalSampler(11);
+  const x = tf.tensor2d(Float32Array.from({ length: 4096 }, (_, i) => (i < 6 ? [-90, -10, 0, 1e-3, 10, 90][i] : 3 * g())), [32, 128]);
+  const dy = tf.tensor2d(Float32Array.from({ length: 4096 }, () => g()), [32, 128]);
+  const run = (name: string, inputs: tf.NamedTensorMap, attrs = {}) => tf.engine().runKernel(name, inputs, attrs) as tf.Tensor | tf.Tensor[];
+  const [y, s] = run(GELU, { x }, { keepS: 1 }) as tf.Tensor[];
+  const yPlain = run(GELU, { x }) as tf.Tensor[];
+  const bits = (t: tf.Tensor) => Buffer.from((t.dataSync() as Float32Array).buffer.slice(0));
+  assert.ok(bits(y).equals(bits(yPlain[0])), 'the forward with s kept gives the same y');
+  const withS = run(GELU_GRAD, { x, s, dy }) as tf.Tensor;
+  const without = run(GELU_GRAD, { x, dy }) as tf.Tensor;
+  assert.ok(bits(withS).equals(bits(without)), 'the gradients differ');
+  tf.dispose([x, dy, y, s, ...yPlain, withS, without]);
+});

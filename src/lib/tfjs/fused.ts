@@ -9,8 +9,9 @@
 //
 // The kernels (registered for the wasm backend under the names below; tfjs/ops.ts calls them when
 // they are registered, and composes tfjs ops otherwise, on every other backend):
-//   ClipcapGelu        y = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)  (GPT-2's gelu_new: 0.5 (1 + tanh u) = sigmoid(2u))
-//   ClipcapGeluGrad    dx = dy * (s + x s (1 - s) du), s = sigmoid(2u), du = d(2u)/dx
+//   ClipcapGelu        y = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)  (GPT-2's gelu_new: 0.5 (1 + tanh u) = sigmoid(2u));
+//                      with attr keepS also s = sigmoid(2u), for the gradient
+//   ClipcapGeluGrad    dx = dy * (s + x s (1 - s) du), s = sigmoid(2u) (input s when given), du = d(2u)/dx
 //   ClipcapLayerNorm   over the last axis: [y, xhat, rstd] with xhat = (x - mean) rstd, rstd = 1/sqrt(var + eps), y = xhat gamma + beta
 //   ClipcapLayerNormGrad  [dx, dgamma, dbeta] from dy, xhat, rstd, gamma:
 //                      dxhat = dy gamma, dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),
@@ -79,28 +80,33 @@ const sigmoid = (fn: Func, z: Code): Code => f32x4.div(fn.splat(1), f32x4.add(fn
 function geluFuncs(): Func[] {
   const A = 2 * GELU_C;
   const B = 2 * GELU_C * GELU_K;
-  // gelu(x, y, bytes)
-  const fwd = new Func('gelu', [['x', I32], ['y', I32], ['bytes', I32]]).local('i', I32).local('X', V128);
-  {
-    const { get, set } = fwd;
-    const c = fwd.splat;
-    fwd.emit(
-      fwd.loop('i', i32.const(0), get('bytes'), 16,
+  // s = sigmoid(2u) = sigmoid(x (A + B x^2)), from X and X2 = X X
+  const s2u = (fn: Func, X: Code, X2: Code): Code => sigmoid(fn, f32x4.mul(X, f32x4.add(fn.splat(A), f32x4.mul(fn.splat(B), X2))));
+  // gelu(x, y, bytes) and, for training, gelu_s(x, y, s, bytes), which also keeps s for the gradient
+  const forward = (keep: boolean): Func => {
+    const fn = new Func(keep ? 'gelu_s' : 'gelu', [['x', I32], ['y', I32], ...(keep ? [['s', I32] as [string, typeof I32]] : []), ['bytes', I32]]).local('i', I32).local('X', V128).local('S', V128);
+    const { get, set } = fn;
+    return fn.emit(
+      fn.loop('i', i32.const(0), get('bytes'), 16,
         set('X', v128.load(i32.add(get('x'), get('i')))),
-        v128.store(i32.add(get('y'), get('i')), f32x4.mul(get('X'), sigmoid(fwd, f32x4.mul(get('X'), f32x4.add(c(A), f32x4.mul(c(B), f32x4.mul(get('X'), get('X')))))))),
+        set('S', s2u(fn, get('X'), f32x4.mul(get('X'), get('X')))),
+        keep ? v128.store(i32.add(get('s'), get('i')), get('S')) : [],
+        v128.store(i32.add(get('y'), get('i')), f32x4.mul(get('X'), get('S'))),
       ),
     );
-  }
-  // gelu_grad(x, dy, dx, bytes)
-  const bwd = new Func('gelu_grad', [['x', I32], ['dy', I32], ['dx', I32], ['bytes', I32]]).local('i', I32).local('X', V128).local('X2', V128).local('S', V128);
-  {
-    const { get, set } = bwd;
-    const c = bwd.splat;
-    bwd.emit(
-      bwd.loop('i', i32.const(0), get('bytes'), 16,
+  };
+  // gelu_grad(x, dy, dx, bytes), and gelu_grad_s(x, s, dy, dx, bytes) with the s that gelu_s kept
+  // (the same bits as computing it again, without the exp and the division)
+  const backward = (kept: boolean): Func => {
+    const fn = new Func(kept ? 'gelu_grad_s' : 'gelu_grad', [['x', I32], ...(kept ? [['s', I32] as [string, typeof I32]] : []), ['dy', I32], ['dx', I32], ['bytes', I32]])
+      .local('i', I32).local('X', V128).local('X2', V128).local('S', V128);
+    const { get, set } = fn;
+    const c = fn.splat;
+    return fn.emit(
+      fn.loop('i', i32.const(0), get('bytes'), 16,
         set('X', v128.load(i32.add(get('x'), get('i')))),
         set('X2', f32x4.mul(get('X'), get('X'))),
-        set('S', sigmoid(bwd, f32x4.mul(get('X'), f32x4.add(c(A), f32x4.mul(c(B), get('X2')))))),
+        set('S', kept ? v128.load(i32.add(get('s'), get('i'))) : s2u(fn, get('X'), get('X2'))),
         // dy * (s * (x (1 - s) du + 1)), du = A + 3B x^2 (the composed ops' order)
         v128.store(
           i32.add(get('dx'), get('i')),
@@ -111,8 +117,8 @@ function geluFuncs(): Func[] {
         ),
       ),
     );
-  }
-  return [fwd, bwd];
+  };
+  return [forward(false), forward(true), backward(false), backward(true)];
 }
 
 /** Sum of the four lanes of a v128 value (a local.get: it is read four times). */
@@ -395,7 +401,9 @@ export function fusedWasmBytes(shared: boolean): Uint8Array {
 
 type Exports = {
   gelu(x: number, y: number, bytes: number): void;
+  gelu_s(x: number, y: number, s: number, bytes: number): void;
   gelu_grad(x: number, dy: number, dx: number, bytes: number): void;
+  gelu_grad_s(x: number, s: number, dy: number, dx: number, bytes: number): void;
   layer_norm(x: number, g: number, b: number, y: number, xh: number, r: number, rows: number, rowBytes: number, invD: number, eps: number): void;
   layer_norm_grad(dy: number, xh: number, r: number, g: number, dx: number, dg: number, db: number, rows: number, rowBytes: number, invD: number): void;
   sum_squares(x: number, bytes: number, out: number): void;
@@ -474,18 +482,25 @@ export function installFusedKernels(backend: WasmBackend): string | null {
     }
     return a;
   };
-  const gelu: KernelFn = ({ inputs, backend: b }) => {
+  const gelu: MultiKernelFn = ({ inputs, backend: b, attrs }) => {
     const { x } = inputs;
     if (!float32(x) || sizeOf(x.shape) % 4) throw new Error(`${GELU}: float32 input of a size divisible by 4 expected`);
     const y = b.makeOutput(x.shape, 'float32');
-    k.gelu(offsetOf(b, x), offsetOf(b, y), sizeOf(x.shape) * 4);
-    return y;
+    if (!attrs.keepS) {
+      k.gelu(offsetOf(b, x), offsetOf(b, y), sizeOf(x.shape) * 4);
+      return [y];
+    }
+    const s = b.makeOutput(x.shape, 'float32');
+    k.gelu_s(offsetOf(b, x), offsetOf(b, y), offsetOf(b, s), sizeOf(x.shape) * 4);
+    return [y, s];
   };
   const geluGrad: KernelFn = ({ inputs, backend: b }) => {
-    const { x, dy } = inputs;
-    if (!float32(x, dy) || sizeOf(x.shape) % 4 || sizeOf(dy.shape) !== sizeOf(x.shape)) throw new Error(`${GELU_GRAD}: float32 x and dy of one size divisible by 4 expected`);
+    const { x, dy, s } = inputs;
+    const n = sizeOf(x.shape);
+    if (!float32(x, dy) || n % 4 || sizeOf(dy.shape) !== n || (s && (!float32(s) || sizeOf(s.shape) !== n))) throw new Error(`${GELU_GRAD}: float32 x, dy (and s) of one size divisible by 4 expected`);
     const dx = b.makeOutput(x.shape, 'float32');
-    k.gelu_grad(offsetOf(b, x), offsetOf(b, dy), offsetOf(b, dx), sizeOf(x.shape) * 4);
+    if (s) k.gelu_grad_s(offsetOf(b, x), offsetOf(b, s), offsetOf(b, dy), offsetOf(b, dx), n * 4);
+    else k.gelu_grad(offsetOf(b, x), offsetOf(b, dy), offsetOf(b, dx), n * 4);
     return dx;
   };
   const layerNorm: MultiKernelFn = ({ inputs, backend: b, attrs }) => {

@@ -150,12 +150,13 @@ export function fusedSumSquares(x: tf.Tensor): [number, number, number, number] 
 
 /** gptGelu as one kernel forward and one backward (tfjs/fused.ts, the wasm backend). */
 function fusedGelu(x: tf.Tensor): tf.Tensor {
-  const run = (name: string, inputs: Record<string, tf.Tensor>) => runFused(name, inputs)[0];
-  if (!recordingGradients()) return run(GELU, { x });
+  if (!recordingGradients()) return runFused(GELU, { x })[0];
+  // training: the forward keeps s = sigmoid(2u) for the gradient, which then needs no exp
   const f = tf.customGrad((...args: Args) => {
     const v = args[0] as tf.Tensor;
-    (args[1] as tf.GradSaveFunc)([v]);
-    return { value: run(GELU, { x: v }), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run(GELU_GRAD, { x: saved[0], dy }) };
+    const [y, s] = runFused(GELU, { x: v }, { keepS: 1 });
+    (args[1] as tf.GradSaveFunc)([v, s]);
+    return { value: y, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => runFused(GELU_GRAD, { x: saved[0], s: saved[1], dy })[0] };
   });
   return f(x);
 }
