@@ -37,6 +37,7 @@ import * as tf from '@tensorflow/tfjs';
 import { assemble, f32, f32x4, f64x2, Func, I32, i32, i32x4, i8x16, F32, V128, v128, WA, type Code, type WasmMemory } from './wasm-asm';
 import type { KernelFn, TensorInfo, WasmBackend } from './wasm-internals';
 import { f32 as heapF32, sizeOf } from './wasm-internals';
+import { mulberry32, MULBERRY32_STEP } from '../util/rng';
 
 export const GELU = 'ClipcapGelu';
 export const GELU_GRAD = 'ClipcapGeluGrad';
@@ -352,24 +353,9 @@ function sumSquaresFunc(): Func {
   );
 }
 
-/** mulberry32's increment (util/rng.ts): its state after i draws is a0 + i * MULBERRY_STEP (mod 2^32). */
-export const MULBERRY_STEP = 0x6d2b79f5;
-
 /**
- * Value i of the dropout mask whose mulberry32 stream starts from state `a0`: the (i+1)-th draw
- * ((a0 + (i+1) * step) mixed, over 2^32) against `keep`. dropoutMask (tfjs/ops.ts) computes the same
- * draws in turn; the kernel four at a time.
- */
-export function dropoutMaskValue(a0: number, i: number, keep: number, scale: number): number {
-  let t = (a0 + Math.imul(i + 1, MULBERRY_STEP)) >>> 0;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296 < keep ? scale : 0;
-}
-
-/**
- * dropout_mask(out, bytes, a0, threshold, scale): dropoutMaskValue for the floats of out (bytes a
- * multiple of 16), four lanes at a time. The state of draw i is a0 + (i+1) step, so lane l of group g
+ * dropout_mask(out, bytes, a0, threshold, scale): the mask values of the mulberry32 stream that starts
+ * from state a0 (util/rng.ts), for the floats of out (bytes a multiple of 16), four lanes at a time. The state of draw i is a0 + (i+1) step, so lane l of group g
  * starts at a0 + (4g + l + 1) step and every group adds 4 step: the stream's draws, in order, without
  * their chain. `draw / 2^32 < keep` is `draw < threshold` with threshold = ceil(keep 2^32) (both sides
  * scaled by a power of two, exactly), an unsigned compare.
@@ -378,7 +364,7 @@ function dropoutMaskFunc(): Func {
   const fn = new Func('dropout_mask', [['out', I32], ['bytes', I32], ['a0', I32], ['thr', I32], ['scale', F32]])
     .local('i', I32).local('A', V128).local('T', V128).local('THR', V128).local('S', V128);
   const { get, set } = fn;
-  const step = MULBERRY_STEP;
+  const step = MULBERRY32_STEP;
   const sh = (n: number) => i32.const(n);
   return fn.emit(
     set('A', i32x4.add(i32x4.splat(get('a0')), i32x4.lanes(step, Math.imul(2, step), Math.imul(3, step), Math.imul(4, step)))),
@@ -581,8 +567,10 @@ export function installFusedKernels(backend: WasmBackend): string | null {
     const n4 = threshold <= 0xffffffff ? n - (n % 4) : 0;
     if (n4) k.dropout_mask(offsetOf(b, out), n4 * 4, a0 | 0, threshold | 0, scale);
     if (n4 < n) {
+      // the stream's draws from n4 on: its state after n4 draws
+      const draw = mulberry32((a0 + Math.imul(n4, MULBERRY32_STEP)) >>> 0);
       const view = heapF32(b, out, n);
-      for (let i = n4; i < n; i++) view[i] = dropoutMaskValue(a0, i, keep, scale);
+      for (let i = n4; i < n; i++) view[i] = draw() < keep ? scale : 0;
     }
     return out;
   };

@@ -32,10 +32,13 @@ export function hashString(s: string): number {
 }
 
 /** mulberry32: a small, fast generator of floats in [0, 1). */
+/** mulberry32's increment: its state after i draws is seed + i * MULBERRY32_STEP (mod 2^32). */
+export const MULBERRY32_STEP = 0x6d2b79f5;
+
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
+    a = (a + MULBERRY32_STEP) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
